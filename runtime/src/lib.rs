@@ -1,0 +1,21 @@
+//! vigia: an edge vision runtime on tract.
+//!
+//! Data flows one way: source → [`preprocess`] → [`engine`] → [`decode`] + [`nms`] → sinks.
+//! [`resolve`] turns a `--model` argument into a ready engine; [`detector`] and [`classifier`]
+//! wire the stages for one model.
+
+pub mod annotate;
+pub mod classifier;
+pub mod decode;
+pub mod detection;
+pub mod detector;
+pub mod engine;
+pub mod error;
+pub mod model;
+pub mod nms;
+pub mod preprocess;
+pub mod resolve;
+pub mod source;
+
+pub use detection::{BBox, Detection};
+pub use error::{Error, Result};

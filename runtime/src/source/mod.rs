@@ -1,0 +1,3 @@
+//! Frame sources. Images, folders and globs live in [`images`].
+
+pub mod images;
