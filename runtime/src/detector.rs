@@ -76,7 +76,8 @@ impl Detector {
         self.model.engine.run()?;
         let t2 = Instant::now();
         let outputs = self.model.engine.outputs()?;
-        self.decoder.decode(&outputs, params, &mut self.detections)?;
+        self.decoder
+            .decode(&outputs, params, &mut self.detections)?;
         map_to_source(&mut self.detections, &transform);
         let t3 = Instant::now();
         self.last = StageTimes {

@@ -11,11 +11,16 @@ pub mod detection;
 pub mod detector;
 pub mod engine;
 pub mod error;
+pub mod follow;
 pub mod model;
+pub mod mot;
 pub mod nms;
+pub mod pipeline;
 pub mod preprocess;
 pub mod resolve;
+pub mod sink;
 pub mod source;
+pub mod track;
 
 pub use detection::{BBox, Detection};
 pub use error::{Error, Result};

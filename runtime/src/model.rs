@@ -322,9 +322,12 @@ family = "yolov8"
             .unwrap_err()
             .to_string();
         assert!(e.contains("m.toml") && e.contains("squash"), "{e}");
-        let e = ModelCard::from_toml(&CARD.replace("416\nheight", "0\nheight"), Path::new("z.toml"))
-            .unwrap_err()
-            .to_string();
+        let e = ModelCard::from_toml(
+            &CARD.replace("416\nheight", "0\nheight"),
+            Path::new("z.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("z.toml") && e.contains("positive"), "{e}");
         let e = ModelCard::from_toml(&CARD.replace("detect", "classify"), Path::new("k.toml"))
             .unwrap_err()

@@ -113,7 +113,16 @@ mod tests {
     #[test]
     fn nms_caps_at_max_det_keeping_best_and_sorts() {
         let mut d: Vec<Detection> = (0..10)
-            .map(|i| det(i as f32 * 20.0, 0.0, i as f32 * 20.0 + 10.0, 10.0, i as f32 / 10.0, 0))
+            .map(|i| {
+                det(
+                    i as f32 * 20.0,
+                    0.0,
+                    i as f32 * 20.0 + 10.0,
+                    10.0,
+                    i as f32 / 10.0,
+                    0,
+                )
+            })
             .collect();
         nms(&mut d, 0.5, false, 3);
         let s: Vec<f32> = d.iter().map(|d| d.score).collect();
@@ -149,7 +158,10 @@ mod tests {
         nms(&mut d, 0.5, false, 300);
         assert_eq!(d.len(), 4);
         assert!(d[3].score.is_nan());
-        let mut d = vec![det(0.0, 0.0, 10.0, 10.0, 0.9, 0), det(0.0, 0.0, 10.0, 10.0, 0.8, 0)];
+        let mut d = vec![
+            det(0.0, 0.0, 10.0, 10.0, 0.9, 0),
+            det(0.0, 0.0, 10.0, 10.0, 0.8, 0),
+        ];
         nms(&mut d, f32::NAN, false, 300);
         assert_eq!(d.len(), 2);
     }

@@ -50,7 +50,11 @@ pub struct LoadedModel {
 
 /// Resolves `spec` (path or bundled name; `None` = default for `task`) and builds the engine.
 /// With `task` given, a model of the other kind is refused with a hint.
-pub fn load_model(spec: Option<&str>, task: Option<Task>, opts: &LoadOptions) -> Result<LoadedModel> {
+pub fn load_model(
+    spec: Option<&str>,
+    task: Option<Task>,
+    opts: &LoadOptions,
+) -> Result<LoadedModel> {
     let (card, card_dir, source) = locate(spec, task.unwrap_or(Task::Detect))?;
     let graph = OnnxGraph::open(source.clone())?;
     let mut assumptions = vec![];
@@ -73,19 +77,25 @@ pub fn load_model(spec: Option<&str>, task: Option<Task>, opts: &LoadOptions) ->
     if inferred {
         // `infer_input` could not know the outputs: decide from the real output shapes.
         let shapes = match engine.run() {
-            Ok(()) => engine.outputs()?.iter().map(|v| v.shape().to_vec()).collect(),
+            Ok(()) => engine
+                .outputs()?
+                .iter()
+                .map(|v| v.shape().to_vec())
+                .collect(),
             // A graph may fail on an all-zero input (data-dependent shapes): fall back to the
             // output shapes declared in the file.
             Err(run_error) => declared_output_shapes(&graph).ok_or(run_error)?,
         };
-        let (family, why) = infer_family(&shapes, card.input.width, card.input.height)
-            .ok_or_else(|| Error::Model {
-                model: source.display_name(),
-                reason: format!(
-                    "cannot tell how to decode outputs {shapes:?}; write a model card \
+        let (family, why) =
+            infer_family(&shapes, card.input.width, card.input.height).ok_or_else(|| {
+                Error::Model {
+                    model: source.display_name(),
+                    reason: format!(
+                        "cannot tell how to decode outputs {shapes:?}; write a model card \
                      ({}) naming output.family",
-                    sidecar_hint(&source)
-                ),
+                        sidecar_hint(&source)
+                    ),
+                }
             })?;
         assumptions.push(why);
         card.output.family = family;
@@ -105,7 +115,11 @@ pub fn load_model(spec: Option<&str>, task: Option<Task>, opts: &LoadOptions) ->
             ),
         });
     }
-    let labels = load_labels(&card, card_dir.as_deref(), &engine_class_count(&mut engine, &card))?;
+    let labels = load_labels(
+        &card,
+        card_dir.as_deref(),
+        &engine_class_count(&mut engine, &card),
+    )?;
     Ok(LoadedModel {
         card,
         labels,
@@ -130,11 +144,17 @@ pub fn locate(
     };
     let path = Path::new(spec);
     if path.is_file() {
-        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml")) {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
+        {
             let card = ModelCard::load(path)?;
             let dir = parent_dir(path);
             let onnx = dir.join(card.model.clone().unwrap_or_else(|| {
-                format!("{}.onnx", path.file_stem().unwrap_or_default().to_string_lossy())
+                format!(
+                    "{}.onnx",
+                    path.file_stem().unwrap_or_default().to_string_lossy()
+                )
             }));
             if !onnx.is_file() {
                 return Err(Error::Card {
@@ -147,7 +167,11 @@ pub fn locate(
         let card = ModelCard::sidecar_for(path)
             .map(|p| ModelCard::load(&p))
             .transpose()?;
-        return Ok((card, Some(parent_dir(path)), ModelSource::File(path.to_path_buf())));
+        return Ok((
+            card,
+            Some(parent_dir(path)),
+            ModelSource::File(path.to_path_buf()),
+        ));
     }
     if path.exists() {
         return Err(Error::Option {
@@ -186,7 +210,11 @@ pub fn locate(
         reason: format!(
             "'{spec}' is neither a file nor a bundled model name (looked for {spec}.toml in: {}). \
              Give a path to an .onnx file or a model card, or set VIGIA_MODELS to a models folder",
-            if looked.is_empty() { "no models folder found".to_string() } else { looked.join(", ") }
+            if looked.is_empty() {
+                "no models folder found".to_string()
+            } else {
+                looked.join(", ")
+            }
         ),
     })
 }
@@ -240,7 +268,11 @@ fn infer_input(
             reason: format!(
                 "input has {} dimensions; vigia expects an image input [1,3,H,W] or [1,H,W,3]{}",
                 dims.len(),
-                if dims.is_empty() { " (none declared)" } else { "" }
+                if dims.is_empty() {
+                    " (none declared)"
+                } else {
+                    ""
+                }
             ),
         });
     }
@@ -333,7 +365,11 @@ fn declared_output_shapes(graph: &OnnxGraph) -> Option<Vec<Vec<usize>>> {
         .summary()
         .outputs
         .iter()
-        .map(|(_, dims)| dims.iter().map(|d| d.parse().ok()).collect::<Option<Vec<usize>>>())
+        .map(|(_, dims)| {
+            dims.iter()
+                .map(|d| d.parse().ok())
+                .collect::<Option<Vec<usize>>>()
+        })
         .collect()
 }
 
@@ -346,7 +382,12 @@ fn engine_class_count(engine: &mut TractEngine, card: &ModelCard) -> Option<usiz
         Ok(v) if !v.is_empty() => v.iter().map(|a| a.shape().to_vec()).collect(),
         _ => {
             engine.run().ok()?;
-            engine.outputs().ok()?.iter().map(|a| a.shape().to_vec()).collect()
+            engine
+                .outputs()
+                .ok()?
+                .iter()
+                .map(|a| a.shape().to_vec())
+                .collect()
         }
     };
     let first = shapes.first()?;

@@ -9,9 +9,16 @@ use vigia::source::images::load_rgb;
 
 #[test]
 fn efficientnet_lite0_top1_on_real_photos() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let card = common::models_dir().join("efficientnet-lite0-224.toml");
-    let model = load_model(Some(card.to_str().unwrap()), Some(Task::Classify), &LoadOptions::default()).unwrap();
+    let model = load_model(
+        Some(card.to_str().unwrap()),
+        Some(Task::Classify),
+        &LoadOptions::default(),
+    )
+    .unwrap();
     let mut cls = Classifier::new(model);
     for (image, expected, min_p) in [
         ("squirrel_cls.jpg", "fox squirrel", 0.4),

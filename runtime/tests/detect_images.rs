@@ -27,7 +27,9 @@ fn params(conf: f32) -> DecodeParams {
 
 #[test]
 fn nanodet_finds_the_person_in_person_jpg_where_the_reference_does() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let mut det = detector(None);
     let img = load_rgb(&shared.join("data/images/person.jpg")).unwrap();
     let dets = det.detect(&img, &params(0.35)).unwrap().to_vec();
@@ -35,7 +37,11 @@ fn nanodet_finds_the_person_in_person_jpg_where_the_reference_does() {
     assert_eq!(people.len(), 1, "{dets:?}");
     let reference = BBox::new(176.0, 97.0, 267.0, 369.0);
     let iou = people[0].bbox.iou(&reference);
-    assert!(iou >= 0.8, "IoU {iou} with the reference, got {:?}", people[0]);
+    assert!(
+        iou >= 0.8,
+        "IoU {iou} with the reference, got {:?}",
+        people[0]
+    );
     assert!((people[0].score - 0.713).abs() <= 0.05, "{:?}", people[0]);
     // The horse and the dog are found too.
     assert!(dets.iter().any(|d| d.class_id == 17), "no horse: {dets:?}");
@@ -44,7 +50,9 @@ fn nanodet_finds_the_person_in_person_jpg_where_the_reference_does() {
 
 #[test]
 fn nanodet_finds_no_person_in_dog_jpg_but_the_bicycle() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let mut det = detector(None);
     let img = load_rgb(&shared.join("data/images/dog.jpg")).unwrap();
     let dets = det.detect(&img, &params(0.35)).unwrap().to_vec();
@@ -55,7 +63,9 @@ fn nanodet_finds_no_person_in_dog_jpg_but_the_bicycle() {
 
 #[test]
 fn nanodet_finds_people_in_messi_and_astronaut() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let mut det = detector(None);
     for name in ["messi5.jpg", "astronaut.png"] {
         let img = load_rgb(&shared.join("data/images").join(name)).unwrap();
@@ -64,14 +74,21 @@ fn nanodet_finds_people_in_messi_and_astronaut() {
         assert!(!people.is_empty(), "{name}: no person in {dets:?}");
         // The person box lies inside the image and is not degenerate.
         let b = people[0].bbox;
-        assert!(b.x1 >= 0.0 && b.y1 >= 0.0 && b.x2 <= img.width() as f32 && b.y2 <= img.height() as f32);
-        assert!(b.area() > 0.02 * (img.width() * img.height()) as f32, "{name}: {b:?}");
+        assert!(
+            b.x1 >= 0.0 && b.y1 >= 0.0 && b.x2 <= img.width() as f32 && b.y2 <= img.height() as f32
+        );
+        assert!(
+            b.area() > 0.02 * (img.width() * img.height()) as f32,
+            "{name}: {b:?}"
+        );
     }
 }
 
 #[test]
 fn class_filter_keeps_only_the_requested_class() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let mut det = detector(None);
     let img = load_rgb(&shared.join("data/images/person.jpg")).unwrap();
     let p = DecodeParams {
@@ -85,10 +102,16 @@ fn class_filter_keeps_only_the_requested_class() {
 
 #[test]
 fn centernet_finds_the_person_through_the_nhwc_path() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let dir = common::temp_dir("centernet");
     // A card next to a copy of the shared model, as a user would write it.
-    std::fs::copy(shared.join("models/centernet-mbv3-512.onnx"), dir.join("centernet.onnx")).unwrap();
+    std::fs::copy(
+        shared.join("models/centernet-mbv3-512.onnx"),
+        dir.join("centernet.onnx"),
+    )
+    .unwrap();
     std::fs::write(
         dir.join("centernet.toml"),
         r#"

@@ -24,7 +24,9 @@ fn read_tensor(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
 
 #[test]
 fn every_light_architecture_matches_its_reference_output() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let dir = shared.join("models/onnx-light");
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -32,7 +34,10 @@ fn every_light_architecture_matches_its_reference_output() {
         .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
         .collect();
     names.sort();
-    assert!(names.len() >= 9, "expected the 9 onnx-light graphs, found {names:?}");
+    assert!(
+        names.len() >= 9,
+        "expected the 9 onnx-light graphs, found {names:?}"
+    );
     for path in names {
         let graph = OnnxGraph::open(ModelSource::File(path.clone())).unwrap();
         let shape: Vec<usize> = graph.input_dims().iter().map(|d| d.unwrap_or(1)).collect();
@@ -57,6 +62,10 @@ fn every_light_architecture_matches_its_reference_output() {
             .zip(&want)
             .map(|(g, w)| (g - w).abs() / (w.abs() + 1e-4))
             .fold(0.0f32, f32::max);
-        assert!(worst < 1e-3, "{}: worst relative error {worst}", path.display());
+        assert!(
+            worst < 1e-3,
+            "{}: worst relative error {worst}",
+            path.display()
+        );
     }
 }

@@ -11,14 +11,20 @@ use vigia::resolve::{load_model, LoadOptions};
 use vigia::source::images::load_rgb;
 
 fn load(path: &std::path::Path) -> Detector {
-    let m = load_model(Some(path.to_str().unwrap()), Some(Task::Detect), &LoadOptions::default())
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let m = load_model(
+        Some(path.to_str().unwrap()),
+        Some(Task::Detect),
+        &LoadOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     Detector::new(m)
 }
 
 #[test]
 fn bare_yolo_exports_get_the_right_family_and_run() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let img = load_rgb(&shared.join("data/images/person.jpg")).unwrap();
     for (file, family, size) in [
         ("yolov8n-640.onnx", OutputFamily::Yolov8, 640),
@@ -32,15 +38,32 @@ fn bare_yolo_exports_get_the_right_family_and_run() {
         let mut det = load(&shared.join("models/yolo").join(file));
         let card = det.card().clone();
         assert_eq!(card.output.family, family, "{file}");
-        assert_eq!((card.input.width, card.input.height), (size, size), "{file}");
+        assert_eq!(
+            (card.input.width, card.input.height),
+            (size, size),
+            "{file}"
+        );
         assert_eq!(card.input.resize, ResizeMode::Letterbox, "{file}");
-        assert!(!det.model().assumptions.is_empty(), "{file}: assumptions not reported");
-        assert_eq!(det.labels().name(0), "person", "{file}: COCO labels expected");
+        assert!(
+            !det.model().assumptions.is_empty(),
+            "{file}: assumptions not reported"
+        );
+        assert_eq!(
+            det.labels().name(0),
+            "person",
+            "{file}: COCO labels expected"
+        );
         // Random weights: whatever comes out must be well-formed and inside the image.
         let dets = det.detect(&img, &DecodeParams::default()).unwrap().to_vec();
         for d in &dets {
-            assert!(d.score >= 0.25 && d.score <= 1.0 && d.class_id < 80, "{file}: {d:?}");
-            assert!(d.bbox.x1 >= 0.0 && d.bbox.x2 <= 640.0 && d.bbox.y2 <= 424.0, "{file}: {d:?}");
+            assert!(
+                d.score >= 0.25 && d.score <= 1.0 && d.class_id < 80,
+                "{file}: {d:?}"
+            );
+            assert!(
+                d.bbox.x1 >= 0.0 && d.bbox.x2 <= 640.0 && d.bbox.y2 <= 424.0,
+                "{file}: {d:?}"
+            );
         }
     }
 }
@@ -50,7 +73,9 @@ fn bare_yolo_exports_get_the_right_family_and_run() {
 /// a clear error, not a crash; the README lists it.
 #[test]
 fn yolov8_nms_export_fails_cleanly_in_tract() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let mut det = load(&shared.join("models/yolo/yolov8n-640-nms.onnx"));
     assert_eq!(det.card().output.family, OutputFamily::EndToEnd);
     let img = load_rgb(&shared.join("data/images/person.jpg")).unwrap();
@@ -62,7 +87,9 @@ fn yolov8_nms_export_fails_cleanly_in_tract() {
 
 #[test]
 fn hot_yolov8n_reproduces_ultralytics_detections_on_the_bus() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let fixtures = shared.join("models/yolo/fixtures");
     let mut det = load(&shared.join("models/yolo/yolov8n-640-hot.onnx"));
     let img = load_rgb(&fixtures.join("bus-letterbox-640.png")).unwrap();
@@ -81,10 +108,19 @@ fn hot_yolov8n_reproduces_ultralytics_detections_on_the_bus() {
     assert_eq!(want.len(), 137);
     // tract and the reference runtime differ by ~1e-5 in raw outputs: a detection right at the
     // threshold or an NMS near-tie may flip, nothing more.
-    assert!((got.len() as i64 - 137).abs() <= 2, "{} detections", got.len());
+    assert!(
+        (got.len() as i64 - 137).abs() <= 2,
+        "{} detections",
+        got.len()
+    );
     let mut matched = 0;
     for w in want {
-        let w: Vec<f32> = w.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let w: Vec<f32> = w
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
         if got.iter().any(|g| {
             g.class_id == w[5] as usize
                 && (g.bbox.x1 - w[0]).abs() < 0.05
@@ -96,5 +132,8 @@ fn hot_yolov8n_reproduces_ultralytics_detections_on_the_bus() {
             matched += 1;
         }
     }
-    assert!(matched >= 135, "only {matched} of 137 reference detections reproduced");
+    assert!(
+        matched >= 135,
+        "only {matched} of 137 reference detections reproduced"
+    );
 }

@@ -27,9 +27,9 @@ pub fn decode(
             return Err(decode_error(
                 FAMILY,
                 format!(
-                    "expected exactly one output of shape [1,K,6] (x1,y1,x2,y2,score,class), got {}",
-                    super::shapes_of(outputs)
-                ),
+                "expected exactly one output of shape [1,K,6] (x1,y1,x2,y2,score,class), got {}",
+                super::shapes_of(outputs)
+            ),
             ))
         }
     };
@@ -69,7 +69,11 @@ mod tests {
         }
         let heat = Array4::<f32>::zeros((1, 128, 128, 80));
         let wh = Array4::<f32>::zeros((1, 128, 128, 4));
-        let outputs = [heat.view().into_dyn(), det.view().into_dyn(), wh.view().into_dyn()];
+        let outputs = [
+            heat.view().into_dyn(),
+            det.view().into_dyn(),
+            wh.view().into_dyn(),
+        ];
         let out = run(&outputs, &DecodeParams::default()).unwrap();
         let got: Vec<(usize, f32)> = out.iter().map(|d| (d.class_id, d.score)).collect();
         assert_eq!(got, vec![(0, 0.67), (17, 0.45)]);
@@ -86,12 +90,20 @@ mod tests {
     #[test]
     fn decode_centernet_without_detections_output_is_an_error() {
         let heat = Array4::<f32>::zeros((1, 128, 128, 80));
-        let e = run(&[heat.view().into_dyn()], &DecodeParams::default()).unwrap_err().to_string();
-        assert!(e.contains("centernet") && e.contains("[1,128,128,80]"), "{e}");
-        let d = Array::<f32, _>::zeros((1, 100, 6));
-        let e = run(&[d.view().into_dyn(), d.view().into_dyn()], &DecodeParams::default())
+        let e = run(&[heat.view().into_dyn()], &DecodeParams::default())
             .unwrap_err()
             .to_string();
+        assert!(
+            e.contains("centernet") && e.contains("[1,128,128,80]"),
+            "{e}"
+        );
+        let d = Array::<f32, _>::zeros((1, 100, 6));
+        let e = run(
+            &[d.view().into_dyn(), d.view().into_dyn()],
+            &DecodeParams::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("exactly one"), "{e}");
     }
 }

@@ -13,7 +13,11 @@ use crate::model::OutputFamily;
 /// `softmax`: `Some(true)` always applies a numerically stable softmax, `Some(false)` never does,
 /// `None` applies it unless the values already form a distribution (none negative, sum within 1e-3
 /// of 1). NaN counts as negative infinity (probability 0 after softmax).
-pub fn top_k(output: &ArrayViewD<'_, f32>, k: usize, softmax: Option<bool>) -> Result<Vec<(usize, f32)>> {
+pub fn top_k(
+    output: &ArrayViewD<'_, f32>,
+    k: usize,
+    softmax: Option<bool>,
+) -> Result<Vec<(usize, f32)>> {
     let shape = output.shape();
     let non_unit = shape.iter().filter(|&&d| d != 1).count();
     let batch_ok = shape.len() < 2 || shape[0] == 1;
@@ -35,7 +39,8 @@ pub fn top_k(output: &ArrayViewD<'_, f32>, k: usize, softmax: Option<bool>) -> R
             .map(|&v| if v.is_nan() { f32::NEG_INFINITY } else { v })
             .collect()
     };
-    let by_prob = |a: &usize, b: &usize| -> Ordering { probs[*b].total_cmp(&probs[*a]).then(a.cmp(b)) };
+    let by_prob =
+        |a: &usize, b: &usize| -> Ordering { probs[*b].total_cmp(&probs[*a]).then(a.cmp(b)) };
     let mut idx: Vec<usize> = (0..probs.len()).collect();
     let k = k.min(idx.len());
     if k == 0 {
@@ -62,7 +67,11 @@ fn is_distribution(v: &[f32]) -> bool {
 /// +inf entries share the whole mass.
 fn softmax_of(v: &[f32]) -> Vec<f32> {
     let clean = |x: f32| if x.is_nan() { f32::NEG_INFINITY } else { x };
-    let max = v.iter().copied().map(clean).fold(f32::NEG_INFINITY, f32::max);
+    let max = v
+        .iter()
+        .copied()
+        .map(clean)
+        .fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
         return vec![0.0; v.len()];
     }
@@ -124,13 +133,19 @@ mod tests {
         let all_nan = arr(&[1, 2], &[f32::NAN, f32::NAN]);
         assert_eq!(top_k(&all_nan.view(), 1, None).unwrap(), vec![(0, 0.0)]);
         let inf = arr(&[1, 3], &[f32::INFINITY, 0.0, f32::INFINITY]);
-        assert_eq!(top_k(&inf.view(), 2, Some(true)).unwrap(), vec![(0, 0.5), (2, 0.5)]);
+        assert_eq!(
+            top_k(&inf.view(), 2, Some(true)).unwrap(),
+            vec![(0, 0.5), (2, 0.5)]
+        );
     }
 
     #[test]
     fn decode_classification_strided_and_bad_shapes() {
         let wide = arr(&[1, 6], &[0.0, 9.0, 5.0, 9.0, 1.0, 9.0]);
-        let v = wide.slice_axis(tract_core::ndarray::Axis(1), tract_core::ndarray::Slice::new(0, None, 2));
+        let v = wide.slice_axis(
+            tract_core::ndarray::Axis(1),
+            tract_core::ndarray::Slice::new(0, None, 2),
+        );
         assert_eq!(top_k(&v, 1, Some(false)).unwrap(), vec![(1, 5.0)]);
         for shape in [vec![2usize, 10], vec![1, 10, 7, 7], vec![1, 0]] {
             let a = Array::<f32, _>::zeros(IxDyn(&shape));

@@ -121,9 +121,19 @@ mod tests {
 
     #[test]
     fn decode_end_to_end_sorts_and_accepts_strided_views() {
-        let a = output(4, &[[0.0, 0.0, 5.0, 5.0, 0.3, 1.0], [0.0, 0.0, 5.0, 5.0, 0.7, 2.0]]);
+        let a = output(
+            4,
+            &[
+                [0.0, 0.0, 5.0, 5.0, 0.3, 1.0],
+                [0.0, 0.0, 5.0, 5.0, 0.7, 2.0],
+            ],
+        );
         // [1, K, 6] as a permuted view of a [1, 6, K] buffer: not contiguous.
-        let cf = a.view().permuted_axes([0, 2, 1]).as_standard_layout().into_owned();
+        let cf = a
+            .view()
+            .permuted_axes([0, 2, 1])
+            .as_standard_layout()
+            .into_owned();
         let back = cf.view().permuted_axes([0, 2, 1]).into_dyn();
         assert!(back.as_slice().is_none());
         let out = run(&back, &DecodeParams::default()).unwrap();
@@ -133,14 +143,23 @@ mod tests {
 
     #[test]
     fn decode_end_to_end_malformed_shapes_are_errors() {
-        for shape in [vec![1usize, 300, 7], vec![300, 6], vec![1, 1, 300, 6], vec![2, 300, 6]] {
+        for shape in [
+            vec![1usize, 300, 7],
+            vec![300, 6],
+            vec![1, 1, 300, 6],
+            vec![2, 300, 6],
+        ] {
             let a = Array::<f32, _>::zeros(IxDyn(&shape));
-            let e = run(&a.view(), &DecodeParams::default()).unwrap_err().to_string();
+            let e = run(&a.view(), &DecodeParams::default())
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("end-to-end"), "{e}");
         }
         let e = {
             let mut d = DetectorDecoder::new(OutputFamily::EndToEnd, 640, 640, None);
-            d.decode(&[], &DecodeParams::default(), &mut vec![]).unwrap_err().to_string()
+            d.decode(&[], &DecodeParams::default(), &mut vec![])
+                .unwrap_err()
+                .to_string()
         };
         assert!(e.contains("no outputs"), "{e}");
     }

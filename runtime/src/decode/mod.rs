@@ -63,8 +63,8 @@ pub struct DetectorDecoder {
     input_width: u32,
     input_height: u32,
     num_classes: Option<usize>,
-    /// Per-anchor best (score, class) for the channels-first YOLOv8 sweep, reused across frames.
-    best: Vec<(f32, usize)>,
+    /// Per-anchor best class score for the channels-first YOLOv8 sweep, reused across frames.
+    best: Vec<f32>,
     /// NanoDet level layout, planned on the first frame and reused while the shapes match.
     nanodet_plan: Vec<nanodet::Level>,
 }
@@ -180,10 +180,8 @@ pub fn infer_family(
                     ),
                 ));
             }
-            let rank3: Vec<&Vec<usize>> = many
-                .iter()
-                .filter(|s| s.len() == 3 && s[0] == 1)
-                .collect();
+            let rank3: Vec<&Vec<usize>> =
+                many.iter().filter(|s| s.len() == 3 && s[0] == 1).collect();
             if rank3.len() == 1 {
                 let (family, why) = infer_single(rank3[0], w, h)?;
                 return Some((
@@ -372,7 +370,10 @@ pub(crate) fn batch1_matrix<'a>(
     let bad = || {
         decode_error(
             family,
-            format!("expected an output of shape {expected}, got {}", fmt_shape(v.shape())),
+            format!(
+                "expected an output of shape {expected}, got {}",
+                fmt_shape(v.shape())
+            ),
         )
     };
     if v.ndim() != 3 || v.shape()[0] != 1 {
@@ -442,28 +443,58 @@ mod tests {
     fn decode_infer_family_single_outputs() {
         let (f, why) = fam(&[&[1, 84, 8400]], 640, 640).unwrap();
         assert_eq!(f, OutputFamily::Yolov8);
-        assert!(why.contains("80 classes") && why.contains("[1,84,8400]"), "{why}");
-        assert_eq!(fam(&[&[1, 84, 2100]], 320, 320).unwrap().0, OutputFamily::Yolov8);
+        assert!(
+            why.contains("80 classes") && why.contains("[1,84,8400]"),
+            "{why}"
+        );
+        assert_eq!(
+            fam(&[&[1, 84, 2100]], 320, 320).unwrap().0,
+            OutputFamily::Yolov8
+        );
         let (f, why) = fam(&[&[1, 25200, 85]], 640, 640).unwrap();
         assert_eq!(f, OutputFamily::Yolov5);
         assert!(why.contains("80 classes"), "{why}");
         let (f, why) = fam(&[&[1, 8400, 84]], 640, 640).unwrap();
         assert_eq!(f, OutputFamily::Yolov8);
         assert!(why.contains("transposed"), "{why}");
-        assert_eq!(fam(&[&[1, 300, 6]], 640, 640).unwrap().0, OutputFamily::EndToEnd);
+        assert_eq!(
+            fam(&[&[1, 300, 6]], 640, 640).unwrap().0,
+            OutputFamily::EndToEnd
+        );
         // One-class YOLOv5 and two-class transposed YOLOv8 also end in 6: the anchor count decides.
-        assert_eq!(fam(&[&[1, 25200, 6]], 640, 640).unwrap().0, OutputFamily::Yolov5);
-        assert_eq!(fam(&[&[1, 8400, 6]], 640, 640).unwrap().0, OutputFamily::Yolov8);
-        assert_eq!(fam(&[&[1, 1000]], 224, 224).unwrap().0, OutputFamily::Classification);
+        assert_eq!(
+            fam(&[&[1, 25200, 6]], 640, 640).unwrap().0,
+            OutputFamily::Yolov5
+        );
+        assert_eq!(
+            fam(&[&[1, 8400, 6]], 640, 640).unwrap().0,
+            OutputFamily::Yolov8
+        );
+        assert_eq!(
+            fam(&[&[1, 1000]], 224, 224).unwrap().0,
+            OutputFamily::Classification
+        );
         assert_eq!(
             fam(&[&[1, 1000, 1, 1]], 224, 224).unwrap().0,
             OutputFamily::Classification
         );
         // Unknown input size: shape-only fallbacks.
-        assert_eq!(fam(&[&[1, 84, 5000]], 1, 1).unwrap().0, OutputFamily::Yolov8);
-        assert_eq!(fam(&[&[1, 5000, 85]], 1, 1).unwrap().0, OutputFamily::Yolov5);
-        assert_eq!(fam(&[&[1, 5000, 84]], 1, 1).unwrap().0, OutputFamily::Yolov8);
-        assert_eq!(fam(&[&[1, 5000, 10]], 1, 1).unwrap().0, OutputFamily::Yolov5);
+        assert_eq!(
+            fam(&[&[1, 84, 5000]], 1, 1).unwrap().0,
+            OutputFamily::Yolov8
+        );
+        assert_eq!(
+            fam(&[&[1, 5000, 85]], 1, 1).unwrap().0,
+            OutputFamily::Yolov5
+        );
+        assert_eq!(
+            fam(&[&[1, 5000, 84]], 1, 1).unwrap().0,
+            OutputFamily::Yolov8
+        );
+        assert_eq!(
+            fam(&[&[1, 5000, 10]], 1, 1).unwrap().0,
+            OutputFamily::Yolov5
+        );
         assert!(fam(&[&[1, 3, 224, 224]], 224, 224).is_none());
         assert!(fam(&[&[1, 2, 3]], 224, 224).is_none());
         assert!(fam(&[], 224, 224).is_none());
@@ -485,7 +516,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f, OutputFamily::Nanodet);
-        assert!(why.contains("8/16/32") && why.contains("80 classes"), "{why}");
+        assert!(
+            why.contains("8/16/32") && why.contains("80 classes"),
+            "{why}"
+        );
         let (f, why) = fam(
             &[&[1, 100, 6], &[1, 128, 128, 80], &[1, 128, 128, 4]],
             512,
@@ -508,7 +542,10 @@ mod tests {
     #[test]
     fn decode_default_params() {
         let p = DecodeParams::default();
-        assert_eq!((p.conf, p.iou, p.max_det, p.agnostic), (0.25, 0.45, 300, false));
+        assert_eq!(
+            (p.conf, p.iou, p.max_det, p.agnostic),
+            (0.25, 0.45, 300, false)
+        );
         assert!(p.classes.is_none() && p.class_allowed(79));
     }
 

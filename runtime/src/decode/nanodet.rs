@@ -163,13 +163,39 @@ pub fn decode(
         .map_err(|why| {
             decode_error(
                 FAMILY,
-                format!("{why} (input {input_width}x{input_height}, outputs {})", super::shapes_of(outputs)),
+                format!(
+                    "{why} (input {input_width}x{input_height}, outputs {})",
+                    super::shapes_of(outputs)
+                ),
             )
         })?;
     }
+    push_levels(
+        outputs,
+        plan,
+        input_width,
+        input_height,
+        CENTER_OFFSET,
+        params,
+        out,
+    )?;
+    nms(out, params.iou, params.agnostic, params.max_det);
+    Ok(())
+}
+
+/// Appends the candidates of every level (no NMS), with cell points at `(index + offset) * stride`.
+fn push_levels(
+    outputs: &[ArrayViewD<'_, f32>],
+    plan: &[Level],
+    input_width: u32,
+    input_height: u32,
+    offset: f32,
+    params: &DecodeParams,
+    out: &mut Vec<Detection>,
+) -> Result<()> {
     let (w, h) = (input_width as f32, input_height as f32);
     let classes = params.classes.as_deref();
-    for l in plan.iter() {
+    for l in plan {
         let scores = batch1_matrix(FAMILY, &outputs[l.score_output], "[1,N,C]")?;
         let reg = batch1_matrix(FAMILY, &outputs[l.reg_output], "[1,N,4*bins]")?;
         let stride = l.stride as f32;
@@ -178,8 +204,8 @@ pub fn decode(
             if !(score >= params.conf) {
                 continue;
             }
-            let cx = ((i % l.grid_w) as f32 + CENTER_OFFSET) * stride;
-            let cy = ((i / l.grid_w) as f32 + CENTER_OFFSET) * stride;
+            let cx = ((i % l.grid_w) as f32 + offset) * stride;
+            let cy = ((i / l.grid_w) as f32 + offset) * stride;
             let mut d = [0.0f32; 4];
             for (side, dist) in d.iter_mut().enumerate() {
                 let start = side * l.bins;
@@ -198,7 +224,6 @@ pub fn decode(
             }
         }
     }
-    nms(out, params.iou, params.agnostic, params.max_det);
     Ok(())
 }
 
@@ -243,7 +268,11 @@ mod tests {
         }
     }
 
-    fn run(o: &[Array3<f32>], p: &DecodeParams, dec: &mut DetectorDecoder) -> Result<Vec<Detection>> {
+    fn run(
+        o: &[Array3<f32>],
+        p: &DecodeParams,
+        dec: &mut DetectorDecoder,
+    ) -> Result<Vec<Detection>> {
         let views: Vec<ArrayViewD<'_, f32>> = o.iter().map(|a| a.view().into_dyn()).collect();
         let mut out = vec![];
         dec.decode(&views, p, &mut out)?;
@@ -268,7 +297,12 @@ mod tests {
         assert_eq!((out[0].class_id, out[0].score), (0, 0.7));
         let b = out[0].bbox;
         let want = BBox::new(120.0 - 32.0, 88.0 - 48.0, 120.0 + 16.0, 88.0 + 64.0);
-        for (g, w) in [(b.x1, want.x1), (b.y1, want.y1), (b.x2, want.x2), (b.y2, want.y2)] {
+        for (g, w) in [
+            (b.x1, want.x1),
+            (b.y1, want.y1),
+            (b.x2, want.x2),
+            (b.y2, want.y2),
+        ] {
             assert!((g - w).abs() < 1e-3, "{b:?} vs {want:?}");
         }
         assert_eq!(out[1].class_id, 17);
@@ -278,7 +312,10 @@ mod tests {
         let mut shuffled = o.clone();
         shuffled.swap(0, 5);
         shuffled.swap(1, 3);
-        assert_eq!(run(&shuffled, &DecodeParams::default(), &mut dec).unwrap(), out);
+        assert_eq!(
+            run(&shuffled, &DecodeParams::default(), &mut dec).unwrap(),
+            out
+        );
         // A class filter that excludes class 0 keeps only the class 17 box.
         let p = DecodeParams {
             classes: Some(vec![17]),
@@ -312,7 +349,10 @@ mod tests {
         ];
         let r: Vec<&[usize]> = s.iter().map(|v| v.as_slice()).collect();
         let l = plan_levels(&r, 416, 416, None).unwrap();
-        let got: Vec<(usize, usize, usize, usize)> = l.iter().map(|l| (l.stride, l.grid_w, l.score_output, l.reg_output)).collect();
+        let got: Vec<(usize, usize, usize, usize)> = l
+            .iter()
+            .map(|l| (l.stride, l.grid_w, l.score_output, l.reg_output))
+            .collect();
         assert_eq!(got, vec![(8, 52, 1, 4), (16, 26, 5, 2), (32, 13, 3, 0)]);
         assert_eq!((l[0].num_classes, l[0].bins), (80, 11));
         // An 8-class model with 32-wide distributions needs num_classes.
@@ -331,11 +371,15 @@ mod tests {
         let mut dec = DetectorDecoder::new(OutputFamily::Nanodet, 416, 416, None);
         let mut o = outputs();
         o.pop();
-        let e = run(&o, &DecodeParams::default(), &mut dec).unwrap_err().to_string();
+        let e = run(&o, &DecodeParams::default(), &mut dec)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("nanodet") && e.contains("[1,2704,80]"), "{e}");
         // Wrong input size: N does not match any stride.
         let mut dec = DetectorDecoder::new(OutputFamily::Nanodet, 320, 320, None);
-        let e = run(&outputs(), &DecodeParams::default(), &mut dec).unwrap_err().to_string();
+        let e = run(&outputs(), &DecodeParams::default(), &mut dec)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("320x320"), "{e}");
         let mut dec = DetectorDecoder::new(OutputFamily::Nanodet, 416, 416, None);
         let x = tract_core::ndarray::Array::<f32, _>::zeros(IxDyn(&[1, 2704, 80, 1]));

@@ -114,11 +114,21 @@ mod tests {
         assert_eq!(out[0].bbox, BBox::new(75.0, 60.0, 125.0, 140.0));
         // Same result from a non-contiguous view and with the class count given.
         let t = sample();
-        let cf = t.view().permuted_axes([0, 2, 1]).as_standard_layout().into_owned();
+        let cf = t
+            .view()
+            .permuted_axes([0, 2, 1])
+            .as_standard_layout()
+            .into_owned();
         let back = cf.view().permuted_axes([0, 2, 1]).into_dyn();
         assert!(back.as_slice().is_none());
         assert_eq!(run(&back, &DecodeParams::default(), Some(4)).unwrap(), out);
-        let wide = Array::from_shape_fn((1, 10, 18), |(_, i, j)| if j % 2 == 0 { t[[0, i, j / 2]] } else { -1.0 });
+        let wide = Array::from_shape_fn((1, 10, 18), |(_, i, j)| {
+            if j % 2 == 0 {
+                t[[0, i, j / 2]]
+            } else {
+                -1.0
+            }
+        });
         let strided = wide.slice(tract_core::ndarray::s![.., .., ..;2]).into_dyn();
         assert_eq!(run(&strided, &DecodeParams::default(), None).unwrap(), out);
     }
@@ -130,7 +140,11 @@ mod tests {
             classes: Some(vec![2, 3]),
             ..Default::default()
         };
-        let got: Vec<usize> = run(&a.view(), &p, None).unwrap().iter().map(|d| d.class_id).collect();
+        let got: Vec<usize> = run(&a.view(), &p, None)
+            .unwrap()
+            .iter()
+            .map(|d| d.class_id)
+            .collect();
         assert_eq!(got, vec![3, 2]);
         let p = DecodeParams {
             conf: 0.7,
@@ -141,9 +155,15 @@ mod tests {
 
     #[test]
     fn decode_yolov5_malformed_shapes_are_errors() {
-        for (shape, nc) in [(vec![1usize, 100, 5], None), (vec![1, 100], None), (vec![1, 100, 85], Some(3))] {
+        for (shape, nc) in [
+            (vec![1usize, 100, 5], None),
+            (vec![1, 100], None),
+            (vec![1, 100, 85], Some(3)),
+        ] {
             let a = Array::<f32, _>::zeros(IxDyn(&shape));
-            let e = run(&a.view(), &DecodeParams::default(), nc).unwrap_err().to_string();
+            let e = run(&a.view(), &DecodeParams::default(), nc)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("yolov5"), "{e}");
         }
     }

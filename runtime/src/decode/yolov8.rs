@@ -35,12 +35,12 @@ pub fn layout(a: usize, b: usize, num_classes: Option<usize>) -> Option<(Layout,
 }
 
 /// Decodes a YOLOv8-family output into `out` (cleared first): best class per anchor, score >= conf,
-/// class filter, NMS, at most max_det. `best` is scratch reused across calls.
+/// class filter, NMS, at most max_det. `best` is scratch (per-anchor best score) reused across calls.
 pub fn decode(
     outputs: &[ArrayViewD<'_, f32>],
     num_classes: Option<usize>,
     params: &DecodeParams,
-    best: &mut Vec<(f32, usize)>,
+    best: &mut Vec<f32>,
     out: &mut Vec<Detection>,
 ) -> Result<()> {
     out.clear();
@@ -54,7 +54,10 @@ pub fn decode(
         };
         decode_error(
             FAMILY,
-            format!("expected an output of shape {want}, got {}", super::shapes_of(outputs)),
+            format!(
+                "expected an output of shape {want}, got {}",
+                super::shapes_of(outputs)
+            ),
         )
     })?;
     match lay {
@@ -65,55 +68,54 @@ pub fn decode(
     Ok(())
 }
 
-/// `[4 + C, N]`: sweeps each class row over all anchors (cache-friendly), then reads the boxes of
-/// the anchors whose best score passes.
+/// `[4 + C, N]`: sweeps each class row over all anchors keeping the per-anchor maximum (contiguous,
+/// branch-free, vectorizes), then finds the class and reads the box only for anchors that pass.
 fn channels_first(
     m: &ArrayView2<'_, f32>,
     num_classes: usize,
     params: &DecodeParams,
-    best: &mut Vec<(f32, usize)>,
+    best: &mut Vec<f32>,
     out: &mut Vec<Detection>,
 ) {
     let n = m.ncols();
     best.clear();
-    best.resize(n, (f32::NEG_INFINITY, 0));
+    best.resize(n, f32::NEG_INFINITY);
     let mut sweep = |k: usize| {
         let row = m.row(4 + k);
         match row.to_slice() {
             Some(s) => {
                 for (b, &v) in best.iter_mut().zip(s) {
-                    if v > b.0 {
-                        *b = (v, k);
-                    }
+                    *b = if v > *b { v } else { *b };
                 }
             }
             None => {
                 for (b, &v) in best.iter_mut().zip(row.iter()) {
-                    if v > b.0 {
-                        *b = (v, k);
-                    }
+                    *b = if v > *b { v } else { *b };
                 }
             }
         }
     };
-    match &params.classes {
+    let classes = params.classes.as_deref();
+    match classes {
         None => (0..num_classes).for_each(&mut sweep),
         Some(list) => list
             .iter()
             .filter(|&&k| k < num_classes)
             .for_each(|&k| sweep(k)),
     }
-    let (cx, cy, w, h) = (m.row(0), m.row(1), m.row(2), m.row(3));
-    for (j, &(score, class_id)) in best.iter().enumerate() {
-        if score >= params.conf {
-            let bbox = BBox::from_cxcywh(cx[j], cy[j], w[j], h[j]);
-            if finite_box(bbox.x1, bbox.y1, bbox.x2, bbox.y2) {
-                out.push(Detection {
-                    bbox,
-                    score,
-                    class_id,
-                });
-            }
+    for (j, &score) in best.iter().enumerate() {
+        if !(score >= params.conf) {
+            continue;
+        }
+        let column = m.column(j);
+        let (score, class_id) = best_class(&column, 4, num_classes, classes);
+        let bbox = BBox::from_cxcywh(column[0], column[1], column[2], column[3]);
+        if finite_box(bbox.x1, bbox.y1, bbox.x2, bbox.y2) {
+            out.push(Detection {
+                bbox,
+                score,
+                class_id,
+            });
         }
     }
 }
@@ -148,7 +150,11 @@ mod tests {
     use tract_core::ndarray::{Array, Array3, Axis, IxDyn};
 
     /// `[1, 4 + C, N]` with the given anchors: (cx, cy, w, h, class, score); other scores 0.01.
-    fn channels_first_output(c: usize, n: usize, anchors: &[(f32, f32, f32, f32, usize, f32)]) -> Array3<f32> {
+    fn channels_first_output(
+        c: usize,
+        n: usize,
+        anchors: &[(f32, f32, f32, f32, usize, f32)],
+    ) -> Array3<f32> {
         let mut a = Array3::<f32>::from_elem((1, 4 + c, n), 0.01);
         for (j, &(cx, cy, w, h, k, s)) in anchors.iter().enumerate() {
             a[[0, 0, j]] = cx;
@@ -174,7 +180,11 @@ mod tests {
         )
     }
 
-    fn run(a: &tract_core::ndarray::ArrayViewD<'_, f32>, p: &DecodeParams, nc: Option<usize>) -> Result<Vec<Detection>> {
+    fn run(
+        a: &tract_core::ndarray::ArrayViewD<'_, f32>,
+        p: &DecodeParams,
+        nc: Option<usize>,
+    ) -> Result<Vec<Detection>> {
         let mut d = DetectorDecoder::new(OutputFamily::Yolov8, 640, 640, nc);
         let mut out = vec![Detection {
             bbox: BBox::default(),
@@ -201,14 +211,27 @@ mod tests {
         let p = DecodeParams::default();
         let reference = run(&a.view().into_dyn(), &p, None).unwrap();
         // [1, N, 4 + C] owned in standard layout.
-        let t = a.view().permuted_axes([0, 2, 1]).as_standard_layout().into_owned().into_dyn();
+        let t = a
+            .view()
+            .permuted_axes([0, 2, 1])
+            .as_standard_layout()
+            .into_owned()
+            .into_dyn();
         assert_eq!(run(&t.view(), &p, None).unwrap(), reference);
         // The same data as a non-contiguous transposed view.
         let tv = a.view().permuted_axes([0, 2, 1]).into_dyn();
         assert_eq!(run(&tv.view(), &p, Some(3)).unwrap(), reference);
         // A channels-first view with a column stride of 2 (every other anchor of a wider tensor).
-        let wide = Array::from_shape_fn((1, 7, 16), |(_, r, j)| if j % 2 == 0 { a[[0, r, j / 2]] } else { f32::NAN });
-        let strided = wide.slice_axis(Axis(2), tract_core::ndarray::Slice::new(0, None, 2)).into_dyn();
+        let wide = Array::from_shape_fn((1, 7, 16), |(_, r, j)| {
+            if j % 2 == 0 {
+                a[[0, r, j / 2]]
+            } else {
+                f32::NAN
+            }
+        });
+        let strided = wide
+            .slice_axis(Axis(2), tract_core::ndarray::Slice::new(0, None, 2))
+            .into_dyn();
         assert_eq!(run(&strided, &p, None).unwrap(), reference);
     }
 
@@ -290,12 +313,29 @@ mod tests {
         let (header_len, start) = if bytes[6] == 1 {
             (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
         } else {
-            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+            (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            )
         };
         let header = std::str::from_utf8(&bytes[start..start + header_len]).unwrap();
-        assert!(header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"), "{header}");
-        let dims = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
-        let shape: Vec<usize> = dims.split(',').map(str::trim).filter(|d| !d.is_empty()).map(|d| d.parse().unwrap()).collect();
+        assert!(
+            header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"),
+            "{header}"
+        );
+        let dims = header
+            .split("'shape': (")
+            .nth(1)
+            .unwrap()
+            .split(')')
+            .next()
+            .unwrap();
+        let shape: Vec<usize> = dims
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(|d| d.parse().unwrap())
+            .collect();
         let data: Vec<f32> = bytes[start + header_len..]
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -306,7 +346,10 @@ mod tests {
 
     #[test]
     fn decode_yolov8_reproduces_ultralytics_fixture() {
-        let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/models/yolo/fixtures"));
+        let dir = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/models/yolo/fixtures"
+        ));
         if !dir.is_dir() {
             println!("skipping: ../shared not found");
             return;
@@ -322,7 +365,13 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect())
+            .map(|r| {
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect()
+            })
             .collect();
         assert_eq!(expected.len(), 137);
         let p = DecodeParams {
@@ -339,7 +388,10 @@ mod tests {
         for _ in 0..reps {
             dec.decode(&[a.view()], &p, &mut out).unwrap();
         }
-        println!("yolov8 decode+nms of [1,84,8400]: {:?} per call", t0.elapsed() / reps);
+        println!(
+            "yolov8 decode+nms of [1,84,8400]: {:?} per call",
+            t0.elapsed() / reps
+        );
         assert!(out.windows(2).all(|w| w[0].score >= w[1].score));
         let mut unmatched: Vec<&Vec<f64>> = Vec::new();
         let mut used = vec![false; out.len()];
@@ -359,7 +411,11 @@ mod tests {
                 None => unmatched.push(e),
             }
         }
-        assert!(unmatched.is_empty(), "{} expected detections not reproduced: {unmatched:?}", unmatched.len());
+        assert!(
+            unmatched.is_empty(),
+            "{} expected detections not reproduced: {unmatched:?}",
+            unmatched.len()
+        );
         assert_eq!(out.len(), expected.len());
     }
 }

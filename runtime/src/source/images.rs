@@ -4,7 +4,71 @@ use std::path::{Path, PathBuf};
 
 use image::RgbImage;
 
+use super::{Frame, FrameSource, SourceHealth, SourceInfo};
 use crate::error::{Error, Result};
+
+/// Images of a file, folder or glob, one frame each; undecodable images are skipped and counted.
+pub struct ImageSource {
+    paths: Vec<PathBuf>,
+    next: usize,
+    info: SourceInfo,
+    skipped: u64,
+}
+
+impl ImageSource {
+    /// Lists the images of `spec`; `fps` sets frame timestamps for image sequences.
+    pub fn open(spec: &str, fps: Option<f64>) -> Result<Self> {
+        let paths = list_images(spec)?;
+        Ok(ImageSource {
+            info: SourceInfo {
+                name: spec.to_string(),
+                width: 0,
+                height: 0,
+                fps,
+                frames: Some(paths.len() as u64),
+                live: false,
+            },
+            paths,
+            next: 0,
+            skipped: 0,
+        })
+    }
+}
+
+impl FrameSource for ImageSource {
+    fn info(&self) -> &SourceInfo {
+        &self.info
+    }
+
+    fn next_frame(&mut self) -> Result<Option<Frame>> {
+        while let Some(path) = self.paths.get(self.next) {
+            let index = self.next as u64;
+            self.next += 1;
+            match load_rgb(path) {
+                Ok(image) => {
+                    return Ok(Some(Frame {
+                        index,
+                        timestamp: index as f64 / self.info.fps.unwrap_or(1.0),
+                        image,
+                        origin: path.display().to_string(),
+                    }))
+                }
+                Err(e) => {
+                    eprintln!("vigia: skipping {e}");
+                    self.skipped += 1;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn health(&self) -> SourceHealth {
+        SourceHealth {
+            corrupt_frames: self.skipped,
+            reconnects: 0,
+        }
+    }
+}
 
 /// File extensions read as images.
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "webp"];
@@ -45,8 +109,8 @@ pub fn list_images(spec: &str) -> Result<Vec<PathBuf>> {
         return Ok(files);
     }
     if spec.contains(['*', '?', '[']) {
-        let pattern = glob::glob(spec)
-            .map_err(|e| not_found(format!("bad glob pattern {spec}: {e}")))?;
+        let pattern =
+            glob::glob(spec).map_err(|e| not_found(format!("bad glob pattern {spec}: {e}")))?;
         let mut files: Vec<PathBuf> = pattern
             .filter_map(|p| p.ok())
             .filter(|p| p.is_file())
@@ -94,7 +158,10 @@ mod tests {
     #[test]
     fn missing_source_is_a_clear_error() {
         let e = list_images("/nonexistent/x.jpg").unwrap_err().to_string();
-        assert!(e.contains("--source") && e.contains("/nonexistent/x.jpg"), "{e}");
+        assert!(
+            e.contains("--source") && e.contains("/nonexistent/x.jpg"),
+            "{e}"
+        );
         let e = list_images("/nonexistent/*.jpg").unwrap_err().to_string();
         assert!(e.contains("matches no files"), "{e}");
     }

@@ -1,0 +1,130 @@
+//! Argument groups shared by the subcommands.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Which model to run and how to build it.
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// Model: an .onnx file, a model card (.toml) or a bundled name [default: the bundled model]
+    #[arg(long, short)]
+    pub model: Option<String>,
+    /// Input size (square) to fix the graph to, overriding the card
+    #[arg(long)]
+    pub imgsz: Option<u32>,
+    /// Threads for tract's matrix kernels
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub threads: u32,
+    /// Only results on stdout and errors on stderr: no load line, no progress bar
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Where frames come from.
+#[derive(Args, Clone)]
+pub struct SourceArgs {
+    /// Source (same as --source)
+    #[arg(value_name = "SOURCE", conflicts_with = "source")]
+    pub positional: Option<String>,
+    /// Image, folder, glob ('imgs/*.jpg'), video file, rtsp:// or http:// stream, camera (0,
+    /// /dev/video2), libcamera://0, csi://0, or synthetic://?scene=crossing
+    #[arg(long, short)]
+    pub source: Option<String>,
+    /// Keep every Nth frame of a video file
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub vid_stride: u64,
+    /// Stop after this many frames
+    #[arg(long)]
+    pub max_frames: Option<u64>,
+    /// Camera capture size WxH (cameras only)
+    #[arg(long, default_value = "1280x720", value_parser = parse_size)]
+    pub camera_size: (u32, u32),
+    /// Camera frame rate (cameras only)
+    #[arg(long, default_value_t = 30)]
+    pub camera_fps: u32,
+    /// Frame rate of an image sequence (sets timestamps for tracking)
+    #[arg(long)]
+    pub image_fps: Option<f64>,
+}
+
+impl SourceArgs {
+    /// The source string, or a clear error when none was given.
+    pub fn spec(&self) -> anyhow::Result<String> {
+        self.positional.clone().or(self.source.clone()).ok_or_else(|| {
+            anyhow::anyhow!("no input given: pass SOURCE or --source (an image, folder, video, stream or camera)")
+        })
+    }
+}
+
+/// Thresholds of detection decoding.
+#[derive(Args, Clone)]
+pub struct DecodeArgs {
+    /// Minimum confidence
+    #[arg(long, default_value_t = 0.25, value_parser = unit_interval)]
+    pub conf: f32,
+    /// IoU threshold of non-maximum suppression
+    #[arg(long, default_value_t = 0.45, value_parser = unit_interval)]
+    pub iou: f32,
+    /// Keep only these classes: names or ids, comma separated (person,car or 0,2)
+    #[arg(long)]
+    pub classes: Option<String>,
+    /// Maximum detections per frame
+    #[arg(long, default_value_t = 300)]
+    pub max_det: usize,
+    /// NMS across classes instead of per class
+    #[arg(long)]
+    pub agnostic_nms: bool,
+}
+
+/// What to write.
+#[derive(Args, Clone, Default)]
+pub struct OutputArgs {
+    /// Annotated results into this folder: images under their names, videos as <name>.mp4
+    #[arg(long, value_name = "DIR")]
+    pub save: Option<PathBuf>,
+    /// Annotated video file (H.264 MP4 through ffmpeg, source frame rate)
+    #[arg(long, value_name = "FILE")]
+    pub save_video: Option<PathBuf>,
+    /// JSON lines file, one object per frame (default: stdout)
+    #[arg(long, value_name = "FILE")]
+    pub save_json: Option<PathBuf>,
+    /// YOLO txt labels into this folder (class cx cy w h, normalised)
+    #[arg(long, value_name = "DIR")]
+    pub save_txt: Option<PathBuf>,
+    /// Append confidences to YOLO txt lines
+    #[arg(long)]
+    pub save_conf: bool,
+    /// Live preview server address (127.0.0.1:8080; a bare port binds loopback)
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<String>,
+    /// Token the preview requires (?token=... or Authorization: Bearer ...)
+    #[arg(long, requires = "serve")]
+    pub serve_token: Option<String>,
+    /// Print per-stage latency and FPS every N seconds
+    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "5")]
+    pub stats: Option<f64>,
+}
+
+/// A probability-like value in 0..1.
+pub fn unit_interval(s: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is outside 0..1"))
+    }
+}
+
+/// `WIDTHxHEIGHT`.
+pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("'{s}' is not WIDTHxHEIGHT"))?;
+    let w: u32 = w.parse().map_err(|_| format!("bad width in '{s}'"))?;
+    let h: u32 = h.parse().map_err(|_| format!("bad height in '{s}'"))?;
+    if w == 0 || h == 0 || w > 8192 || h > 8192 {
+        return Err(format!("'{s}' is out of range"));
+    }
+    Ok((w, h))
+}

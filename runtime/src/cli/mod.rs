@@ -1,0 +1,7 @@
+//! The `vigia` subcommands.
+
+pub mod args;
+pub mod classify;
+pub mod inspect;
+pub mod run;
+pub mod track;

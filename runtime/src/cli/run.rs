@@ -1,0 +1,280 @@
+//! `vigia detect` and `vigia track`: any source through the pipeline into any outputs.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+
+use super::args::{DecodeArgs, ModelArgs, OutputArgs, SourceArgs};
+use super::track::TrackerArgs;
+use vigia::decode::DecodeParams;
+use vigia::detector::Detector;
+use vigia::engine;
+use vigia::model::{Labels, Task};
+use vigia::pipeline::{self, FrameHook, PipelineConfig, RunSummary};
+use vigia::resolve::{self, LoadOptions, LoadedModel};
+use vigia::sink::preview::{PreviewConfig, PreviewServer};
+use vigia::sink::{OutputOptions, Outputs};
+use vigia::source::pool::FramePool;
+use vigia::source::video::CaptureSize;
+use vigia::source::{classify_source, open_source, SourceKind, SourceOptions};
+use vigia::track::Tracker;
+
+/// Loads the model named by `args` for `task`, reporting how on stderr.
+pub fn load(args: &ModelArgs, task: Task) -> anyhow::Result<LoadedModel> {
+    engine::set_threads(args.threads as usize);
+    let model = resolve::load_model(
+        args.model.as_deref(),
+        Some(task),
+        &LoadOptions { imgsz: args.imgsz },
+    )?;
+    if !args.quiet {
+        let c = &model.card;
+        let r = &model.report;
+        eprintln!(
+            "vigia: model {} [{:?}, {}x{} {:?}] on tract {} with {} thread(s): loaded in {:.0} ms \
+             (graph {:.0}, typing {:.0}, optimize {:.0}, plan {:.0})",
+            model.source.display_name(),
+            c.output.family,
+            c.input.width,
+            c.input.height,
+            c.input.layout,
+            engine::tract_version(),
+            args.threads,
+            r.total_ms(),
+            r.parse_ms,
+            r.typing_ms,
+            r.optimize_ms,
+            r.plan_ms
+        );
+        for a in &model.assumptions {
+            eprintln!("vigia: assumed {a}");
+        }
+    }
+    Ok(model)
+}
+
+/// Parses `--classes` (names or ids) against the model's labels.
+pub fn parse_classes(spec: &str, labels: &Labels) -> anyhow::Result<Vec<usize>> {
+    let mut ids = vec![];
+    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if let Ok(id) = item.parse::<usize>() {
+            if !labels.is_empty() && id >= labels.len() {
+                bail!(
+                    "--classes: id {id} is out of range (the model has {} classes)",
+                    labels.len()
+                );
+            }
+            ids.push(id);
+        } else if let Some(id) = labels.find(item) {
+            ids.push(id);
+        } else {
+            let some: Vec<&str> = labels.0.iter().take(8).map(String::as_str).collect();
+            bail!(
+                "--classes: unknown class name '{item}' (this model knows e.g. {})",
+                some.join(", ")
+            );
+        }
+    }
+    if ids.is_empty() {
+        bail!("--classes: no class given");
+    }
+    Ok(ids)
+}
+
+/// Decoding thresholds from the command line.
+pub fn decode_params(args: &DecodeArgs, labels: &Labels) -> anyhow::Result<DecodeParams> {
+    Ok(DecodeParams {
+        conf: args.conf,
+        iou: args.iou,
+        classes: args
+            .classes
+            .as_deref()
+            .map(|c| parse_classes(c, labels))
+            .transpose()?,
+        max_det: args.max_det,
+        agnostic: args.agnostic_nms,
+    })
+}
+
+/// Everything a pipeline run needs besides the model.
+pub struct RunRequest<'a> {
+    pub source: &'a SourceArgs,
+    pub model: &'a ModelArgs,
+    pub decode: &'a DecodeArgs,
+    pub output: &'a OutputArgs,
+    /// MOTChallenge tracks file (tracking runs).
+    pub save_mot: Option<PathBuf>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Runs detection (and tracking when `tracker` is given) over a source into the outputs.
+pub fn run_source(
+    req: RunRequest<'_>,
+    tracker_args: Option<&TrackerArgs>,
+    hook: Option<&mut FrameHook<'_>>,
+) -> anyhow::Result<ExitCode> {
+    let spec = req.source.spec()?;
+    let kind = classify_source(&spec)?;
+    let mut detector = Detector::new(load(req.model, Task::Detect)?);
+    let decode = decode_params(req.decode, detector.labels())?;
+    let pool = FramePool::new(8);
+    let source = open_source(
+        &spec,
+        &SourceOptions {
+            vid_stride: req.source.vid_stride,
+            image_fps: req.source.image_fps,
+            capture: CaptureSize {
+                width: req.source.camera_size.0,
+                height: req.source.camera_size.1,
+                fps: req.source.camera_fps,
+            },
+            stop: req.stop.clone(),
+            pool: pool.clone(),
+        },
+    )?;
+    let info = source.info().clone();
+    let out = req.output;
+    let is_images = kind == SourceKind::Images;
+    let mut video = out.save_video.clone();
+    let mut images = None;
+    if let Some(dir) = &out.save {
+        if is_images {
+            images = Some(dir.clone());
+        } else if video.is_none() {
+            video = Some(dir.join(format!("{}.mp4", source_stem(&spec))));
+        }
+    }
+    let preview = match &out.serve {
+        Some(addr) => {
+            let server = PreviewServer::start(PreviewConfig {
+                addr: addr.clone(),
+                token: out.serve_token.clone(),
+                ..PreviewConfig::default()
+            })?;
+            eprintln!(
+                "vigia: live preview at http://{}/{}",
+                server.local_addr(),
+                out.serve_token
+                    .as_deref()
+                    .map(|t| format!("?token={t}"))
+                    .unwrap_or_default()
+            );
+            Some(server)
+        }
+        None => None,
+    };
+    let source_fps = info.fps.map(|f| f / req.source.vid_stride as f64);
+    let mut tracker = tracker_args
+        .map(|t| t.build(source_fps.or(req.source.image_fps).unwrap_or(30.0)))
+        .transpose()?;
+    if req.save_mot.is_some() && tracker.is_none() {
+        bail!("--save-mot needs tracks: use `vigia track`");
+    }
+    let outputs = Outputs::open(
+        OutputOptions {
+            json: Some(out.save_json.clone().unwrap_or_else(|| PathBuf::from("-"))),
+            video: video.clone(),
+            images,
+            txt: out.save_txt.clone(),
+            txt_conf: out.save_conf,
+            mot: req.save_mot.clone(),
+            preview,
+            fps: source_fps,
+            is_video: !is_images,
+        },
+        detector.labels().clone(),
+    )?;
+    if !req.model.quiet {
+        eprintln!("vigia: source {}", pipeline::describe_source(&info));
+        if let Some(v) = &video {
+            eprintln!("vigia: annotated video -> {}", v.display());
+        }
+    }
+    let config = PipelineConfig {
+        decode,
+        max_frames: req.source.max_frames,
+        stats_every: out
+            .stats
+            .filter(|s| *s > 0.0)
+            .map(Duration::from_secs_f64),
+        progress: !req.model.quiet,
+    };
+    let summary = pipeline::run(
+        source,
+        &mut detector,
+        tracker.as_mut().map(|t| t as &mut dyn Tracker),
+        hook,
+        Box::new(outputs),
+        pool,
+        &config,
+        req.stop.clone(),
+    )?;
+    report(&summary, req.model.quiet);
+    Ok(if summary.frames == 0 {
+        eprintln!("vigia: no frame could be processed");
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The end-of-run report on stderr.
+fn report(s: &RunSummary, quiet: bool) {
+    let h = s.source_health;
+    if quiet && h.corrupt_frames == 0 {
+        return;
+    }
+    eprintln!(
+        "vigia: {} frame(s) in {:.1} s ({:.1} fps){}; skipped {} corrupt, dropped {} stale, {} reconnect(s)",
+        s.frames,
+        s.seconds,
+        s.fps,
+        if s.interrupted { ", stopped early" } else { "" },
+        h.corrupt_frames,
+        s.dropped,
+        h.reconnects
+    );
+    if !quiet {
+        eprintln!("{}", pipeline::stats_line(s.frames, s.fps, &s.stats));
+    }
+}
+
+/// A file-name stem for outputs derived from a source string.
+fn source_stem(spec: &str) -> String {
+    if spec.starts_with("synthetic://") {
+        return "synthetic".into();
+    }
+    let stem = Path::new(spec.split(['?', '#']).next().unwrap_or(spec))
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let clean: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    if clean.is_empty() {
+        "stream".into()
+    } else if clean.chars().all(|c| c.is_ascii_digit()) {
+        format!("camera{clean}")
+    } else {
+        clean
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_stems() {
+        assert_eq!(source_stem("data/vtest.avi"), "vtest");
+        assert_eq!(source_stem("0"), "camera0");
+        assert_eq!(source_stem("rtsp://host/live/cam 1"), "cam_1");
+        assert_eq!(source_stem("synthetic://?scene=x"), "synthetic");
+        assert_eq!(source_stem("rtsp://host/"), "host");
+    }
+}

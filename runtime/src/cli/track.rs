@@ -1,0 +1,139 @@
+//! `vigia track` (detect + ByteTrack, or MOTChallenge detections in, tracks out) and
+//! `vigia eval-mot` (CLEAR-MOT and identity metrics).
+
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use vigia::mot::{evaluate, read_mot, write_mot_line};
+use vigia::track::bytetrack::{ByteTrackConfig, ByteTracker};
+use vigia::track::Tracker;
+use vigia::{BBox, Detection};
+
+/// ByteTrack settings.
+#[derive(Args, Clone)]
+pub struct TrackerArgs {
+    /// Detections above this score join the first association
+    #[arg(long, default_value_t = 0.5, value_parser = super::args::unit_interval)]
+    pub track_high: f32,
+    /// Detections above this score (and below --track-high) join the second association
+    #[arg(long, default_value_t = 0.1, value_parser = super::args::unit_interval)]
+    pub track_low: f32,
+    /// Unmatched detections scoring at least this start a new track
+    #[arg(long, default_value_t = 0.6, value_parser = super::args::unit_interval)]
+    pub new_track: f32,
+    /// Largest 1-IoU cost of the first association
+    #[arg(long, default_value_t = 0.8, value_parser = super::args::unit_interval)]
+    pub match_thresh: f32,
+    /// Frames (at 30 fps; scaled by the source rate) a lost track is kept
+    #[arg(long, default_value_t = 30)]
+    pub track_buffer: u32,
+}
+
+impl TrackerArgs {
+    /// A tracker for a source running at `fps`.
+    pub fn build(&self, fps: f64) -> anyhow::Result<ByteTracker> {
+        let config = ByteTrackConfig {
+            track_high_thresh: self.track_high,
+            track_low_thresh: self.track_low,
+            new_track_thresh: self.new_track,
+            match_thresh: self.match_thresh,
+            track_buffer: self.track_buffer,
+            frame_rate: if fps.is_finite() && fps > 0.0 { fps } else { 30.0 },
+            ..ByteTrackConfig::default()
+        };
+        Ok(ByteTracker::new(config)?)
+    }
+}
+
+/// Tracks MOTChallenge detections (`frame,-1,x,y,w,h,conf,...`) into a MOTChallenge tracks file.
+pub fn track_mot_file(
+    detections: &PathBuf,
+    out: Option<&PathBuf>,
+    fps: f64,
+    tracker: &TrackerArgs,
+) -> anyhow::Result<ExitCode> {
+    let out = out.context("--detections needs --save-mot FILE for the tracks")?;
+    let rows = read_mot(detections)?;
+    let mut by_frame: BTreeMap<u64, Vec<Detection>> = BTreeMap::new();
+    for r in &rows {
+        by_frame.entry(r.frame).or_default().push(Detection {
+            bbox: BBox::new(r.x as f32, r.y as f32, (r.x + r.w) as f32, (r.y + r.h) as f32),
+            score: r.conf as f32,
+            class_id: 0,
+        });
+    }
+    let mut tracker = tracker.build(fps)?;
+    let file = std::fs::File::create(out)
+        .with_context(|| format!("--save-mot: cannot write {}", out.display()))?;
+    let mut w = BufWriter::new(file);
+    let last = by_frame.keys().next_back().copied().unwrap_or(0);
+    let mut lines = 0u64;
+    let empty = vec![];
+    // Every frame up to the last, also those without detections, so lost tracks age correctly.
+    for frame in 1..=last {
+        let dets = by_frame.get(&frame).unwrap_or(&empty);
+        let tracks = tracker.update(dets, (frame - 1) as f64 / fps);
+        for t in tracks {
+            write_mot_line(&mut w, frame, t)
+                .with_context(|| format!("writing {}", out.display()))?;
+            lines += 1;
+        }
+    }
+    w.flush()
+        .with_context(|| format!("writing {}", out.display()))?;
+    eprintln!(
+        "vigia: {} detections in {} frames -> {lines} track boxes, {} ids in {}",
+        rows.len(),
+        last,
+        tracker.next_id().saturating_sub(1),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `vigia eval-mot`.
+#[derive(Args)]
+pub struct EvalMotArgs {
+    /// Ground truth in MOTChallenge format (frame,id,x,y,w,h,consider,class,visibility)
+    #[arg(long)]
+    pub gt: PathBuf,
+    /// Tracker output in MOTChallenge format (frame,id,x,y,w,h,conf,-1,-1,-1)
+    #[arg(long)]
+    pub tracks: PathBuf,
+    /// IoU a match needs
+    #[arg(long, default_value_t = 0.5, value_parser = super::args::unit_interval)]
+    pub iou: f32,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Prints MOTA, MOTP, IDF1 and the counts behind them.
+pub fn eval_mot(args: EvalMotArgs) -> anyhow::Result<ExitCode> {
+    let gt = read_mot(&args.gt)?;
+    let hyp = read_mot(&args.tracks)?;
+    if gt.is_empty() {
+        bail!("--gt {}: no ground-truth rows", args.gt.display());
+    }
+    let m = evaluate(&gt, &hyp, args.iou);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&m)?);
+    } else {
+        println!("MOTA   {:.3}", m.mota);
+        println!("MOTP   {:.3}  (mean 1-IoU of matches)", m.motp);
+        println!("IDF1   {:.3}  (IDP {:.3}, IDR {:.3})", m.idf1, m.idp, m.idr);
+        println!("IDsw   {}", m.id_switches);
+        println!("FP     {}", m.fp);
+        println!("FN     {}", m.fn_);
+        println!("GT     {} boxes, {} matched", m.num_gt, m.num_matches);
+        println!("MT/ML  {} / {}", m.mostly_tracked, m.mostly_lost);
+        println!("Frag   {}", m.fragmentations);
+        println!("Prec   {:.3}  Rec {:.3}", m.precision, m.recall);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,467 @@
+//! The real-time pipeline: capture, inference and output on separate threads with bounded queues.
+//!
+//! ```text
+//! capture thread ──(files: bounded queue; live: newest frame only)──▶ inference (caller's thread)
+//!     detect → track → per-frame hook ──(bounded queue)──▶ output thread: annotate, sinks, progress
+//! ```
+//! Files process every frame (or every Nth); live sources drop stale frames so inference always
+//! runs on the newest. A stop flag (Ctrl-C) ends capture; the queues drain and every sink is
+//! finalized.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use serde::Serialize;
+
+use crate::decode::DecodeParams;
+use crate::detection::Detection;
+use crate::detector::{ms, Detector};
+use crate::error::{Error, Result};
+use crate::model::Labels;
+use crate::source::pool::FramePool;
+use crate::source::{Frame, FrameSource, SourceHealth, SourceInfo};
+use crate::track::{Track, Tracker};
+
+/// Running statistics of one stage's latency.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StageStat {
+    pub count: u64,
+    pub total_ms: f64,
+    pub max_ms: f64,
+}
+
+impl StageStat {
+    /// Adds one sample.
+    pub fn add(&mut self, ms: f64) {
+        self.count += 1;
+        self.total_ms += ms;
+        self.max_ms = self.max_ms.max(ms);
+    }
+
+    /// Mean latency in milliseconds.
+    pub fn mean_ms(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.total_ms / self.count as f64
+        }
+    }
+}
+
+/// Per-stage latency of a run.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct PipelineStats {
+    pub capture: StageStat,
+    pub preprocess: StageStat,
+    pub inference: StageStat,
+    pub decode: StageStat,
+    pub track: StageStat,
+    pub output: StageStat,
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// Frames that went through inference.
+    pub frames: u64,
+    /// Frames a live source produced but the pipeline skipped to stay current.
+    pub dropped: u64,
+    /// Trouble the source met (corrupt frames, reconnects).
+    pub source_health: SourceHealth,
+    /// Wall-clock seconds from the first frame request to the last output.
+    pub seconds: f64,
+    /// Frames per second over the whole run.
+    pub fps: f64,
+    pub stats: PipelineStats,
+    /// True when the run ended on the stop flag rather than at the end of the source.
+    pub interrupted: bool,
+}
+
+/// One processed frame on its way to the outputs.
+pub struct FrameResult {
+    pub frame: Frame,
+    /// Detections in frame pixels.
+    pub detections: Vec<Detection>,
+    /// Tracks after this frame (empty without a tracker).
+    pub tracks: Vec<Track>,
+    /// Extra JSON fields the per-frame hook added (e.g. the follow command).
+    pub extra: Option<serde_json::Value>,
+    /// This frame's stage latencies in ms: preprocess, inference, decode, track.
+    pub times: [f64; 4],
+}
+
+/// Consumes processed frames on the output thread (annotation, files, preview).
+pub trait OutputStage: Send {
+    /// Handles one frame.
+    fn write(&mut self, result: &FrameResult, stats: &PipelineStats, fps: f64) -> Result<()>;
+    /// Finalizes every output (called once, also after a stop).
+    fn finish(&mut self) -> Result<()>;
+}
+
+/// Knobs of a run.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineConfig {
+    pub decode: DecodeParams,
+    /// Stop after this many frames.
+    pub max_frames: Option<u64>,
+    /// Print stats to stderr this often.
+    pub stats_every: Option<Duration>,
+    /// Show a progress bar (files with a known length, on a terminal).
+    pub progress: bool,
+}
+
+/// Called on the inference thread after tracking, for low-latency consumers (the follower).
+pub type FrameHook<'a> = dyn FnMut(&FrameResult) -> Result<Option<serde_json::Value>> + 'a;
+
+/// Runs `source` through `detector` (and `tracker`) into `output` until the source ends or
+/// `stop` is set.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    mut source: Box<dyn FrameSource>,
+    detector: &mut Detector,
+    mut tracker: Option<&mut dyn Tracker>,
+    hook: Option<&mut FrameHook<'_>>,
+    mut output: Box<dyn OutputStage>,
+    pool: FramePool,
+    config: &PipelineConfig,
+    stop: Arc<AtomicBool>,
+) -> Result<RunSummary> {
+    let info = source.info().clone();
+    let live = info.live;
+    let started = Instant::now();
+    let dropped = Arc::new(AtomicU64::new(0));
+    let (frame_tx, frame_rx) = bounded::<Frame>(if live { 1 } else { 3 });
+    let (result_tx, result_rx) = bounded::<FrameResult>(4);
+
+    // Capture thread.
+    let capture = {
+        let stop = stop.clone();
+        let dropped = dropped.clone();
+        let stale_rx = frame_rx.clone();
+        let pool = pool.clone();
+        let max_frames = config.max_frames;
+        std::thread::Builder::new()
+            .name("vigia-capture".into())
+            .spawn(move || -> (Result<()>, StageStat, SourceHealth) {
+                let mut stat = StageStat::default();
+                let mut sent = 0u64;
+                let result = (|| {
+                    while !stop.load(Ordering::Relaxed) && max_frames.is_none_or(|m| sent < m) {
+                        let t = Instant::now();
+                        let Some(frame) = source.next_frame()? else { break };
+                        stat.add(ms(t.elapsed()));
+                        sent += 1;
+                        if live {
+                            send_newest(&frame_tx, &stale_rx, frame, &dropped, &pool);
+                        } else if frame_tx.send(frame).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(())
+                })();
+                (result, stat, source.health())
+            })
+            .map_err(thread_error)?
+    };
+
+    // Output thread.
+    let out_thread = {
+        let progress = config.progress && !live;
+        let total = info.frames;
+        let stats_every = config.stats_every;
+        let pool = pool.clone();
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("vigia-output".into())
+            .spawn(move || -> (Result<()>, StageStat) {
+                output_loop(
+                    &mut *output,
+                    result_rx,
+                    pool,
+                    progress,
+                    total,
+                    stats_every,
+                    stop,
+                )
+            })
+            .map_err(thread_error)?
+    };
+
+    // Inference on this thread.
+    let mut stats = PipelineStats::default();
+    let mut hook = hook;
+    let mut frames = 0u64;
+    let mut infer_error = None;
+    for frame in frame_rx.iter() {
+        let dets = match detector.detect(&frame.image, &config.decode) {
+            Ok(d) => d.to_vec(),
+            Err(e) => {
+                infer_error = Some(e);
+                break;
+            }
+        };
+        let t = detector.last_times();
+        let t_track = Instant::now();
+        let tracks = match tracker.as_deref_mut() {
+            Some(tr) => tr.update(&dets, frame.timestamp).to_vec(),
+            None => vec![],
+        };
+        let track_ms = if tracker.is_some() {
+            ms(t_track.elapsed())
+        } else {
+            0.0
+        };
+        stats.preprocess.add(t.preprocess_ms);
+        stats.inference.add(t.inference_ms);
+        stats.decode.add(t.decode_ms);
+        if tracker.is_some() {
+            stats.track.add(track_ms);
+        }
+        let mut result = FrameResult {
+            frame,
+            detections: dets,
+            tracks,
+            extra: None,
+            times: [t.preprocess_ms, t.inference_ms, t.decode_ms, track_ms],
+        };
+        if let Some(h) = hook.as_deref_mut() {
+            match h(&result) {
+                Ok(extra) => result.extra = extra,
+                Err(e) => {
+                    infer_error = Some(e);
+                    break;
+                }
+            }
+        }
+        frames += 1;
+        if result_tx.send(result).is_err() {
+            break; // the output thread failed; its error is reported below
+        }
+    }
+    drop(result_tx);
+    if infer_error.is_some() {
+        stop.store(true, Ordering::Relaxed);
+        // Unblock the capture thread if it waits on a full queue.
+        while frame_rx.try_recv().is_ok() {}
+    }
+    drop(frame_rx);
+    let (out_result, out_stat) = out_thread.join().unwrap_or_else(|_| {
+        (
+            Err(Error::Option {
+                option: "output".into(),
+                reason: "the output thread panicked".into(),
+            }),
+            StageStat::default(),
+        )
+    });
+    let (cap_result, cap_stat, health) = capture.join().unwrap_or_else(|_| {
+        (
+            Err(Error::Option {
+                option: "--source".into(),
+                reason: "the capture thread panicked".into(),
+            }),
+            StageStat::default(),
+            SourceHealth::default(),
+        )
+    });
+    stats.capture = cap_stat;
+    stats.output = out_stat;
+    if let Some(e) = infer_error {
+        return Err(e);
+    }
+    out_result?;
+    cap_result?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(RunSummary {
+        frames,
+        dropped: dropped.load(Ordering::Relaxed),
+        source_health: health,
+        seconds,
+        fps: if seconds > 0.0 { frames as f64 / seconds } else { 0.0 },
+        stats,
+        interrupted: stop.load(Ordering::Relaxed),
+    })
+}
+
+/// Keeps only the newest frame in a 1-slot queue (live sources).
+fn send_newest(
+    tx: &Sender<Frame>,
+    stale: &Receiver<Frame>,
+    frame: Frame,
+    dropped: &AtomicU64,
+    pool: &FramePool,
+) {
+    let mut frame = frame;
+    loop {
+        match tx.try_send(frame) {
+            Ok(()) => return,
+            Err(TrySendError::Full(f)) => {
+                if let Ok(old) = stale.try_recv() {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                    pool.give(old.image);
+                }
+                frame = f;
+            }
+            Err(TrySendError::Disconnected(_)) => return,
+        }
+    }
+}
+
+fn output_loop(
+    output: &mut dyn OutputStage,
+    rx: Receiver<FrameResult>,
+    pool: FramePool,
+    progress: bool,
+    total: Option<u64>,
+    stats_every: Option<Duration>,
+    stop: Arc<AtomicBool>,
+) -> (Result<()>, StageStat) {
+    let mut stat = StageStat::default();
+    let bar = match (progress, total) {
+        (true, Some(n)) => {
+            let bar = indicatif::ProgressBar::new(n);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40.cyan/blue} {pos}/{len} frames  {per_sec}  ETA {eta}  {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            Some(bar)
+        }
+        _ => None,
+    };
+    let started = Instant::now();
+    let mut last_stats = Instant::now();
+    let mut done = 0u64;
+    let mut running = PipelineStats::default();
+    let mut result = Ok(());
+    for r in rx.iter() {
+        let t = Instant::now();
+        let fps = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        running.preprocess.add(r.times[0]);
+        running.inference.add(r.times[1]);
+        running.decode.add(r.times[2]);
+        running.track.add(r.times[3]);
+        running.output = stat;
+        if result.is_ok() {
+            result = output.write(&r, &running, fps);
+            if result.is_err() {
+                // Stop capturing; keep draining so the inference thread is not blocked.
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+        pool.give(r.frame.image);
+        stat.add(ms(t.elapsed()));
+        done += 1;
+        if let Some(b) = &bar {
+            b.set_position(r.frame.index + 1);
+        }
+        if let Some(every) = stats_every {
+            if last_stats.elapsed() >= every {
+                last_stats = Instant::now();
+                eprintln!("{}", stats_line(done, fps, &running));
+            }
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let finished = output.finish();
+    (result.and(finished), stat)
+}
+
+/// A one-line report of throughput and mean stage latencies.
+pub fn stats_line(frames: u64, fps: f64, s: &PipelineStats) -> String {
+    format!(
+        "vigia: {frames} frames  {fps:.1} fps  capture {:.1} ms  preprocess {:.1}  inference {:.1}  decode {:.2}  track {:.2}  output {:.1}",
+        s.capture.mean_ms(),
+        s.preprocess.mean_ms(),
+        s.inference.mean_ms(),
+        s.decode.mean_ms(),
+        s.track.mean_ms(),
+        s.output.mean_ms()
+    )
+}
+
+/// The JSON object of one frame: index, time, source, detections (with track ids when tracking).
+pub fn frame_json(r: &FrameResult, labels: &Labels) -> serde_json::Value {
+    let round = |v: f32, p: i32| {
+        let m = 10f64.powi(p);
+        (v as f64 * m).round() / m
+    };
+    let objects: Vec<serde_json::Value> = if r.tracks.is_empty() {
+        r.detections
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "class_id": d.class_id,
+                    "label": labels.name(d.class_id),
+                    "score": round(d.score, 4),
+                    "box": [round(d.bbox.x1, 1), round(d.bbox.y1, 1), round(d.bbox.x2, 1), round(d.bbox.y2, 1)],
+                })
+            })
+            .collect()
+    } else {
+        r.tracks
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "track_id": t.id,
+                    "class_id": t.class_id,
+                    "label": labels.name(t.class_id),
+                    "score": round(t.score, 4),
+                    "box": [round(t.bbox.x1, 1), round(t.bbox.y1, 1), round(t.bbox.x2, 1), round(t.bbox.y2, 1)],
+                })
+            })
+            .collect()
+    };
+    let mut v = serde_json::json!({
+        "frame": r.frame.index,
+        "time": (r.frame.timestamp * 1000.0).round() / 1000.0,
+        "source": r.frame.origin,
+        "width": r.frame.image.width(),
+        "height": r.frame.image.height(),
+        "detections": objects,
+        "time_ms": {
+            "preprocess": (r.times[0] * 100.0).round() / 100.0,
+            "inference": (r.times[1] * 100.0).round() / 100.0,
+            "decode": (r.times[2] * 100.0).round() / 100.0,
+            "track": (r.times[3] * 1000.0).round() / 1000.0,
+        },
+    });
+    if let (Some(extra), Some(obj)) = (&r.extra, v.as_object_mut()) {
+        if let Some(e) = extra.as_object() {
+            for (k, val) in e {
+                obj.insert(k.clone(), val.clone());
+            }
+        }
+    }
+    v
+}
+
+/// Describes a source for the start-of-run line.
+pub fn describe_source(info: &SourceInfo) -> String {
+    let mut s = info.name.clone();
+    if info.width > 0 {
+        s.push_str(&format!(" {}x{}", info.width, info.height));
+    }
+    if let Some(fps) = info.fps {
+        s.push_str(&format!(" @ {fps:.2} fps"));
+    }
+    if let Some(n) = info.frames {
+        s.push_str(&format!(", {n} frames"));
+    }
+    if info.live {
+        s.push_str(" (live)");
+    }
+    s
+}
+
+fn thread_error(e: std::io::Error) -> Error {
+    Error::Option {
+        option: "pipeline".into(),
+        reason: format!("cannot start a thread: {e}"),
+    }
+}

@@ -1,0 +1,360 @@
+//! The camera pixel-format converters against ffmpeg: raw YUYV, NV12, I420 and MJPEG frames made
+//! by ffmpeg at test time, converted by vigia, compared with ffmpeg's own `rgb24` conversion.
+//!
+//! Chroma: vigia replicates each chroma sample over its 2x1 / 2x2 block, like ffmpeg's unscaled
+//! `yuv2rgb` path, which ffmpeg's default conversion takes for YUYV and I420 (there the two differ
+//! by rounding only: ffmpeg truncates, vigia rounds). For NV12 ffmpeg's default takes its generic
+//! scaler, which interpolates chroma vertically (bicubic), so NV12 is compared tightly with
+//! ffmpeg's `-sws_flags neighbor` conversion and loosely with its default one.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use image::RgbImage;
+use vigia::source::pixfmt::{self, PixelFormat};
+
+fn have_ffmpeg() -> bool {
+    let ok = Command::new("ffmpeg")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipping: ffmpeg is not on PATH");
+    }
+    ok
+}
+
+/// Runs ffmpeg quietly with `args`, panicking with its stderr on failure.
+fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("run ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Mean and largest absolute difference between two RGB buffers.
+#[derive(Debug, Clone, Copy)]
+struct Diff {
+    mean: f64,
+    max: u8,
+}
+
+fn diff(a: &[u8], b: &[u8]) -> Diff {
+    assert_eq!(a.len(), b.len(), "buffer sizes differ");
+    let mut sum = 0u64;
+    let mut max = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        let d = x.abs_diff(*y);
+        sum += u64::from(d);
+        max = max.max(d);
+    }
+    Diff {
+        mean: sum as f64 / a.len() as f64,
+        max,
+    }
+}
+
+fn check(what: &str, got: &RgbImage, reference: &[u8], mean: f64, max: u8) -> Diff {
+    let d = diff(got.as_raw(), reference);
+    eprintln!("{what}: mean {:.3}, max {}", d.mean, d.max);
+    assert!(
+        d.mean < mean && d.max <= max,
+        "{what}: mean {:.3} (limit {mean}), max {} (limit {max})",
+        d.mean,
+        d.max
+    );
+    d
+}
+
+/// ffmpeg's conversion of a raw frame file to rgb24, with optional `-sws_flags`.
+fn ffmpeg_rgb(raw: &Path, pix_fmt: &str, w: u32, h: u32, flags: Option<&str>) -> Vec<u8> {
+    let out = raw.with_extension(format!("{pix_fmt}.{}.rgb", flags.unwrap_or("default")));
+    let size = format!("{w}x{h}");
+    let mut args = vec![
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        pix_fmt,
+        "-s",
+        &size,
+        "-i",
+        raw.to_str().unwrap(),
+    ];
+    if let Some(f) = flags {
+        args.extend(["-sws_flags", f]);
+    }
+    args.extend(["-f", "rawvideo", "-pix_fmt", "rgb24", out.to_str().unwrap()]);
+    ffmpeg(&args);
+    read(&out)
+}
+
+/// Tolerances of one picture: (mean, max) per comparison.
+struct Limits {
+    yuyv: (f64, u8),
+    i420: (f64, u8),
+    nv12_neighbor: (f64, u8),
+    nv12_default: (f64, u8),
+    mjpeg: (f64, u8),
+}
+
+/// Writes `name.{yuyv,nv12,i420,jpg}` of the picture that `input` (ffmpeg input arguments)
+/// gives, and checks every converter on them.
+fn check_picture(dir: &Path, name: &str, input: &[&str], w: u32, h: u32, limits: &Limits) {
+    let path = |ext: &str| dir.join(format!("{name}.{ext}"));
+    for (pix_fmt, ext) in [("yuyv422", "yuyv"), ("nv12", "nv12"), ("yuv420p", "i420")] {
+        let out = path(ext);
+        let mut args = input.to_vec();
+        args.extend([
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            pix_fmt,
+            out.to_str().unwrap(),
+        ]);
+        ffmpeg(&args);
+    }
+    let jpg = path("jpg");
+    let mut args = input.to_vec();
+    args.extend([
+        "-frames:v",
+        "1",
+        "-c:v",
+        "mjpeg",
+        "-huffman",
+        "default",
+        "-q:v",
+        "2",
+        "-f",
+        "mjpeg",
+        jpg.to_str().unwrap(),
+    ]);
+    ffmpeg(&args);
+
+    let mut out = RgbImage::new(1, 1);
+    let yuyv = read(&path("yuyv"));
+    assert_eq!(Some(yuyv.len()), PixelFormat::Yuyv.frame_bytes(w, h));
+    pixfmt::yuyv_to_rgb(&yuyv, w, h, None, &mut out).unwrap();
+    let reference = ffmpeg_rgb(&path("yuyv"), "yuyv422", w, h, None);
+    let (m, x) = limits.yuyv;
+    check(&format!("{name} YUYV vs ffmpeg"), &out, &reference, m, x);
+
+    let i420 = read(&path("i420"));
+    assert_eq!(Some(i420.len()), PixelFormat::I420.frame_bytes(w, h));
+    pixfmt::i420_to_rgb(&i420, w, h, None, &mut out).unwrap();
+    let i420_rgb = out.clone();
+    let reference = ffmpeg_rgb(&path("i420"), "yuv420p", w, h, None);
+    let (m, x) = limits.i420;
+    check(&format!("{name} I420 vs ffmpeg"), &out, &reference, m, x);
+
+    let nv12 = read(&path("nv12"));
+    assert_eq!(Some(nv12.len()), PixelFormat::Nv12.frame_bytes(w, h));
+    pixfmt::nv12_to_rgb(&nv12, w, h, None, &mut out).unwrap();
+    assert_eq!(
+        out.as_raw(),
+        i420_rgb.as_raw(),
+        "{name}: NV12 and I420 hold the same samples"
+    );
+    let reference = ffmpeg_rgb(&path("nv12"), "nv12", w, h, Some("neighbor"));
+    let (m, x) = limits.nv12_neighbor;
+    check(
+        &format!("{name} NV12 vs ffmpeg -sws_flags neighbor"),
+        &out,
+        &reference,
+        m,
+        x,
+    );
+    let reference = ffmpeg_rgb(&path("nv12"), "nv12", w, h, None);
+    let (m, x) = limits.nv12_default;
+    check(
+        &format!("{name} NV12 vs ffmpeg default (bicubic chroma)"),
+        &out,
+        &reference,
+        m,
+        x,
+    );
+
+    // MJPEG, as ffmpeg decodes it, with its Huffman tables and without them (as UVC cameras
+    // send it).
+    let jpeg = read(&jpg);
+    let reference_path = path("jpg.rgb");
+    ffmpeg(&[
+        "-i",
+        jpg.to_str().unwrap(),
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        reference_path.to_str().unwrap(),
+    ]);
+    let reference = read(&reference_path);
+    assert_eq!(pixfmt::mjpeg_dimensions(&jpeg), Some((w, h)));
+    pixfmt::mjpeg_to_rgb(&jpeg, &mut out).unwrap();
+    assert_eq!(out.dimensions(), (w, h));
+    let (m, x) = limits.mjpeg;
+    check(&format!("{name} MJPEG vs ffmpeg"), &out, &reference, m, x);
+    let with_tables = out.clone();
+
+    let (stripped, dht) = strip_dht(&jpeg);
+    assert_eq!(
+        dht,
+        pixfmt::DEFAULT_DHT.to_vec(),
+        "ffmpeg's -huffman default tables are the Annex K tables vigia inserts"
+    );
+    assert!(
+        image::load_from_memory(&stripped).is_err(),
+        "a JPEG without tables should need them inserted"
+    );
+    pixfmt::mjpeg_to_rgb(&stripped, &mut out).unwrap();
+    assert_eq!(
+        out.as_raw(),
+        with_tables.as_raw(),
+        "{name}: MJPEG without DHT decodes like the full JPEG"
+    );
+}
+
+/// A JPEG without its DHT segments, and those segments.
+fn strip_dht(jpeg: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut kept = jpeg[..2].to_vec();
+    let mut dht = Vec::new();
+    let mut i = 2;
+    while i + 4 <= jpeg.len() && jpeg[i + 1] != 0xDA {
+        assert_eq!(jpeg[i], 0xFF, "marker expected at {i}");
+        let len = usize::from(u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]));
+        let seg = &jpeg[i..i + 2 + len];
+        if jpeg[i + 1] == 0xC4 {
+            dht.extend_from_slice(seg);
+        } else {
+            kept.extend_from_slice(seg);
+        }
+        i += 2 + len;
+    }
+    kept.extend_from_slice(&jpeg[i..]);
+    (kept, dht)
+}
+
+#[test]
+fn converters_match_ffmpeg_on_testsrc2() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = common::temp_dir("camera-formats-testsrc2");
+    check_picture(
+        &dir,
+        "testsrc2",
+        &["-f", "lavfi", "-i", "testsrc2=size=64x48"],
+        64,
+        48,
+        &Limits {
+            yuyv: (1.2, 3),
+            i420: (1.0, 3),
+            nv12_neighbor: (1.0, 3),
+            nv12_default: (4.0, 64),
+            mjpeg: (3.0, 80),
+        },
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn converters_match_ffmpeg_on_a_photo() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let shared = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared"));
+    let photo = shared.join("data/images/person.jpg");
+    if !photo.is_file() {
+        eprintln!("skipping: {} not found", photo.display());
+        return;
+    }
+    let dir = common::temp_dir("camera-formats-photo");
+    check_picture(
+        &dir,
+        "person",
+        &["-i", photo.to_str().unwrap(), "-vf", "scale=320:212"],
+        320,
+        212,
+        &Limits {
+            yuyv: (1.2, 3),
+            i420: (1.0, 3),
+            nv12_neighbor: (1.0, 3),
+            nv12_default: (2.0, 40),
+            mjpeg: (2.0, 40),
+        },
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn odd_sizes_and_padded_rows_match_ffmpeg() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = common::temp_dir("camera-formats-odd");
+    // An odd 4:2:0 frame (chroma planes round up), converted by both.
+    let (w, h) = (37u32, 23u32);
+    let raw = dir.join("odd.i420");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=37x23",
+        "-frames:v",
+        "1",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "yuv420p",
+        raw.to_str().unwrap(),
+    ]);
+    let data = read(&raw);
+    assert_eq!(Some(data.len()), PixelFormat::I420.frame_bytes(w, h));
+    let mut out = RgbImage::new(1, 1);
+    pixfmt::i420_to_rgb(&data, w, h, None, &mut out).unwrap();
+    let reference = ffmpeg_rgb(&raw, "yuv420p", w, h, Some("neighbor"));
+    check("37x23 I420 vs ffmpeg neighbor", &out, &reference, 1.0, 3);
+
+    // The same YUYV frame with 16 bytes of padding per row converts like the packed one.
+    let yuyv = dir.join("pad.yuyv");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48",
+        "-frames:v",
+        "1",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "yuyv422",
+        yuyv.to_str().unwrap(),
+    ]);
+    let packed = read(&yuyv);
+    let padded: Vec<u8> = packed
+        .chunks(128)
+        .flat_map(|row| row.iter().copied().chain([0xEE; 16]))
+        .collect();
+    let mut a = RgbImage::new(1, 1);
+    let mut b = RgbImage::new(1, 1);
+    pixfmt::yuyv_to_rgb(&packed, 64, 48, None, &mut a).unwrap();
+    pixfmt::yuyv_to_rgb(&padded, 64, 48, Some(144), &mut b).unwrap();
+    assert_eq!(a.as_raw(), b.as_raw());
+    let err = pixfmt::yuyv_to_rgb(&padded[..padded.len() - 1], 64, 48, Some(144), &mut b)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expected 6912 bytes, got 6911"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
