@@ -358,3 +358,17 @@ fn odd_sizes_and_padded_rows_match_ffmpeg() {
     assert!(err.contains("expected 6912 bytes, got 6911"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn zz_explore() {
+    for pf in ["yuvj422p", "yuvj444p", "yuvj420p"] {
+        let jpeg = read(Path::new(&format!("/tmp/pf/t_{pf}.jpg")));
+        let mut out = RgbImage::new(1, 1);
+        pixfmt::mjpeg_to_rgb(&jpeg, &mut out).unwrap();
+        for fl in ["default", "neighbor", "bilinear", "bicubic+accurate_rnd+full_chroma_int", "bilinear+full_chroma_int+accurate_rnd"] {
+            let r = read(Path::new(&format!("/tmp/pf/t_{pf}.{fl}.rgb")));
+            let d = diff(out.as_raw(), &r);
+            eprintln!("EXPLORE {pf} {fl}: mean {:.3} max {}", d.mean, d.max);
+        }
+    }
+}

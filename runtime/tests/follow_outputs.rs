@@ -277,7 +277,7 @@ fn udp_bad_destinations_give_clear_errors() {
     assert!(shown.contains("--follow-out"), "{shown}");
     let reason = option_error(e);
     assert!(
-        reason.contains("cannot reach udp://255.255.255.255:9000"),
+        reason.contains("cannot reach `udp://255.255.255.255:9000`"),
         "{reason}"
     );
     for bad in [

@@ -229,7 +229,7 @@ fn report(s: &RunSummary, quiet: bool) {
         return;
     }
     eprintln!(
-        "vigia: {} frame(s) in {:.1} s ({:.1} fps){}; skipped {} corrupt, dropped {} stale, {} reconnect(s)",
+        "vigia: {} frame(s) in {:.1} s ({:.1} fps){}; {} corrupt frame(s) skipped or concealed, {} stale dropped, {} reconnect(s)",
         s.frames,
         s.seconds,
         s.fps,

@@ -3,7 +3,7 @@
 
 use tract_core::ndarray::{ArrayView2, ArrayViewD};
 
-use super::{batch1_matrix, decode_error, finite_box, single_output, DecodeParams};
+use super::{batch1_matrix, decode_error, finite_box, passes, single_output, DecodeParams};
 use crate::detection::{BBox, Detection};
 use crate::error::Result;
 use crate::model::OutputFamily;
@@ -41,13 +41,14 @@ pub fn decode(
 pub(crate) fn push_rows(m: &ArrayView2<'_, f32>, params: &DecodeParams, out: &mut Vec<Detection>) {
     for row in m.rows() {
         let (x1, y1, x2, y2, score, class) = (row[0], row[1], row[2], row[3], row[4], row[5]);
-        if !(score >= params.conf) {
+        if !passes(score, params.conf) {
             continue;
         }
         if score == 0.0 && x1 == 0.0 && y1 == 0.0 && x2 == 0.0 && y2 == 0.0 && class == 0.0 {
             continue;
         }
-        if !(class >= 0.0 && class.is_finite()) || !finite_box(x1, y1, x2, y2) {
+        let valid_class = class >= 0.0 && class.is_finite();
+        if !valid_class || !finite_box(x1, y1, x2, y2) {
             continue;
         }
         let class_id = class.round() as usize;

@@ -225,7 +225,7 @@ fn infer_single(s: &[usize], w: usize, h: usize) -> Option<(OutputFamily, String
                     ),
                 ));
             }
-            if a % 3 == 0 && is_anchor_count(a / 3, w, h) && b >= 6 {
+            if a.checked_rem(3) == Some(0) && is_anchor_count(a / 3, w, h) && b >= 6 {
                 return Some((
                     OutputFamily::Yolov5,
                     format!(
@@ -288,7 +288,7 @@ fn is_anchor_count(n: usize, w: usize, h: usize) -> bool {
 
 /// True when `n` is a YOLOv8 (one per cell) or YOLOv5 (three per cell) anchor count.
 fn looks_like_anchors(n: usize, w: usize, h: usize) -> bool {
-    is_anchor_count(n, w, h) || (n % 3 == 0 && is_anchor_count(n / 3, w, h))
+    is_anchor_count(n, w, h) || (n.checked_rem(3) == Some(0) && is_anchor_count(n / 3, w, h))
 }
 
 /// True for a `[1, K, width]` shape.
@@ -422,6 +422,12 @@ pub(crate) fn best_class(
             best
         }
     }
+}
+
+/// True when `score` reaches the threshold (NaN never does).
+#[inline]
+pub(crate) fn passes(score: f32, conf: f32) -> bool {
+    score >= conf
 }
 
 /// True when all four box coordinates are finite.

@@ -49,7 +49,7 @@ pub fn plan_levels(
     input_height: usize,
     num_classes: Option<usize>,
 ) -> std::result::Result<Vec<Level>, String> {
-    if shapes.len() < 2 || shapes.len() % 2 != 0 {
+    if shapes.len() < 2 || shapes.len().checked_rem(2) != Some(0) {
         return Err("expected pairs of [1,N,C] score and [1,N,4*bins] box outputs".into());
     }
     let dims: Vec<(usize, usize)> = shapes
@@ -73,7 +73,7 @@ pub fn plan_levels(
             continue; // pair already planned
         }
         let dj = dims[j].1;
-        let is_reg = |d: usize| d % 4 == 0 && d >= 8;
+        let is_reg = |d: usize| d >= 8 && d.checked_rem(4) == Some(0);
         let score_first = match num_classes {
             Some(c) if di == c && dj != c && is_reg(dj) => true,
             Some(c) if dj == c && di != c && is_reg(di) => false,
@@ -201,7 +201,7 @@ fn push_levels(
         let stride = l.stride as f32;
         for (i, (srow, rrow)) in scores.rows().into_iter().zip(reg.rows()).enumerate() {
             let (score, class_id) = best_class(&srow, 0, l.num_classes, classes);
-            if !(score >= params.conf) {
+            if !super::passes(score, params.conf) {
                 continue;
             }
             let cx = ((i % l.grid_w) as f32 + offset) * stride;

@@ -42,7 +42,7 @@ pub fn decode(
     for row in m.rows() {
         let obj = row[4];
         // Class probabilities are at most 1, so obj < conf means obj * class < conf.
-        if !(obj >= params.conf) {
+        if !super::passes(obj, params.conf) {
             continue;
         }
         let (cls, class_id) = best_class(&row, 5, c, classes);

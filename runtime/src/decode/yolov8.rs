@@ -104,7 +104,7 @@ fn channels_first(
             .for_each(|&k| sweep(k)),
     }
     for (j, &score) in best.iter().enumerate() {
-        if !(score >= params.conf) {
+        if !super::passes(score, params.conf) {
             continue;
         }
         let column = m.column(j);

@@ -110,7 +110,7 @@ impl MavlinkSink {
         }
         let due = self
             .last_heartbeat
-            .map_or(true, |t| t.elapsed() >= Duration::from_secs(1));
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
         if !due {
             return Ok(());
         }

@@ -93,9 +93,7 @@ impl PipeSource {
             .spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
                     let mut log = log2.lock().unwrap_or_else(|p| p.into_inner());
-                    if is_decode_error(&line) {
-                        log.errors += 1;
-                    }
+                    log.errors += decode_errors_in(&line);
                     log.tail.push_back(line);
                     if log.tail.len() > 8 {
                         log.tail.pop_front();
@@ -236,13 +234,21 @@ impl Drop for PipeSource {
     }
 }
 
-/// Lines of decoder output that mean a damaged frame.
-fn is_decode_error(line: &str) -> bool {
-    let l = line.to_ascii_lowercase();
-    l.contains("error while decoding")
-        || l.contains("corrupt")
-        || l.contains("invalid data")
-        || (l.contains("error at mb"))
+/// Damaged-data reports in decoder output (ffmpeg conceals or drops the frame): codec-tagged
+/// lines such as `[msmpeg4 @ 0x..] ac-tex damaged` and explicit errors; a "Last message
+/// repeated N times" line counts N.
+fn decode_errors_in(line: &str) -> u64 {
+    let l = line.trim().to_ascii_lowercase();
+    if let Some(rest) = l.strip_prefix("last message repeated ") {
+        return rest
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+    }
+    let tagged = l.starts_with('[') && l.contains(" @ ");
+    let bad = ["error", "corrupt", "damaged", "invalid", "overflow", "concealing", "missing"];
+    u64::from(tagged || bad.iter().any(|b| l.contains(b)))
 }
 
 /// A clear message when the frame process cannot be started.
@@ -272,6 +278,14 @@ pub fn spawn_error(program: &str, e: std::io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoder_error_lines_are_counted() {
+        assert_eq!(decode_errors_in("[msmpeg4 @ 0x5654] ac-tex damaged at 39 12"), 1);
+        assert_eq!(decode_errors_in("    Last message repeated 3 times"), 3);
+        assert_eq!(decode_errors_in("Error while decoding stream #0:0"), 1);
+        assert_eq!(decode_errors_in("Press [q] to stop"), 0);
+    }
 
     #[test]
     fn frame_sizes() {
