@@ -68,6 +68,11 @@ impl Detector {
         self.last
     }
 
+    /// Runs only the engine on the input left by the last [`Detector::detect`] (for benchmarks).
+    pub fn run_engine(&mut self) -> Result<()> {
+        self.model.engine.run()
+    }
+
     /// Detects objects in `frame`; boxes are in `frame` pixels.
     pub fn detect(&mut self, frame: &RgbImage, params: &DecodeParams) -> Result<&[Detection]> {
         let t0 = Instant::now();

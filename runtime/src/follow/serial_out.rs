@@ -1,5 +1,5 @@
-//! Commands over a serial line to a microcontroller, in the line protocol of
-//! [`serial_proto`](super::serial_proto).
+//! Commands over a serial line to a microcontroller, in the line protocol documented at
+//! [`command_line`](super::command_line).
 
 use std::io::Write;
 use std::time::Duration;

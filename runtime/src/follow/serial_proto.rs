@@ -72,6 +72,12 @@ pub fn write_event_line(buf: &mut String, ev: &FollowEvent) {
 }
 
 /// The line for `cmd`, newline included.
+///
+/// The serial line protocol, one ASCII line per message:
+/// `V,<seq>,<yaw>,<pitch>,<fwd>,<state>*HH` (command), `S,...` (watchdog or shutdown stop, same
+/// fields, all zero) and `E,<from>,<to>,<target>,<reason>*HH` (event); values have 3 decimals in
+/// [-1, 1], states are 0 idle, 1 acquiring, 2 locked, 3 coasting, 4 reacquiring, 5 lost, and
+/// `HH` is the XOR of every byte before `*` in uppercase hex (NMEA style).
 pub fn command_line(cmd: &Command) -> String {
     let mut s = String::with_capacity(48);
     write_command_line(&mut s, cmd);

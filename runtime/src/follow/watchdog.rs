@@ -265,10 +265,10 @@ mod tests {
     #[test]
     fn follow_watchdog_feeding_keeps_it_quiet() {
         let rec = Arc::new(Mutex::new(Recorder::default()));
-        let wd = Watchdog::spawn(Duration::from_millis(150), rec.clone());
+        let wd = Watchdog::spawn(Duration::from_millis(500), rec.clone());
         for i in 0..10 {
-            wd.feed(&moving(i, i as f64 * 0.03));
-            std::thread::sleep(Duration::from_millis(30));
+            wd.feed(&moving(i, i as f64 * 0.02));
+            std::thread::sleep(Duration::from_millis(20));
         }
         assert_eq!(wd.stops_sent(), 0);
         assert!(!wd.tripped());

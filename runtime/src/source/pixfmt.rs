@@ -247,7 +247,7 @@ pub fn yuyv_to_rgb(
 ) -> Result<()> {
     let fmt = PixelFormat::Yuyv;
     check_not_empty(fmt, width, height)?;
-    if width % 2 != 0 {
+    if width & 1 == 1 {
         return Err(frame_error(
             fmt,
             width,
@@ -637,26 +637,26 @@ mod tests {
                         let (a, b) = (at(x, y), at(x + 1, y));
                         out.extend_from_slice(&[a[0], a[1], b[0], a[2]]);
                     }
-                    out.extend(std::iter::repeat(0xAA).take(pad));
+                    out.resize(out.len() + pad, 0xAA);
                 }
             }
             PixelFormat::Nv12 | PixelFormat::I420 => {
                 for y in 0..h {
                     out.extend((0..w).map(|x| at(x, y)[0]));
-                    out.extend(std::iter::repeat(0xAA).take(pad));
+                    out.resize(out.len() + pad, 0xAA);
                 }
                 if format == PixelFormat::Nv12 {
                     for cy in 0..ch {
                         for cx in 0..cw {
                             out.extend_from_slice(&[at(2 * cx, 2 * cy)[1], at(2 * cx, 2 * cy)[2]]);
                         }
-                        out.extend(std::iter::repeat(0xAA).take(pad));
+                        out.resize(out.len() + pad, 0xAA);
                     }
                 } else {
                     for k in 1..3 {
                         for cy in 0..ch {
                             out.extend((0..cw).map(|cx| at(2 * cx, 2 * cy)[k]));
-                            out.extend(std::iter::repeat(0xAA).take(pad / 2));
+                            out.resize(out.len() + pad / 2, 0xAA);
                         }
                     }
                 }

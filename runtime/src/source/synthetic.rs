@@ -5,8 +5,9 @@
 //! Spec string: `synthetic://?scene=crossing|occlusion|reenter|random&people=4&seed=7&width=640&
 //! height=480&fps=30&frames=300&away=2` (every key optional; `synthetic://crossing?frames=90`
 //! names the scene in the path). Scenes:
-//! - `crossing`: two people walk past each other in the middle of the sequence; the one further
-//!   back (id 1, walking right) is partly hidden by the one in front (id 2, walking left).
+//! - `crossing`: two people, visible from the first frame, walk towards each other and meet in
+//!   the middle of the image (after about 1.8 s, or mid-sequence if shorter); the one further
+//!   back (id 1, walking right) is largely hidden by the one in front (id 2, walking left).
 //! - `occlusion`: one person walks behind a pillar drawn on top of everything and is fully
 //!   hidden for exactly `round(fps)` frames (one second) around the middle of the sequence.
 //! - `reenter`: one person walks out of the right edge, stays fully outside for
@@ -434,7 +435,9 @@ impl SyntheticScene {
         let mut pillars = Vec::new();
         let actors = match config.kind {
             SceneKind::Crossing => {
-                let tc = (n - 1.0) / 2.0;
+                // Both start inside the image (x = 0.12 w and 0.88 w) when the sequence is long
+                // enough, and meet in the middle.
+                let tc = ((n - 1.0) / 2.0).min(0.38 * w / v);
                 let x = |t: f64, dir: f64| w / 2.0 + dir * v * (t - tc);
                 vec![
                     actor(
@@ -916,15 +919,27 @@ mod tests {
     #[test]
     fn reenter_stays_outside_for_the_requested_time() {
         let s = scene("synthetic://?scene=reenter&away=2&frames=400");
-        let outside: Vec<u64> = (0..400)
-            .filter(|&f| s.ground_truth(f)[0].visibility == 0.0)
-            .collect();
-        assert_eq!(outside.len(), 60);
-        assert_eq!(outside.last().unwrap() - outside[0] + 1, 60);
         let first = s.ground_truth(0)[0];
         assert_eq!(first.visibility, 1.0);
-        let after = s.ground_truth(outside[59] + 40)[0];
-        assert!(after.visibility > 0.9);
+        // Fully outside for one run of 60 frames, then back in (until it later leaves on the
+        // left, which the first run of outside frames does not include).
+        let start = (0..400)
+            .find(|&f| s.ground_truth(f)[0].visibility == 0.0)
+            .unwrap();
+        let back = (start..400)
+            .find(|&f| s.ground_truth(f)[0].visibility > 0.0)
+            .unwrap();
+        assert_eq!(back - start, 60);
+        assert!(s.ground_truth(start)[0].bbox.x1 >= 640.0);
+        assert!(s.ground_truth(back + 20)[0].visibility > 0.9);
+        let short = scene("synthetic://?scene=reenter&away=0.2");
+        let start = (0..300)
+            .find(|&f| short.ground_truth(f)[0].visibility == 0.0)
+            .unwrap();
+        let back = (start..300)
+            .find(|&f| short.ground_truth(f)[0].visibility > 0.0)
+            .unwrap();
+        assert_eq!(back - start, 6);
     }
 
     #[test]
@@ -937,7 +952,18 @@ mod tests {
             })
             .collect();
         assert!(overlapping.len() >= 5, "{}", overlapping.len());
-        let mid = s.ground_truth(150);
+        let mid_frame = (0..300u64)
+            .max_by(|&a, &b| {
+                let iou = |f: u64| {
+                    let g = s.ground_truth(f);
+                    g[0].bbox.iou(&g[1].bbox)
+                };
+                iou(a).total_cmp(&iou(b))
+            })
+            .unwrap();
+        assert!((50..60).contains(&mid_frame), "{mid_frame}");
+        assert!(s.ground_truth(0).iter().all(|g| g.visibility == 1.0));
+        let mid = s.ground_truth(mid_frame);
         assert!(
             mid[0].visibility < 0.6 && mid[1].visibility == 1.0,
             "{mid:?}"
@@ -1014,7 +1040,10 @@ mod tests {
     fn rendering_shows_people_and_the_pillar_on_top() {
         let s = scene("synthetic://?scene=occlusion&frames=300");
         let hidden = (0..300)
-            .find(|&f| s.ground_truth(f)[0].visibility == 0.0)
+            .find(|&f| {
+                let g = s.ground_truth(f)[0];
+                g.visibility == 0.0 && g.bbox.x1 > 0.0
+            })
             .unwrap();
         let g = s.ground_truth(hidden)[0];
         let (cx, cy) = g.bbox.center();

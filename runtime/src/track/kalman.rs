@@ -11,6 +11,9 @@
 //! seconds times the nominal frame rate), so a dropped frame is predicted across with `dt = 2`.
 //! The process noise grows linearly with `dt` (a random walk per frame).
 
+// Dense 4x4 and 8x8 algebra reads best with explicit indices.
+#![allow(clippy::needless_range_loop)]
+
 use crate::detection::BBox;
 
 /// A measured box as (centre x, centre y, aspect ratio w/h, height).
@@ -248,7 +251,7 @@ fn cholesky4(a: &[[f64; 4]; 4]) -> Option<[[f64; 4]; 4]> {
                 sum -= l[i][k] * l[j][k];
             }
             if i == j {
-                if !(sum > 0.0) || !sum.is_finite() {
+                if sum <= 0.0 || !sum.is_finite() {
                     return None;
                 }
                 l[i][i] = sum.sqrt();
