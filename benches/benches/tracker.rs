@@ -18,7 +18,7 @@ fn tracker_update(c: &mut Criterion) {
                 let out = tracker.update(&frames[i % frames.len()], t).len();
                 i += 1;
                 t += 1.0 / 30.0;
-                if i % frames.len() == 0 {
+                if i.is_multiple_of(frames.len()) {
                     tracker.reset();
                 }
                 out

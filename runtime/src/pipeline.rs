@@ -150,7 +150,9 @@ pub fn run(
                 let result = (|| {
                     while !stop.load(Ordering::Relaxed) && max_frames.is_none_or(|m| sent < m) {
                         let t = Instant::now();
-                        let Some(frame) = source.next_frame()? else { break };
+                        let Some(frame) = source.next_frame()? else {
+                            break;
+                        };
                         stat.add(ms(t.elapsed()));
                         sent += 1;
                         if live {
@@ -279,7 +281,11 @@ pub fn run(
         dropped: dropped.load(Ordering::Relaxed),
         source_health: health,
         seconds,
-        fps: if seconds > 0.0 { frames as f64 / seconds } else { 0.0 },
+        fps: if seconds > 0.0 {
+            frames as f64 / seconds
+        } else {
+            0.0
+        },
         stats,
         interrupted: stop.load(Ordering::Relaxed),
     })

@@ -97,7 +97,10 @@ fn folder_run_skips_a_corrupt_image_and_processes_the_rest() {
     assert!(lines[1]["source"].as_str().unwrap().ends_with("c.jpg"));
     let err = stderr(&o);
     assert!(err.contains("skipping") && err.contains("b.jpg"), "{err}");
-    assert!(err.contains("2 frame(s)") && err.contains("1 corrupt frame(s)"), "{err}");
+    assert!(
+        err.contains("2 frame(s)") && err.contains("1 corrupt frame(s)"),
+        "{err}"
+    );
     // --classes person: only people, and none in dog.jpg.
     let people = lines[0]["detections"].as_array().unwrap();
     assert!(!people.is_empty() && people.iter().all(|d| d["class_id"] == 0));

@@ -33,7 +33,9 @@ fn params(conf: f32) -> DecodeParams {
 /// this 640x424 image. The score is identical.
 #[test]
 fn nanodet_finds_the_person_in_person_jpg_where_the_reference_does() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let mut det = detector(None);
     let img = load_rgb(&shared.join("data/images/person.jpg")).unwrap();
     let dets = det.detect(&img, &params(0.35)).unwrap().to_vec();
@@ -42,7 +44,11 @@ fn nanodet_finds_the_person_in_person_jpg_where_the_reference_does() {
     let (dx, dy) = (8.0 * 640.0 / 416.0, 8.0 * 424.0 / 416.0);
     let reference = BBox::new(176.0 + dx, 97.0 + dy, 267.0 + dx, 369.0 + dy);
     let iou = people[0].bbox.iou(&reference);
-    assert!(iou >= 0.8, "IoU {iou} with the reference, got {:?}", people[0]);
+    assert!(
+        iou >= 0.8,
+        "IoU {iou} with the reference, got {:?}",
+        people[0]
+    );
     // Against the printed (offset-free) reference the overlap is still substantial.
     assert!(people[0].bbox.iou(&BBox::new(176.0, 97.0, 267.0, 369.0)) > 0.65);
     assert!((people[0].score - 0.713).abs() <= 0.05, "{:?}", people[0]);
@@ -55,7 +61,9 @@ fn nanodet_finds_the_person_in_person_jpg_where_the_reference_does() {
 /// about x = 565, y = 418 in dog.jpg (768x576). Without the offset the box would end at 543, 396.
 #[test]
 fn nanodet_boxes_sit_on_the_object_edges() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let mut det = detector(None);
     let img = load_rgb(&shared.join("data/images/dog.jpg")).unwrap();
     let dets = det.detect(&img, &params(0.35)).unwrap().to_vec();

@@ -26,14 +26,22 @@ fn vigia(args: &[&str]) -> Output {
 fn probe_frames(path: &Path) -> (u64, String) {
     let o = Command::new("ffprobe")
         .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=nb_read_frames,r_frame_rate", "-of", "csv=p=0"])
+        .args([
+            "-show_entries",
+            "stream=nb_read_frames,r_frame_rate",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
     let mut parts = text.split(',');
     let rate = parts.next().unwrap_or("").to_string();
-    let n = parts.next().and_then(|n| n.trim().parse().ok()).unwrap_or(0);
+    let n = parts
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
     (n, rate)
 }
 
@@ -47,7 +55,9 @@ fn lines(path: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn vtest_every_frame_to_mp4_and_json_lines() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     if !have_ffmpeg() {
         return;
     }
@@ -77,7 +87,10 @@ fn vtest_every_frame_to_mp4_and_json_lines() {
         .iter()
         .filter(|r| !r["detections"].as_array().unwrap().is_empty())
         .count();
-    assert!(with_people > 700, "people found in only {with_people} of 795 frames");
+    assert!(
+        with_people > 700,
+        "people found in only {with_people} of 795 frames"
+    );
     let n100 = rows[100]["detections"].as_array().unwrap().len();
     assert!((3..=9).contains(&n100), "frame 100: {n100} persons");
     let (frames, rate) = probe_frames(&mp4);
@@ -87,7 +100,9 @@ fn vtest_every_frame_to_mp4_and_json_lines() {
 
 #[test]
 fn a_truncated_file_is_processed_up_to_the_damage() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     if !have_ffmpeg() {
         return;
     }
@@ -109,12 +124,17 @@ fn a_truncated_file_is_processed_up_to_the_damage() {
     assert!(!err.contains("panicked"), "{err}");
     let rows = lines(&jsonl);
     assert!(rows.len() > 10 && rows.len() < 60, "{} rows", rows.len());
-    assert!(err.contains("ended early") && err.contains("of 795 expected"), "{err}");
+    assert!(
+        err.contains("ended early") && err.contains("of 795 expected"),
+        "{err}"
+    );
 }
 
 #[test]
 fn damaged_frames_mid_file_are_skipped_and_counted() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     if !have_ffmpeg() {
         return;
     }
@@ -156,39 +176,64 @@ fn damaged_frames_mid_file_are_skipped_and_counted() {
 
 #[test]
 fn missing_ffmpeg_says_how_to_install_it() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let empty = common::temp_dir("no-ffmpeg-path");
     let o = Command::new(common::vigia_bin())
-        .args(["detect", shared.join("data/video/vtest.avi").to_str().unwrap()])
+        .args([
+            "detect",
+            shared.join("data/video/vtest.avi").to_str().unwrap(),
+        ])
         .env("PATH", &empty)
         .output()
         .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("not found on PATH") && err.contains("apt install ffmpeg"), "{err}");
+    assert!(
+        err.contains("not found on PATH") && err.contains("apt install ffmpeg"),
+        "{err}"
+    );
 }
 
 #[test]
 fn ctrl_c_finishes_a_playable_video_and_complete_json_lines() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     if !have_ffmpeg() {
         return;
     }
     let dir = common::temp_dir("video-sigint");
     let (mp4, jsonl) = (dir.join("out.mp4"), dir.join("out.jsonl"));
-    let mut child = Command::new(common::vigia_bin())
-        .args(["detect", shared.join("data/video/vtest.avi").to_str().unwrap()])
-        .args(["--save-video", mp4.to_str().unwrap(), "--save-json", jsonl.to_str().unwrap()])
+    let child = Command::new(common::vigia_bin())
+        .args([
+            "detect",
+            shared.join("data/video/vtest.avi").to_str().unwrap(),
+        ])
+        .args([
+            "--save-video",
+            mp4.to_str().unwrap(),
+            "--save-json",
+            jsonl.to_str().unwrap(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let start = Instant::now();
-    while std::fs::read_to_string(&jsonl).map(|t| t.lines().count()).unwrap_or(0) < 15 {
+    while std::fs::read_to_string(&jsonl)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+        < 15
+    {
         assert!(start.elapsed() < Duration::from_secs(120), "no progress");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");

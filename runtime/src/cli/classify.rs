@@ -9,8 +9,8 @@ use serde_json::json;
 use super::args::ModelArgs;
 use super::run::load;
 use vigia::classifier::Classifier;
-use vigia::sink::jsonl::JsonLinesWriter;
 use vigia::model::Task;
+use vigia::sink::jsonl::JsonLinesWriter;
 use vigia::source::images::{list_images, load_rgb};
 
 /// Arguments of `vigia classify`.
@@ -85,4 +85,3 @@ pub fn classify(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(finish(done, failed, args.model.quiet))
 }
-

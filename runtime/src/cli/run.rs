@@ -197,10 +197,7 @@ pub fn run_source(
     let config = PipelineConfig {
         decode,
         max_frames: req.source.max_frames,
-        stats_every: out
-            .stats
-            .filter(|s| *s > 0.0)
-            .map(Duration::from_secs_f64),
+        stats_every: out.stats.filter(|s| *s > 0.0).map(Duration::from_secs_f64),
         progress: !req.model.quiet,
     };
     let summary = pipeline::run(
@@ -254,7 +251,13 @@ fn source_stem(spec: &str) -> String {
         .unwrap_or_default();
     let clean: String = stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if clean.is_empty() {
         "stream".into()

@@ -43,7 +43,11 @@ impl TrackerArgs {
             new_track_thresh: self.new_track,
             match_thresh: self.match_thresh,
             track_buffer: self.track_buffer,
-            frame_rate: if fps.is_finite() && fps > 0.0 { fps } else { 30.0 },
+            frame_rate: if fps.is_finite() && fps > 0.0 {
+                fps
+            } else {
+                30.0
+            },
             ..ByteTrackConfig::default()
         };
         Ok(ByteTracker::new(config)?)
@@ -62,7 +66,12 @@ pub fn track_mot_file(
     let mut by_frame: BTreeMap<u64, Vec<Detection>> = BTreeMap::new();
     for r in &rows {
         by_frame.entry(r.frame).or_default().push(Detection {
-            bbox: BBox::new(r.x as f32, r.y as f32, (r.x + r.w) as f32, (r.y + r.h) as f32),
+            bbox: BBox::new(
+                r.x as f32,
+                r.y as f32,
+                (r.x + r.w) as f32,
+                (r.y + r.h) as f32,
+            ),
             score: r.conf as f32,
             class_id: 0,
         });

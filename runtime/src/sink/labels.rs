@@ -84,7 +84,10 @@ pub fn parse_line(line: &str) -> std::result::Result<(usize, [f32; 4], Option<f3
     }
     let conf = fields
         .get(5)
-        .map(|c| c.parse::<f32>().map_err(|_| format!("confidence '{c}' is not a number")))
+        .map(|c| {
+            c.parse::<f32>()
+                .map_err(|_| format!("confidence '{c}' is not a number"))
+        })
         .transpose()?;
     Ok((class, xywh, conf))
 }
@@ -112,7 +115,9 @@ mod tests {
         assert!((xywh[0] - 0.3).abs() < 1e-6 && (xywh[1] - 0.45).abs() < 1e-6);
         assert!((xywh[2] - 0.5).abs() < 1e-6 && (xywh[3] - 0.5).abs() < 1e-6);
         assert_eq!(conf, Some(0.9));
-        assert!(parse_line("1 0.5 x 0.1 0.1").unwrap_err().contains("field 3"));
+        assert!(parse_line("1 0.5 x 0.1 0.1")
+            .unwrap_err()
+            .contains("field 3"));
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -38,7 +38,11 @@ impl VideoWriter {
         }
         // Fail now, with a clear message, if the file cannot be written.
         std::fs::File::create(path).map_err(|e| err(format!("cannot write: {e}")))?;
-        let fps = if fps.is_finite() && fps > 0.0 { fps } else { 30.0 };
+        let fps = if fps.is_finite() && fps > 0.0 {
+            fps
+        } else {
+            30.0
+        };
         // H.264 in yuv420p needs even sizes: pad by one pixel when odd.
         let mut cmd = Command::new("ffmpeg");
         cmd.args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"])
@@ -47,7 +51,9 @@ impl VideoWriter {
             .args(["-r", &format!("{fps}")])
             .args(["-i", "-"])
             .args(["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"])
-            .args(["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p"]);
+            .args([
+                "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
+            ]);
         let ext = path
             .extension()
             .and_then(|e| e.to_str())
@@ -62,7 +68,10 @@ impl VideoWriter {
             .stderr(Stdio::inherit())
             .process_group(0);
         let mut child = cmd.spawn().map_err(|e| spawn_error("ffmpeg", e))?;
-        let stdin = child.stdin.take().map(|s| BufWriter::with_capacity(1 << 20, s));
+        let stdin = child
+            .stdin
+            .take()
+            .map(|s| BufWriter::with_capacity(1 << 20, s));
         Ok(VideoWriter {
             child,
             stdin,

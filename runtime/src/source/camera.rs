@@ -541,6 +541,7 @@ mod tests {
             Ok(_) => panic!("{spec}: opened a camera on a machine without cameras"),
             Err(e) => e.to_string(),
         };
+        eprintln!("{spec}: {err}");
         assert!(err.contains("--source"), "{spec}: {err}");
         for m in must {
             assert!(err.contains(m), "{spec}: {err:?} lacks {m:?}");

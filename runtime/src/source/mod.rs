@@ -4,8 +4,8 @@
 pub mod camera;
 pub mod images;
 pub mod pipe;
-pub mod pool;
 pub mod pixfmt;
+pub mod pool;
 pub mod reconnect;
 pub mod synthetic;
 pub mod video;
@@ -126,10 +126,15 @@ pub enum SourceKind {
 pub fn classify_source(spec: &str) -> Result<SourceKind> {
     let lower = spec.to_ascii_lowercase();
     let index = |rest: &str| {
-        rest.trim_matches('/').parse::<u32>().map_err(|_| crate::Error::Option {
-            option: "--source".into(),
-            reason: format!("{spec}: expected a camera number after the scheme, e.g. {}0", &spec[..spec.len() - rest.len()]),
-        })
+        rest.trim_matches('/')
+            .parse::<u32>()
+            .map_err(|_| crate::Error::Option {
+                option: "--source".into(),
+                reason: format!(
+                    "{spec}: expected a camera number after the scheme, e.g. {}0",
+                    &spec[..spec.len() - rest.len()]
+                ),
+            })
     };
     Ok(if lower.starts_with("synthetic://") {
         SourceKind::Synthetic
@@ -158,9 +163,11 @@ pub fn open_source(spec: &str, opts: &SourceOptions) -> Result<Box<dyn FrameSour
     Ok(match classify_source(spec)? {
         SourceKind::Synthetic => Box::new(synthetic::SyntheticSource::open(spec)?),
         SourceKind::Images => Box::new(images::ImageSource::open(spec, opts.image_fps)?),
-        SourceKind::VideoFile => {
-            Box::new(video::open_ffmpeg(spec, opts.vid_stride, opts.pool.clone())?)
-        }
+        SourceKind::VideoFile => Box::new(video::open_ffmpeg(
+            spec,
+            opts.vid_stride,
+            opts.pool.clone(),
+        )?),
         SourceKind::Stream => {
             let (s, pool) = (spec.to_string(), opts.pool.clone());
             live(Box::new(
@@ -170,11 +177,14 @@ pub fn open_source(spec: &str, opts: &SourceOptions) -> Result<Box<dyn FrameSour
             ))
         }
         SourceKind::Camera => {
-            let (s, req) = (spec.to_string(), camera::CameraRequest {
-                width: Some(opts.capture.width),
-                height: Some(opts.capture.height),
-                fps: Some(opts.capture.fps),
-            });
+            let (s, req) = (
+                spec.to_string(),
+                camera::CameraRequest {
+                    width: Some(opts.capture.width),
+                    height: Some(opts.capture.height),
+                    fps: Some(opts.capture.fps),
+                },
+            );
             live(Box::new(
                 Reconnecting::new(move || camera::open_camera(&s, &req))?
                     .with_stop(opts.stop.clone())
@@ -223,12 +233,21 @@ mod tests {
         assert_eq!(classify_source("0").unwrap(), SourceKind::Camera);
         assert_eq!(classify_source("/dev/video2").unwrap(), SourceKind::Camera);
         assert_eq!(classify_source("clip.MP4").unwrap(), SourceKind::VideoFile);
-        assert_eq!(classify_source("rtsp://cam/live").unwrap(), SourceKind::Stream);
+        assert_eq!(
+            classify_source("rtsp://cam/live").unwrap(),
+            SourceKind::Stream
+        );
         assert_eq!(classify_source("imgs/*.jpg").unwrap(), SourceKind::Images);
         assert_eq!(classify_source("dir/").unwrap(), SourceKind::Images);
-        assert_eq!(classify_source("libcamera://1").unwrap(), SourceKind::PiCamera(1));
+        assert_eq!(
+            classify_source("libcamera://1").unwrap(),
+            SourceKind::PiCamera(1)
+        );
         assert_eq!(classify_source("csi://").unwrap(), SourceKind::JetsonCsi(0));
-        assert_eq!(classify_source("synthetic://?scene=crossing").unwrap(), SourceKind::Synthetic);
+        assert_eq!(
+            classify_source("synthetic://?scene=crossing").unwrap(),
+            SourceKind::Synthetic
+        );
         let e = classify_source("csi://x").unwrap_err().to_string();
         assert!(e.contains("--source") && e.contains("csi://0"), "{e}");
     }

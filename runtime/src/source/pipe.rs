@@ -111,7 +111,14 @@ impl PipeSource {
             program,
             info,
             format,
-            raw: vec![0; if format == RawFormat::Rgb24 { 0 } else { frame_bytes }],
+            raw: vec![
+                0;
+                if format == RawFormat::Rgb24 {
+                    0
+                } else {
+                    frame_bytes
+                }
+            ],
             pool,
             stride: stride.max(1),
             next_index: 0,
@@ -125,7 +132,7 @@ impl PipeSource {
     /// Reads one raw frame into `image` (RGB) or the raw buffer; false at end of stream.
     fn read_frame(&mut self, image: &mut RgbImage) -> std::io::Result<bool> {
         let buf: &mut [u8] = match self.format {
-            RawFormat::Rgb24 => &mut **image,
+            RawFormat::Rgb24 => image,
             RawFormat::I420 => &mut self.raw,
         };
         let mut filled = 0;
@@ -155,7 +162,11 @@ impl PipeSource {
                     self.info.name,
                     self.program,
                     status.map(|s| s.to_string()).unwrap_or_default(),
-                    if tail.is_empty() { String::new() } else { format!(": {}", tail.join(" | ")) }
+                    if tail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", tail.join(" | "))
+                    }
                 ),
             });
         }
@@ -166,8 +177,15 @@ impl PipeSource {
                 self.info.name,
                 if early { "early " } else { "with an error " },
                 self.next_index,
-                self.info.frames.map(|n| format!(" of {n} expected")).unwrap_or_default(),
-                if tail.is_empty() { String::new() } else { format!(" ({})", tail.join(" | ")) }
+                self.info
+                    .frames
+                    .map(|n| format!(" of {n} expected"))
+                    .unwrap_or_default(),
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", tail.join(" | "))
+                }
             );
         }
         Ok(())
@@ -196,11 +214,17 @@ impl FrameSource for PipeSource {
             }
             let index = self.next_index;
             self.next_index += 1;
-            if index % self.stride != 0 {
+            if !index.is_multiple_of(self.stride) {
                 continue;
             }
             if self.format == RawFormat::I420 {
-                i420_to_rgb(&self.raw, self.info.width, self.info.height, None, &mut image)?;
+                i420_to_rgb(
+                    &self.raw,
+                    self.info.width,
+                    self.info.height,
+                    None,
+                    &mut image,
+                )?;
             }
             self.delivered += 1;
             let timestamp = match (self.info.live, self.info.fps) {
@@ -247,7 +271,15 @@ fn decode_errors_in(line: &str) -> u64 {
             .unwrap_or(1);
     }
     let tagged = l.starts_with('[') && l.contains(" @ ");
-    let bad = ["error", "corrupt", "damaged", "invalid", "overflow", "concealing", "missing"];
+    let bad = [
+        "error",
+        "corrupt",
+        "damaged",
+        "invalid",
+        "overflow",
+        "concealing",
+        "missing",
+    ];
     u64::from(tagged || bad.iter().any(|b| l.contains(b)))
 }
 
@@ -281,7 +313,10 @@ mod tests {
 
     #[test]
     fn decoder_error_lines_are_counted() {
-        assert_eq!(decode_errors_in("[msmpeg4 @ 0x5654] ac-tex damaged at 39 12"), 1);
+        assert_eq!(
+            decode_errors_in("[msmpeg4 @ 0x5654] ac-tex damaged at 39 12"),
+            1
+        );
         assert_eq!(decode_errors_in("    Last message repeated 3 times"), 3);
         assert_eq!(decode_errors_in("Error while decoding stream #0:0"), 1);
         assert_eq!(decode_errors_in("Press [q] to stop"), 0);

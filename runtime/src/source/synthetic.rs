@@ -122,7 +122,9 @@ impl SceneConfig {
     /// Parses a `synthetic://` spec; errors name the bad key or value.
     pub fn parse(spec: &str) -> Result<Self> {
         let rest = spec
-            .strip_prefix(SCHEME)
+            .get(..SCHEME.len())
+            .filter(|p| p.eq_ignore_ascii_case(SCHEME))
+            .map(|_| &spec[SCHEME.len()..])
             .ok_or_else(|| spec_error(spec, format!("a synthetic source starts with {SCHEME}")))?;
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         let mut c = SceneConfig::default();
@@ -877,6 +879,10 @@ mod tests {
                 .unwrap()
                 .kind,
             SceneKind::Crossing
+        );
+        assert_eq!(
+            SceneConfig::parse("Synthetic://?people=2").unwrap().people,
+            2
         );
     }
 

@@ -24,9 +24,11 @@ pub fn is_video_path(p: &Path) -> bool {
 
 /// True for stream URLs ffmpeg reads (`rtsp://`, `rtmp://`, `http(s)://`, `udp://`, `srt://`).
 pub fn is_stream_url(s: &str) -> bool {
-    ["rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "srt://", "tcp://"]
-        .iter()
-        .any(|p| s.to_ascii_lowercase().starts_with(p))
+    [
+        "rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "srt://", "tcp://",
+    ]
+    .iter()
+    .any(|p| s.to_ascii_lowercase().starts_with(p))
 }
 
 /// Size, rate and frame count of the first video stream, from `ffprobe`.
@@ -202,11 +204,17 @@ mod tests {
     #[test]
     fn board_camera_commands() {
         let c = rpicam_command(1, CaptureSize::default());
-        let args: Vec<_> = c.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<_> = c
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         assert!(args.windows(2).any(|w| w == ["--camera", "1"]));
         assert!(args.windows(2).any(|w| w == ["--codec", "yuv420"]));
         let g = jetson_csi_command(0, CaptureSize::default());
-        let args: Vec<_> = g.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<_> = g
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         assert!(args.contains(&"sensor-id=0".to_string()));
         assert!(args.contains(&"fdsink".to_string()));
     }
@@ -217,7 +225,10 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(e.contains("/nonexistent/clip.mp4") && e.contains("no such file"), "{e}");
+        assert!(
+            e.contains("/nonexistent/clip.mp4") && e.contains("no such file"),
+            "{e}"
+        );
         let p = std::env::temp_dir().join(format!("vigia-notvideo-{}.mp4", std::process::id()));
         std::fs::write(&p, b"not a video at all").unwrap();
         if Command::new("ffprobe").arg("-version").output().is_ok() {
