@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use cli::args::{DecodeArgs, ModelArgs, OutputArgs, SourceArgs};
 use cli::classify::{classify, ClassifyArgs};
+use cli::follow::{follow, FollowArgs};
 use cli::inspect::{inspect, InspectArgs};
 use cli::run::{run_source, RunRequest};
 use cli::track::{eval_mot, track_mot_file, EvalMotArgs, TrackerArgs};
@@ -29,6 +30,8 @@ enum Command {
     Detect(DetectArgs),
     /// Detect and track with ByteTrack (ids in JSON, video and MOTChallenge output)
     Track(TrackArgs),
+    /// Follow one person: detect, track, lock on and send steering commands (UDP, serial, MAVLink)
+    Follow(FollowArgs),
     /// Classify images; one JSON line with the top-k classes per image
     Classify(ClassifyArgs),
     /// Show a model's inputs, outputs, operators, parameters and the card vigia would use
@@ -102,12 +105,14 @@ fn main() -> ExitCode {
                     output: &a.output,
                     save_mot: None,
                     stop,
+                    json_to_stdout: true,
                 },
                 None,
                 None,
             )
         }
         Command::Track(a) => track(a),
+        Command::Follow(a) => follow(a, install_stop_handler()),
         Command::Classify(a) => classify(a),
         Command::Inspect(a) => inspect(a),
         Command::EvalMot(a) => eval_mot(a),
@@ -134,6 +139,7 @@ fn track(a: TrackArgs) -> anyhow::Result<ExitCode> {
             output: &a.output,
             save_mot: a.save_mot.clone(),
             stop,
+            json_to_stdout: true,
         },
         Some(&a.tracker),
         None,

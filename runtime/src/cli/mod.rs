@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod classify;
+pub mod follow;
 pub mod inspect;
 pub mod run;
 pub mod track;

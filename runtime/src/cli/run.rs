@@ -109,6 +109,8 @@ pub struct RunRequest<'a> {
     /// MOTChallenge tracks file (tracking runs).
     pub save_mot: Option<PathBuf>,
     pub stop: Arc<AtomicBool>,
+    /// Write frame JSON lines to stdout when `--save-json` is not given.
+    pub json_to_stdout: bool,
 }
 
 /// Runs detection (and tracking when `tracker` is given) over a source into the outputs.
@@ -176,7 +178,10 @@ pub fn run_source(
     }
     let outputs = Outputs::open(
         OutputOptions {
-            json: Some(out.save_json.clone().unwrap_or_else(|| PathBuf::from("-"))),
+            json: out
+                .save_json
+                .clone()
+                .or_else(|| req.json_to_stdout.then(|| PathBuf::from("-"))),
             video: video.clone(),
             images,
             txt: out.save_txt.clone(),

@@ -32,6 +32,9 @@ pub struct TrackerArgs {
     /// Frames (at 30 fps; scaled by the source rate) a lost track is kept
     #[arg(long, default_value_t = 30)]
     pub track_buffer: u32,
+    /// Also report lost tracks (with their predicted boxes)
+    #[arg(skip)]
+    pub report_lost: bool,
 }
 
 impl TrackerArgs {

@@ -58,7 +58,15 @@ fn camera_error(reason: String) -> Error {
 #[cfg_attr(not(all(target_os = "linux", feature = "v4l")), allow(dead_code))]
 /// The error for a camera that is not there, listing the cameras that are.
 fn missing_camera(spec: &str, path: &Path) -> Error {
-    let devices = list_video_devices();
+    let devices: Vec<String> = list_video_devices()
+        .iter()
+        .map(|d| describe_node(d))
+        .collect();
+    missing_camera_among(spec, path, &devices)
+}
+
+/// The error for a missing camera, given the descriptions of the devices present.
+fn missing_camera_among(spec: &str, path: &Path, devices: &[String]) -> Error {
     let what = if spec == path.to_string_lossy() {
         format!("camera {spec} not found")
     } else {
@@ -70,8 +78,10 @@ fn missing_camera(spec: &str, path: &Path) -> Error {
              module loaded?"
         ))
     } else {
-        let list: Vec<String> = devices.iter().map(|d| describe_node(d)).collect();
-        camera_error(format!("{what}; video devices here: {}", list.join(", ")))
+        camera_error(format!(
+            "{what}; video devices here: {}",
+            devices.join(", ")
+        ))
     }
 }
 
@@ -271,7 +281,7 @@ mod v4l_camera {
             }
             Some(16) => ": another program is using the camera",
             Some(19) => ": the camera was unplugged",
-            Some(25) => ": it answers no V4L2 requests",
+            Some(25) => ": it is not a V4L2 video device",
             _ => "",
         };
         camera_error(format!("camera {}: {doing}: {e}{hint}", path.display()))
@@ -308,9 +318,9 @@ mod v4l_camera {
                 )));
             }
             let device = Device::with_path(path).map_err(|e| io_error(path, "cannot open", &e))?;
-            let caps = device.query_caps().map_err(|e| {
-                io_error(path, "not a V4L2 video device (VIDIOC_QUERYCAP failed)", &e)
-            })?;
+            let caps = device
+                .query_caps()
+                .map_err(|e| io_error(path, "VIDIOC_QUERYCAP failed", &e))?;
             if !caps.capabilities.contains(CapFlags::VIDEO_CAPTURE) {
                 let what = if caps.capabilities.contains(CapFlags::META_CAPTURE) {
                     "is a metadata node, not a video node (UVC cameras create two nodes per \
@@ -561,6 +571,25 @@ mod tests {
         assert!(camera_path("").is_err());
         assert!(camera_path("a\0b").is_err());
         assert!(camera_path("99999999999999999999").is_err());
+    }
+
+    #[test]
+    fn missing_camera_names_the_devices_present() {
+        let devices = [
+            "/dev/video0 (HD Webcam C270)".to_string(),
+            "/dev/video1".into(),
+        ];
+        let err = missing_camera_among("2", Path::new("/dev/video2"), &devices).to_string();
+        assert_eq!(
+            err,
+            "invalid value for --source: camera 2 (/dev/video2) not found; video devices here: \
+             /dev/video0 (HD Webcam C270), /dev/video1"
+        );
+        let err = missing_camera_among("/dev/video2", Path::new("/dev/video2"), &[]).to_string();
+        assert!(
+            err.contains("camera /dev/video2 not found: no /dev/video*"),
+            "{err}"
+        );
     }
 
     #[test]
