@@ -2,10 +2,12 @@
 //! conversion of each buffer to RGB with [`crate::source::pixfmt`].
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::source::pixfmt::{self, PixelFormat};
 use crate::source::pool::FramePool;
-use crate::source::FrameSource;
+use crate::source::{Frame, FrameSource};
 
 /// Size and rate asked of a camera; the driver picks the closest it supports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -209,11 +211,120 @@ pub fn choose_size(offered: &[SizeRange], req: &CameraRequest) -> Option<(u32, u
     })
 }
 
+/// Undecodable frames in a row after which a camera is reported as failed.
+const MAX_BAD_IN_A_ROW: u32 = 60;
+
+/// Turns captured buffers into frames: conversion into pooled images, skipping and counting
+/// corrupt buffers, indices and timestamps.
+#[cfg_attr(not(all(target_os = "linux", feature = "v4l")), allow(dead_code))]
+struct BufferDecoder {
+    origin: String,
+    path: PathBuf,
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    stride: Option<usize>,
+    pool: FramePool,
+    next_index: u64,
+    corrupt: u64,
+    bad_in_a_row: u32,
+    first_time: Option<f64>,
+    last_timestamp: f64,
+    opened: Instant,
+}
+
+#[cfg_attr(not(all(target_os = "linux", feature = "v4l")), allow(dead_code))]
+impl BufferDecoder {
+    fn new(
+        origin: String,
+        path: &Path,
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+        stride: Option<usize>,
+        pool: FramePool,
+    ) -> Self {
+        BufferDecoder {
+            origin,
+            path: path.to_path_buf(),
+            format,
+            width,
+            height,
+            stride,
+            pool,
+            next_index: 0,
+            corrupt: 0,
+            bad_in_a_row: 0,
+            first_time: None,
+            last_timestamp: 0.0,
+            opened: Instant::now(),
+        }
+    }
+
+    /// Counts an undecodable buffer; an error once too many come in a row.
+    fn bad(&mut self, why: &str) -> Result<Option<Frame>> {
+        self.corrupt += 1;
+        self.bad_in_a_row += 1;
+        if self.bad_in_a_row >= MAX_BAD_IN_A_ROW {
+            self.bad_in_a_row = 0;
+            return Err(camera_error(format!(
+                "camera {}: {MAX_BAD_IN_A_ROW} frames in a row could not be decoded (last: {why})",
+                self.path.display()
+            )));
+        }
+        Ok(None)
+    }
+
+    /// The frame in one captured buffer; `None` when it was corrupt (counted and skipped).
+    /// `driver_time` is the buffer's capture time in seconds, 0 when the driver gives none.
+    fn decode(
+        &mut self,
+        data: &[u8],
+        flagged_corrupt: bool,
+        driver_time: f64,
+    ) -> Result<Option<Frame>> {
+        let index = self.next_index;
+        self.next_index += 1;
+        let (w, h) = (self.width, self.height);
+        if flagged_corrupt {
+            return self.bad("the driver flagged the buffer as corrupt");
+        }
+        if self.format == PixelFormat::Mjpeg {
+            match pixfmt::mjpeg_dimensions(data) {
+                Some(dims) if dims == (w, h) => {}
+                Some((jw, jh)) => {
+                    return self.bad(&format!("a {jw}x{jh} JPEG in a {w}x{h} stream"))
+                }
+                None => return self.bad("no JPEG frame header"),
+            }
+        }
+        let mut image = self.pool.take(w, h);
+        if let Err(e) = pixfmt::convert(self.format, data, w, h, self.stride, &mut image) {
+            self.pool.give(image);
+            return self.bad(&e.to_string());
+        }
+        self.bad_in_a_row = 0;
+        let timestamp = if driver_time > 0.0 {
+            driver_time - *self.first_time.get_or_insert(driver_time)
+        } else {
+            self.opened.elapsed().as_secs_f64()
+        }
+        .max(self.last_timestamp);
+        self.last_timestamp = timestamp;
+        Ok(Some(Frame {
+            index,
+            timestamp,
+            image,
+            origin: self.origin.clone(),
+        }))
+    }
+}
+
 #[cfg(all(target_os = "linux", feature = "v4l"))]
 mod v4l_camera {
     use std::io;
     use std::path::{Path, PathBuf};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use v4l::buffer::{Flags as BufferFlags, Type};
     use v4l::capability::Flags as CapFlags;
@@ -224,7 +335,7 @@ mod v4l_camera {
     use v4l::video::Capture;
     use v4l::{Device, Format, FourCC};
 
-    use super::{camera_error, choose_size, CameraRequest, SizeRange};
+    use super::{camera_error, choose_size, BufferDecoder, CameraRequest, SizeRange};
     use crate::error::{Error, Result};
     use crate::source::pixfmt::{self, PixelFormat};
     use crate::source::pool::FramePool;
@@ -234,8 +345,6 @@ mod v4l_camera {
     const BUFFERS: u32 = 4;
     /// A camera silent this long is reported as failed (the reconnect wrapper reopens it).
     const CAPTURE_TIMEOUT: Duration = Duration::from_secs(5);
-    /// Undecodable frames in a row after which the camera is reported as failed.
-    const MAX_BAD_IN_A_ROW: u32 = 60;
 
     /// A V4L2 capture device streaming through mmap buffers.
     pub struct CameraSource {
@@ -244,17 +353,7 @@ mod v4l_camera {
         _device: Device,
         path: PathBuf,
         info: SourceInfo,
-        format: PixelFormat,
-        width: u32,
-        height: u32,
-        stride: Option<usize>,
-        pool: FramePool,
-        next_index: u64,
-        corrupt: u64,
-        bad_in_a_row: u32,
-        first_timestamp: Option<f64>,
-        last_timestamp: f64,
-        opened: Instant,
+        decoder: BufferDecoder,
     }
 
     fn fourcc_text(f: FourCC) -> String {
@@ -418,38 +517,22 @@ mod v4l_camera {
                 frames: None,
                 live: true,
             };
+            let decoder = BufferDecoder::new(
+                info.name.clone(),
+                path,
+                format,
+                actual.width,
+                actual.height,
+                stride,
+                pool,
+            );
             Ok(CameraSource {
                 stream,
                 _device: device,
                 path: path.to_path_buf(),
                 info,
-                format,
-                width: actual.width,
-                height: actual.height,
-                stride,
-                pool,
-                next_index: 0,
-                corrupt: 0,
-                bad_in_a_row: 0,
-                first_timestamp: None,
-                last_timestamp: 0.0,
-                opened: Instant::now(),
+                decoder,
             })
-        }
-
-        /// Counts an undecodable frame; an error once too many come in a row.
-        fn bad_frame(&mut self, why: &str) -> Result<()> {
-            self.corrupt += 1;
-            self.bad_in_a_row += 1;
-            if self.bad_in_a_row >= MAX_BAD_IN_A_ROW {
-                self.bad_in_a_row = 0;
-                return Err(camera_error(format!(
-                    "camera {}: {MAX_BAD_IN_A_ROW} frames in a row could not be decoded \
-                     (last: {why})",
-                    self.path.display()
-                )));
-            }
-            Ok(())
         }
     }
 
@@ -462,58 +545,19 @@ mod v4l_camera {
             loop {
                 let (buf, meta) = CaptureStream::next(&mut self.stream)
                     .map_err(|e| io_error(&self.path, "capture failed", &e))?;
-                let meta = *meta;
-                let index = self.next_index;
-                self.next_index += 1;
                 let used = (meta.bytesused as usize).min(buf.len());
                 let data = if used == 0 { buf } else { &buf[..used] };
-                let (w, h) = (self.width, self.height);
-                if meta.flags.contains(BufferFlags::ERROR) {
-                    self.bad_frame("the driver flagged the buffer as corrupt")?;
-                    continue;
+                let flagged = meta.flags.contains(BufferFlags::ERROR);
+                let time = meta.timestamp.sec as f64 + meta.timestamp.usec as f64 * 1e-6;
+                if let Some(frame) = self.decoder.decode(data, flagged, time)? {
+                    return Ok(Some(frame));
                 }
-                if self.format == PixelFormat::Mjpeg {
-                    match pixfmt::mjpeg_dimensions(data) {
-                        Some(dims) if dims == (w, h) => {}
-                        Some((jw, jh)) => {
-                            let why = format!("a {jw}x{jh} JPEG in a {w}x{h} stream");
-                            self.bad_frame(&why)?;
-                            continue;
-                        }
-                        None => {
-                            self.bad_frame("no JPEG frame header")?;
-                            continue;
-                        }
-                    }
-                }
-                let mut image = self.pool.take(w, h);
-                if let Err(e) = pixfmt::convert(self.format, data, w, h, self.stride, &mut image) {
-                    self.pool.give(image);
-                    self.bad_frame(&e.to_string())?;
-                    continue;
-                }
-                self.bad_in_a_row = 0;
-                let ts = meta.timestamp;
-                let driver_time = ts.sec as f64 + ts.usec as f64 * 1e-6;
-                let timestamp = if driver_time > 0.0 {
-                    driver_time - *self.first_timestamp.get_or_insert(driver_time)
-                } else {
-                    self.opened.elapsed().as_secs_f64()
-                }
-                .max(self.last_timestamp);
-                self.last_timestamp = timestamp;
-                return Ok(Some(Frame {
-                    index,
-                    timestamp,
-                    image,
-                    origin: self.info.name.clone(),
-                }));
             }
         }
 
         fn health(&self) -> SourceHealth {
             SourceHealth {
-                corrupt_frames: self.corrupt,
+                corrupt_frames: self.decoder.corrupt,
                 reconnects: 0,
             }
         }
@@ -652,6 +696,82 @@ mod tests {
     fn builds_without_v4l_say_so() {
         let err = assert_clean_error("0", &["/dev/video0"]);
         assert!(err.contains("v4l") || err.contains("V4L2"), "{err}");
+    }
+
+    fn decoder(format: PixelFormat, w: u32, h: u32) -> BufferDecoder {
+        BufferDecoder::new(
+            "cam".into(),
+            Path::new("/dev/video9"),
+            format,
+            w,
+            h,
+            None,
+            FramePool::new(2),
+        )
+    }
+
+    fn jpeg(w: u32, h: u32) -> Vec<u8> {
+        let img = image::RgbImage::from_pixel(w, h, image::Rgb([200, 30, 90]));
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+            .encode_image(&img)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn corrupt_mjpeg_buffers_are_skipped_and_counted() {
+        let mut d = decoder(PixelFormat::Mjpeg, 32, 16);
+        let good = jpeg(32, 16);
+        let f = d.decode(&good, false, 100.0).unwrap().expect("a frame");
+        assert_eq!((f.index, f.timestamp, f.origin.as_str()), (0, 0.0, "cam"));
+        let p = f.image.get_pixel(5, 5);
+        assert!(p[0].abs_diff(200) < 4 && p[1].abs_diff(30) < 4, "{p:?}");
+        // Truncated, garbage, wrong size, flagged by the driver: skipped, counted.
+        assert!(d
+            .decode(&good[..good.len() / 3], false, 100.1)
+            .unwrap()
+            .is_none());
+        assert!(d.decode(b"garbage", false, 100.2).unwrap().is_none());
+        assert!(d.decode(&jpeg(16, 16), false, 100.3).unwrap().is_none());
+        assert!(d.decode(&good, true, 100.4).unwrap().is_none());
+        assert_eq!(d.corrupt, 4);
+        let f = d.decode(&good, false, 100.5).unwrap().expect("a frame");
+        assert_eq!(f.index, 5, "skipped buffers keep their indices");
+        assert!((f.timestamp - 0.5).abs() < 1e-9, "{}", f.timestamp);
+        assert_eq!(d.bad_in_a_row, 0);
+    }
+
+    #[test]
+    fn too_many_bad_buffers_in_a_row_fail_the_camera() {
+        let mut d = decoder(PixelFormat::Yuyv, 4, 2);
+        for _ in 0..MAX_BAD_IN_A_ROW - 1 {
+            assert!(d.decode(&[0; 5], false, 0.0).unwrap().is_none());
+        }
+        let err = d.decode(&[0; 5], false, 0.0).unwrap_err().to_string();
+        assert!(err.contains("/dev/video9"), "{err}");
+        assert!(err.contains("expected 16 bytes, got 5"), "{err}");
+        assert_eq!(d.corrupt, u64::from(MAX_BAD_IN_A_ROW));
+        // The next good buffer decodes again.
+        let f = d.decode(&[128; 16], false, 0.0).unwrap().expect("a frame");
+        assert_eq!(f.image.dimensions(), (4, 2));
+    }
+
+    #[test]
+    fn timestamps_never_go_back() {
+        let mut d = decoder(PixelFormat::Nv12, 2, 2);
+        let buf = [100u8; 6];
+        let t: Vec<f64> = [50.0, 50.04, 50.02, 50.08]
+            .iter()
+            .map(|&s| d.decode(&buf, false, s).unwrap().unwrap().timestamp)
+            .collect();
+        assert!((t[1] - 0.04).abs() < 1e-9 && t[2] == t[1] && (t[3] - 0.08).abs() < 1e-9);
+        // Without driver times the clock since opening is used.
+        let mut d = decoder(PixelFormat::I420, 2, 2);
+        let a = d.decode(&buf, false, 0.0).unwrap().unwrap().timestamp;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let b = d.decode(&buf, false, 0.0).unwrap().unwrap().timestamp;
+        assert!(b > a, "{a} {b}");
     }
 
     #[test]
