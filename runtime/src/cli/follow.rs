@@ -73,8 +73,7 @@ pub fn follow(a: FollowArgs, stop: Arc<AtomicBool>) -> anyhow::Result<ExitCode> 
     if specs.is_empty() {
         specs.push(OutputSpec::Stdout);
     }
-    let sinks: Vec<Box<dyn CommandSink>> =
-        specs.iter().map(open_sink).collect::<Result<_, _>>()?;
+    let sinks: Vec<Box<dyn CommandSink>> = specs.iter().map(open_sink).collect::<Result<_, _>>()?;
     let sinks: Arc<Mutex<dyn CommandSink>> = Arc::new(Mutex::new(SinkSet::new(sinks)));
     let watchdog = Watchdog::spawn_with_seq(
         Duration::from_secs_f64(a.follow_watchdog),
