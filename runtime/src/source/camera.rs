@@ -373,7 +373,7 @@ mod v4l_camera {
 
     /// An I/O error of the device, with the usual remedies spelled out.
     fn io_error(path: &Path, doing: &str, e: &io::Error) -> Error {
-        // Linux errno values: EACCES, EBUSY, ENODEV, ENOTTY.
+        // Linux errno values: EACCES, EBUSY, ENODEV, ENOTTY, ENOSPC.
         let hint = match e.raw_os_error() {
             Some(13) => {
                 ": add your user to the video group (sudo usermod -aG video $USER) and log in again"
@@ -381,6 +381,10 @@ mod v4l_camera {
             Some(16) => ": another program is using the camera",
             Some(19) => ": the camera was unplugged",
             Some(25) => ": it is not a V4L2 video device",
+            Some(28) => {
+                ": the USB bus has no bandwidth left for this stream (ask for a smaller size or \
+                 fps, or plug the camera into another USB controller)"
+            }
             _ => "",
         };
         camera_error(format!("camera {}: {doing}: {e}{hint}", path.display()))
@@ -574,6 +578,8 @@ mod v4l_camera {
             assert!(e.to_string().contains("video group"), "{e}");
             let e = io_error(p, "cannot open", &io::Error::from_raw_os_error(16));
             assert!(e.to_string().contains("another program"), "{e}");
+            let e = io_error(p, "capture failed", &io::Error::from_raw_os_error(28));
+            assert!(e.to_string().contains("USB bus"), "{e}");
             assert_eq!(fourcc_text(FourCC::new(b"Y16 ")), "Y16");
             assert_eq!(fourcc_text(FourCC::new(&[0x47, 0x52, 0x01, 0x59])), "GR?Y");
         }
