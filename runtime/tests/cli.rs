@@ -306,3 +306,77 @@ fn bad_inputs_and_flags_give_clear_errors() {
         &["m.toml", "missing field"],
     );
 }
+
+#[test]
+fn a_camera_that_does_not_exist_is_a_clear_error() {
+    assert_fails_with(&["detect", "0", "-q"], &["/dev/video0"]);
+    assert_fails_with(&["track", "/dev/video7", "-q"], &["/dev/video7"]);
+}
+
+#[test]
+fn mot_detections_are_tracked_and_scored_from_the_command_line() {
+    use std::io::Write;
+    use vigia::source::synthetic::SyntheticScene;
+    let dir = common::temp_dir("cli-mot");
+    let scene =
+        SyntheticScene::from_spec("synthetic://?scene=random&people=6&frames=120&seed=3").unwrap();
+    scene.write_mot_gt(dir.join("gt.txt"), 120).unwrap();
+    let mut det = std::fs::File::create(dir.join("det.txt")).unwrap();
+    for f in 0..120u64 {
+        for d in scene.detections_with_noise(f, 9, 2.0, 0.05, 0.2) {
+            let b = d.bbox;
+            writeln!(
+                det,
+                "{},-1,{:.2},{:.2},{:.2},{:.2},{:.3},-1,-1,-1",
+                f + 1,
+                b.x1,
+                b.y1,
+                b.width(),
+                b.height(),
+                d.score
+            )
+            .unwrap();
+        }
+    }
+    drop(det);
+    let (det, tracks, gt) = (
+        dir.join("det.txt"),
+        dir.join("tracks.txt"),
+        dir.join("gt.txt"),
+    );
+    let o = vigia(&[
+        "track",
+        "--detections",
+        det.to_str().unwrap(),
+        "--save-mot",
+        tracks.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&tracks).unwrap();
+    let first = text.lines().next().unwrap();
+    assert_eq!(first.split(',').count(), 10, "{first}");
+    let o = vigia(&[
+        "eval-mot",
+        "--gt",
+        gt.to_str().unwrap(),
+        "--tracks",
+        tracks.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(m["mota"].as_f64().unwrap() > 0.6, "{m}");
+    assert!(m["idf1"].as_f64().unwrap() > 0.6, "{m}");
+    // A malformed detections file names the line and column.
+    std::fs::write(&det, "1,-1,10,10,20,abc,0.9\n").unwrap();
+    assert_fails_with(
+        &[
+            "track",
+            "--detections",
+            det.to_str().unwrap(),
+            "--save-mot",
+            tracks.to_str().unwrap(),
+        ],
+        &["det.txt:1", "column 6"],
+    );
+}

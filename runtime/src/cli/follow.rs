@@ -57,7 +57,7 @@ pub struct FollowArgs {
 /// Runs the follower on a source.
 pub fn follow(a: FollowArgs, stop: Arc<AtomicBool>) -> anyhow::Result<ExitCode> {
     let config = FollowerConfig {
-        policy: a.target.clone(),
+        policy: a.target,
         acquire_frames: a.follow_acquire_frames,
         coast_time: a.follow_coast,
         lost_timeout: a.follow_lost_timeout,

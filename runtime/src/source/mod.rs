@@ -177,16 +177,14 @@ pub fn open_source(spec: &str, opts: &SourceOptions) -> Result<Box<dyn FrameSour
             ))
         }
         SourceKind::Camera => {
-            let (s, req) = (
-                spec.to_string(),
-                camera::CameraRequest {
-                    width: Some(opts.capture.width),
-                    height: Some(opts.capture.height),
-                    fps: Some(opts.capture.fps),
-                },
-            );
+            let (s, pool) = (spec.to_string(), opts.pool.clone());
+            let req = camera::CameraRequest {
+                width: Some(opts.capture.width),
+                height: Some(opts.capture.height),
+                fps: Some(opts.capture.fps),
+            };
             live(Box::new(
-                Reconnecting::new(move || camera::open_camera(&s, &req))?
+                Reconnecting::new(move || camera::open_camera_pooled(&s, &req, pool.clone()))?
                     .with_stop(opts.stop.clone())
                     .with_name(spec),
             ))

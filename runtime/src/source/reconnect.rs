@@ -79,7 +79,7 @@ impl Backoff {
         } else {
             capped
         };
-        Duration::from_secs_f64(reduced.max(0.0))
+        Duration::try_from_secs_f64(reduced.max(0.0)).unwrap_or(self.max)
     }
 
     /// Starts again from `initial` (after a success).
@@ -462,6 +462,10 @@ mod tests {
         for _ in 0..5000 {
             assert!(b.next_delay() <= Duration::from_millis(1000));
         }
+        // A cap beyond what f64 seconds hold neither panics nor shrinks.
+        let mut huge = Backoff::new(Duration::from_secs(1), Duration::MAX, 1e300);
+        huge.next_delay();
+        assert!(huge.next_delay() >= Duration::from_secs(1 << 40));
         // A factor below 1 or NaN is treated as 1 (constant delay).
         let mut flat = Backoff::new(Duration::from_millis(50), Duration::from_secs(1), f64::NAN);
         assert_eq!(flat.next_delay(), flat.next_delay());
