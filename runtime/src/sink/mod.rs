@@ -128,15 +128,7 @@ impl OutputStage for Outputs {
             if r.tracks.is_empty() {
                 t.write(&name, &r.detections, w, h)?;
             } else {
-                let dets: Vec<_> = r
-                    .tracks
-                    .iter()
-                    .map(|t| crate::Detection {
-                        bbox: t.bbox,
-                        score: t.score,
-                        class_id: t.class_id,
-                    })
-                    .collect();
+                let dets = track_boxes(&r.tracks);
                 t.write(&name, &dets, w, h)?;
             }
         }
@@ -159,15 +151,7 @@ impl OutputStage for Outputs {
             if r.tracks.is_empty() {
                 draw_detections(&mut self.canvas, &r.detections, &|c| labels.name(c), None);
             } else {
-                let dets: Vec<_> = r
-                    .tracks
-                    .iter()
-                    .map(|t| crate::Detection {
-                        bbox: t.bbox,
-                        score: t.score,
-                        class_id: t.class_id,
-                    })
-                    .collect();
+                let dets = track_boxes(&r.tracks);
                 let ids: Vec<u64> = r.tracks.iter().map(|t| t.id).collect();
                 draw_detections(&mut self.canvas, &dets, &|c| labels.name(c), Some(&ids));
             }
@@ -220,6 +204,18 @@ impl OutputStage for Outputs {
         }
         Ok(())
     }
+}
+
+/// Tracks as detections (box, score, class) for writers that take detections.
+fn track_boxes(tracks: &[crate::track::Track]) -> Vec<crate::Detection> {
+    tracks
+        .iter()
+        .map(|t| crate::Detection {
+            bbox: t.bbox,
+            score: t.score,
+            class_id: t.class_id,
+        })
+        .collect()
 }
 
 /// Fails early, naming `option`, when `path` cannot be created.
