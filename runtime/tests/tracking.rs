@@ -274,7 +274,7 @@ fn reset_keeps_counting_ids() {
 }
 
 #[test]
-fn hundred_detections_update_quickly() {
+fn hundred_detections_keep_a_hundred_tracks_without_spurious_ids() {
     // 100 people on a 10 x 10 grid over a 1920 x 1080 frame, each circling its cell, with
     // scores spread over the high and low bands and a few boxes missing per frame.
     let frames: Vec<Vec<Detection>> = (0..200u64)
@@ -300,24 +300,14 @@ fn hundred_detections_update_quickly() {
     let mean = frames.iter().map(Vec::len).sum::<usize>() / frames.len();
     assert!(mean >= 95, "{mean} detections per frame");
     let mut tracker = ByteTracker::default();
-    // Warm up the buffers, then time.
+    // Speed is measured by `cargo bench -p vigia-benches --bench tracker`, not here.
     for (f, d) in frames.iter().enumerate().take(20) {
         tracker.update(d, f as f64 / 30.0);
     }
-    let start = std::time::Instant::now();
     let mut reported = 0;
     for (f, d) in frames.iter().enumerate().skip(20) {
         reported += tracker.update(d, f as f64 / 30.0).len();
     }
-    let per_update = start.elapsed().as_secs_f64() / 180.0;
-    println!(
-        "ByteTracker::update with ~{mean} detections: {:.3} ms ({} tracks reported per frame)",
-        per_update * 1e3,
-        reported / 180
-    );
     assert!(reported / 180 >= 90);
     assert!(tracker.next_id() <= 101, "ids: {}", tracker.next_id());
-    // The budget is 1 ms; unoptimized builds only get a sanity bound.
-    let budget = if cfg!(debug_assertions) { 25e-3 } else { 1e-3 };
-    assert!(per_update < budget, "{:.3} ms per update", per_update * 1e3);
 }
