@@ -11,6 +11,7 @@ pub mod end_to_end;
 pub mod nanodet;
 pub mod yolov5;
 pub mod yolov8;
+pub mod yolov8_dfl;
 
 use tract_core::ndarray::{ArrayView1, ArrayView2, ArrayViewD, Axis, Ix3};
 
@@ -88,6 +89,16 @@ impl DetectorDecoder {
         }
     }
 
+    /// True when `outputs` are a YOLO head cut before its box decode (see [`yolov8_dfl`]).
+    fn is_dfl_cut(&self, outputs: &[ArrayViewD<'_, f32>]) -> bool {
+        let shapes: Vec<&[usize]> = outputs.iter().map(|o| o.shape()).collect();
+        yolov8_dfl::is_cut_layout(
+            &shapes,
+            self.input_width as usize,
+            self.input_height as usize,
+        )
+    }
+
     /// The output family this decoder reads.
     pub fn family(&self) -> OutputFamily {
         self.family
@@ -104,6 +115,14 @@ impl DetectorDecoder {
         out.clear();
         match self.family {
             OutputFamily::Yolov5 => yolov5::decode(outputs, self.num_classes, params, out),
+            OutputFamily::Yolov8 if self.is_dfl_cut(outputs) => yolov8_dfl::decode(
+                outputs,
+                (self.input_width, self.input_height),
+                self.num_classes,
+                params,
+                &mut self.best,
+                out,
+            ),
             OutputFamily::Yolov8 => {
                 yolov8::decode(outputs, self.num_classes, params, &mut self.best, out)
             }
@@ -162,6 +181,17 @@ pub fn infer_family(
                 ));
             }
             let refs: Vec<&[usize]> = many.iter().map(|s| s.as_slice()).collect();
+            if yolov8_dfl::is_cut_layout(&refs, w, h) {
+                return Some((
+                    OutputFamily::Yolov8,
+                    format!(
+                        "outputs {}: YOLOv8/YOLO11 head with its box decode done in Rust ({} bins per side, {} classes)",
+                        fmt_shapes(many),
+                        many[0][1] / 4,
+                        many[1][1]
+                    ),
+                ));
+            }
             if let Ok(levels) = nanodet::plan_levels(&refs, w, h, None) {
                 let strides: Vec<String> = levels.iter().map(|l| l.stride.to_string()).collect();
                 let first = &levels[0];

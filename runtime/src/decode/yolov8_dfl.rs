@@ -1,0 +1,255 @@
+//! YOLOv8 / YOLO11 / YOLOv5u heads cut before their box decode: raw box distributions
+//! `[1, 4*R, N]` (R bins per side, left/top/right/bottom) and class scores `[1, C, N]`.
+//!
+//! The graph rewrite ([`crate::graph_rewrite`]) produces this layout when it recognizes the
+//! Ultralytics head; the distribution expectation and distance-to-box step then run here, only for
+//! anchors whose best class passes the threshold, on the standard anchor grid (strides 8/16/32,
+//! plus 64 for P6 models, cell centres at +0.5).
+
+use tract_core::ndarray::{ArrayView2, ArrayViewD};
+
+use super::{batch1_matrix, best_class, decode_error, finite_box, DecodeParams};
+use crate::detection::{BBox, Detection};
+use crate::error::Result;
+use crate::model::OutputFamily;
+use crate::nms::nms;
+
+const FAMILY: OutputFamily = OutputFamily::Yolov8;
+const STRIDES: [usize; 4] = [8, 16, 32, 64];
+
+/// Anchors of a `levels`-level head (3: strides 8/16/32, 4: up to 64) on a `w` x `h` input.
+pub fn anchor_count(w: usize, h: usize, levels: usize) -> usize {
+    STRIDES
+        .iter()
+        .take(levels)
+        .map(|s| w.div_ceil(*s) * h.div_ceil(*s))
+        .sum()
+}
+
+/// The anchor grid of a head: per level `(stride, grid width, first anchor index)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnchorGrid {
+    levels: Vec<(usize, usize, usize)>,
+}
+
+impl AnchorGrid {
+    /// The grid with exactly `n` anchors on a `w` x `h` input, if 3 or 4 levels give `n`.
+    pub fn new(w: usize, h: usize, n: usize) -> Option<Self> {
+        let levels = (3..=4).find(|&l| anchor_count(w, h, l) == n && w > 0 && h > 0)?;
+        let mut start = 0;
+        let levels = STRIDES
+            .iter()
+            .take(levels)
+            .map(|&s| {
+                let gw = w.div_ceil(s);
+                let level = (s, gw, start);
+                start += gw * h.div_ceil(s);
+                level
+            })
+            .collect();
+        Some(AnchorGrid { levels })
+    }
+
+    /// Anchor `j`: cell centre `(x, y)` in grid units and the stride.
+    #[inline]
+    pub fn anchor(&self, j: usize) -> (f32, f32, f32) {
+        let &(stride, gw, start) = self
+            .levels
+            .iter()
+            .rev()
+            .find(|l| l.2 <= j)
+            .unwrap_or(&self.levels[0]);
+        let k = j - start;
+        ((k % gw) as f32 + 0.5, (k / gw) as f32 + 0.5, stride as f32)
+    }
+
+    /// `[cx, cy, w, h]` in input pixels for anchor `j` and distances (left, top, right, bottom) in
+    /// grid units, computed as the Ultralytics graph does.
+    #[inline]
+    pub fn cxcywh(&self, j: usize, ltrb: [f32; 4]) -> [f32; 4] {
+        let (ax, ay, s) = self.anchor(j);
+        let (x1, y1) = (ax - ltrb[0], ay - ltrb[1]);
+        let (x2, y2) = (ax + ltrb[2], ay + ltrb[3]);
+        [
+            (x1 + x2) / 2.0 * s,
+            (y1 + y2) / 2.0 * s,
+            (x2 - x1) * s,
+            (y2 - y1) * s,
+        ]
+    }
+}
+
+/// Expected bin index under the softmax of `logits` (`scratch` is reused).
+#[inline]
+pub fn expectation(logits: impl Iterator<Item = f32>, scratch: &mut Vec<f32>) -> f32 {
+    scratch.clear();
+    scratch.extend(logits);
+    let max = scratch.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let (mut sum, mut weighted) = (0.0f32, 0.0f32);
+    for (k, v) in scratch.iter().enumerate() {
+        let e = (v - max).exp();
+        sum += e;
+        weighted += e * k as f32;
+    }
+    weighted / sum
+}
+
+/// True when `shapes` is the cut layout: `[1, 4*R, N]` then `[1, C, N]`, with N the anchor count
+/// of a `w` x `h` input.
+pub fn is_cut_layout(shapes: &[&[usize]], w: usize, h: usize) -> bool {
+    match shapes {
+        [[1, b, n], [1, c, m]] => {
+            n == m && *c >= 1 && *b >= 8 && b % 4 == 0 && AnchorGrid::new(w, h, *n).is_some()
+        }
+        _ => false,
+    }
+}
+
+/// Decodes the cut head into `out` (cleared first): best class per anchor, score >= conf, class
+/// filter, box from the distributions, NMS, at most max_det. `best` is per-anchor scratch.
+pub fn decode(
+    outputs: &[ArrayViewD<'_, f32>],
+    (input_width, input_height): (u32, u32),
+    num_classes: Option<usize>,
+    params: &DecodeParams,
+    best: &mut Vec<f32>,
+    out: &mut Vec<Detection>,
+) -> Result<()> {
+    out.clear();
+    let [boxes, scores] = outputs else {
+        return Err(decode_error(
+            FAMILY,
+            format!(
+                "expected box distributions [1,4*R,N] and class scores [1,C,N], got {}",
+                super::shapes_of(outputs)
+            ),
+        ));
+    };
+    let boxes = batch1_matrix(FAMILY, boxes, "[1,4*R,N]")?;
+    let scores = batch1_matrix(FAMILY, scores, "[1,C,N]")?;
+    let (rows, n) = boxes.dim();
+    let (c, n2) = scores.dim();
+    let grid = AnchorGrid::new(input_width as usize, input_height as usize, n);
+    let bad_classes = num_classes.is_some_and(|k| k != c);
+    let (Some(grid), false, true, true) = (grid, bad_classes, n == n2, rows % 4 == 0 && rows >= 8)
+    else {
+        return Err(decode_error(
+            FAMILY,
+            format!(
+                "box distributions {} and class scores {} do not fit a {}x{} input{}",
+                super::fmt_shape(&[1, rows, n]),
+                super::fmt_shape(&[1, c, n2]),
+                input_width,
+                input_height,
+                num_classes
+                    .map(|k| format!(" with {k} classes"))
+                    .unwrap_or_default()
+            ),
+        ));
+    };
+    sweep(&scores, params, best);
+    let bins = rows / 4;
+    let classes = params.classes.as_deref();
+    let mut scratch = Vec::with_capacity(bins);
+    for (j, &score) in best.iter().enumerate() {
+        if !super::passes(score, params.conf) {
+            continue;
+        }
+        let (score, class_id) = best_class(&scores.column(j), 0, c, classes);
+        let column = boxes.column(j);
+        let mut ltrb = [0.0f32; 4];
+        for (side, d) in ltrb.iter_mut().enumerate() {
+            *d = expectation((0..bins).map(|k| column[side * bins + k]), &mut scratch);
+        }
+        let [cx, cy, w, h] = grid.cxcywh(j, ltrb);
+        let bbox = BBox::from_cxcywh(cx, cy, w, h);
+        if finite_box(bbox.x1, bbox.y1, bbox.x2, bbox.y2) {
+            out.push(Detection {
+                bbox,
+                score,
+                class_id,
+            });
+        }
+    }
+    nms(out, params.iou, params.agnostic, params.max_det);
+    Ok(())
+}
+
+/// Per-anchor maximum over the allowed class rows (contiguous row sweeps).
+fn sweep(scores: &ArrayView2<'_, f32>, params: &DecodeParams, best: &mut Vec<f32>) {
+    let (c, n) = scores.dim();
+    best.clear();
+    best.resize(n, f32::NEG_INFINITY);
+    let mut row_max = |k: usize| {
+        let row = scores.row(k);
+        match row.to_slice() {
+            Some(s) => {
+                for (b, &v) in best.iter_mut().zip(s) {
+                    *b = if v > *b { v } else { *b };
+                }
+            }
+            None => {
+                for (b, &v) in best.iter_mut().zip(row.iter()) {
+                    *b = if v > *b { v } else { *b };
+                }
+            }
+        }
+    };
+    match params.classes.as_deref() {
+        None => (0..c).for_each(&mut row_max),
+        Some(list) => list.iter().filter(|&&k| k < c).for_each(|&k| row_max(k)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dfl_anchor_grid_matches_ultralytics_order() {
+        assert_eq!(anchor_count(640, 640, 3), 8400);
+        assert_eq!(anchor_count(320, 320, 3), 2100);
+        let g = AnchorGrid::new(640, 640, 8400).unwrap();
+        assert_eq!(g.anchor(0), (0.5, 0.5, 8.0));
+        assert_eq!(g.anchor(81), (1.5, 1.5, 8.0));
+        assert_eq!(g.anchor(6400), (0.5, 0.5, 16.0));
+        assert_eq!(g.anchor(8399), (19.5, 19.5, 32.0));
+        assert!(AnchorGrid::new(640, 640, 8401).is_none());
+        let e = expectation([0.0f32, 0.0, 0.0].into_iter(), &mut vec![]);
+        assert!((e - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn dfl_decodes_one_confident_anchor() {
+        use tract_core::ndarray::Array3;
+        let (bins, n, c) = (16, 2100, 3);
+        let mut boxes = Array3::<f32>::zeros((1, 4 * bins, n));
+        let j = 5 * 40 + 7; // stride 8, cell (7, 5)
+        for side in 0..4 {
+            boxes[[0, side * bins + 2, j]] = 50.0; // distance 2 cells on every side
+        }
+        let mut scores = Array3::<f32>::from_elem((1, c, n), 0.01);
+        scores[[0, 1, j]] = 0.9;
+        let mut out = vec![];
+        decode(
+            &[boxes.into_dyn().view(), scores.into_dyn().view()],
+            (320, 320),
+            Some(3),
+            &DecodeParams::default(),
+            &mut vec![],
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out.len(), 1);
+        let b = out[0].bbox;
+        assert_eq!((out[0].class_id, out[0].score), (1, 0.9));
+        assert!(
+            (b.x1 - 44.0).abs() < 1e-3 && (b.x2 - 76.0).abs() < 1e-3,
+            "{b:?}"
+        );
+        assert!(
+            (b.y1 - 28.0).abs() < 1e-3 && (b.y2 - 60.0).abs() < 1e-3,
+            "{b:?}"
+        );
+    }
+}
