@@ -68,6 +68,20 @@ impl Detector {
         self.last
     }
 
+    /// Another detector for the same model with its own engine state (the optimized graph and
+    /// weights are shared where the engine allows), for a second inference worker.
+    pub fn fork(&self) -> Result<Detector> {
+        let m = &self.model;
+        Ok(Detector::new(LoadedModel {
+            card: m.card.clone(),
+            labels: m.labels.clone(),
+            assumptions: m.assumptions.clone(),
+            source: m.source.clone(),
+            engine: m.engine.fork()?,
+            report: m.report,
+        }))
+    }
+
     /// Runs only the engine on the input left by the last [`Detector::detect`] (for benchmarks).
     pub fn run_engine(&mut self) -> Result<()> {
         self.model.engine.run()

@@ -5,11 +5,14 @@
 //!     detect → track → per-frame hook ──(bounded queue)──▶ output thread: annotate, sinks, progress
 //! ```
 //! Files process every frame (or every Nth); live sources drop stale frames so inference always
-//! runs on the newest. A stop flag (Ctrl-C) ends capture; the queues drain and every sink is
-//! finalized.
+//! runs on the newest. With several workers, each detects on its own engine state in its own
+//! thread; frames are numbered as they are taken and put back in order (a reorder buffer) before
+//! tracking, the hook and the outputs, so results are those of a single worker. A stop flag
+//! (Ctrl-C) ends capture; the queues drain and every sink is finalized.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
@@ -17,7 +20,7 @@ use serde::Serialize;
 
 use crate::decode::DecodeParams;
 use crate::detection::Detection;
-use crate::detector::{ms, Detector};
+use crate::detector::{ms, Detector, StageTimes};
 use crate::error::{Error, Result};
 use crate::model::Labels;
 use crate::source::pool::FramePool;
@@ -110,6 +113,8 @@ pub struct PipelineConfig {
     pub stats_every: Option<Duration>,
     /// Show a progress bar (files with a known length, on a terminal).
     pub progress: bool,
+    /// Inference workers, each with its own engine state (0 or 1: one, on the caller's thread).
+    pub workers: usize,
 }
 
 /// Called on the inference thread after tracking, for low-latency consumers (the follower).
@@ -130,9 +135,13 @@ pub fn run(
 ) -> Result<RunSummary> {
     let info = source.info().clone();
     let live = info.live;
+    // Extra workers get their own engine state, made before any thread starts.
+    let mut forks = (1..config.workers.max(1))
+        .map(|_| detector.fork())
+        .collect::<Result<Vec<_>>>()?;
     let started = Instant::now();
     let dropped = Arc::new(AtomicU64::new(0));
-    let (frame_tx, frame_rx) = bounded::<Frame>(if live { 1 } else { 3 });
+    let (frame_tx, frame_rx) = bounded::<Frame>(if live { 1 } else { 3 + forks.len() });
     let (result_tx, result_rx) = bounded::<FrameResult>(4);
 
     // Capture thread.
@@ -191,55 +200,68 @@ pub fn run(
             .map_err(thread_error)?
     };
 
-    // Inference on this thread.
+    // Inference: on this thread, or on worker threads with results put back in order here.
     let mut stats = PipelineStats::default();
-    let mut hook = hook;
     let mut frames = 0u64;
     let mut infer_error = None;
-    for frame in frame_rx.iter() {
-        let dets = match detector.detect(&frame.image, &config.decode) {
-            Ok(d) => d.to_vec(),
-            Err(e) => {
-                infer_error = Some(e);
-                break;
+    {
+        let mut hook = hook;
+        // Tracking, the hook and the hand-over to the output thread, in frame order. Returns
+        // false when the output thread is gone.
+        let mut deliver = |frame: Frame, dets: Vec<Detection>, t: StageTimes| -> Result<bool> {
+            let t_track = Instant::now();
+            let tracks = match tracker.as_deref_mut() {
+                Some(tr) => tr.update(&dets, frame.timestamp).to_vec(),
+                None => vec![],
+            };
+            let track_ms = if tracker.is_some() {
+                ms(t_track.elapsed())
+            } else {
+                0.0
+            };
+            stats.preprocess.add(t.preprocess_ms);
+            stats.inference.add(t.inference_ms);
+            stats.decode.add(t.decode_ms);
+            if tracker.is_some() {
+                stats.track.add(track_ms);
             }
+            let mut result = FrameResult {
+                frame,
+                detections: dets,
+                tracks,
+                extra: None,
+                times: [t.preprocess_ms, t.inference_ms, t.decode_ms, track_ms],
+            };
+            if let Some(h) = hook.as_deref_mut() {
+                result.extra = h(&result)?;
+            }
+            frames += 1;
+            // A failed send means the output thread failed; its error is reported below.
+            Ok(result_tx.send(result).is_ok())
         };
-        let t = detector.last_times();
-        let t_track = Instant::now();
-        let tracks = match tracker.as_deref_mut() {
-            Some(tr) => tr.update(&dets, frame.timestamp).to_vec(),
-            None => vec![],
-        };
-        let track_ms = if tracker.is_some() {
-            ms(t_track.elapsed())
-        } else {
-            0.0
-        };
-        stats.preprocess.add(t.preprocess_ms);
-        stats.inference.add(t.inference_ms);
-        stats.decode.add(t.decode_ms);
-        if tracker.is_some() {
-            stats.track.add(track_ms);
-        }
-        let mut result = FrameResult {
-            frame,
-            detections: dets,
-            tracks,
-            extra: None,
-            times: [t.preprocess_ms, t.inference_ms, t.decode_ms, track_ms],
-        };
-        if let Some(h) = hook.as_deref_mut() {
-            match h(&result) {
-                Ok(extra) => result.extra = extra,
-                Err(e) => {
-                    infer_error = Some(e);
-                    break;
+        if forks.is_empty() {
+            for frame in frame_rx.iter() {
+                let dets = match detector.detect(&frame.image, &config.decode) {
+                    Ok(d) => d.to_vec(),
+                    Err(e) => {
+                        infer_error = Some(e);
+                        break;
+                    }
+                };
+                let t = detector.last_times();
+                match deliver(frame, dets, t) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        infer_error = Some(e);
+                        break;
+                    }
                 }
             }
-        }
-        frames += 1;
-        if result_tx.send(result).is_err() {
-            break; // the output thread failed; its error is reported below
+        } else {
+            let detectors = std::iter::once(detector).chain(forks.iter_mut()).collect();
+            infer_error =
+                run_workers(detectors, &frame_rx, &config.decode, &stop, &mut deliver).err();
         }
     }
     drop(result_tx);
@@ -289,6 +311,83 @@ pub fn run(
         stats,
         interrupted: stop.load(Ordering::Relaxed),
     })
+}
+
+/// A worker's output for one frame: the frame and its detections with stage times, or the error.
+type WorkerResult = (Frame, Result<(Vec<Detection>, StageTimes)>);
+
+/// A worker's result tagged with the frame's sequence number.
+type WorkDone = (u64, Frame, Result<(Vec<Detection>, StageTimes)>);
+
+/// Runs one thread per detector, each taking the next frame from `frames` and numbering it;
+/// results are delivered in that order. Returns the first error (inference or delivery).
+fn run_workers(
+    detectors: Vec<&mut Detector>,
+    frames: &Receiver<Frame>,
+    decode: &DecodeParams,
+    stop: &AtomicBool,
+    deliver: &mut dyn FnMut(Frame, Vec<Detection>, StageTimes) -> Result<bool>,
+) -> Result<()> {
+    let workers = detectors.len();
+    // Taking a frame and its number under one lock keeps numbers in capture order.
+    let queue = Mutex::new((frames.clone(), 0u64));
+    let abort = AtomicBool::new(false);
+    let outcome = std::thread::scope(|scope| -> Result<()> {
+        let (done_tx, done_rx) = bounded::<WorkDone>(2 * workers);
+        for (i, detector) in detectors.into_iter().enumerate() {
+            let done_tx = done_tx.clone();
+            let (queue, abort) = (&queue, &abort);
+            std::thread::Builder::new()
+                .name(format!("vigia-infer-{i}"))
+                .spawn_scoped(scope, move || {
+                    while !abort.load(Ordering::Relaxed) {
+                        let (seq, frame) = {
+                            let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+                            let Ok(frame) = q.0.recv() else { return };
+                            q.1 += 1;
+                            (q.1 - 1, frame)
+                        };
+                        let result = detector
+                            .detect(&frame.image, decode)
+                            .map(<[Detection]>::to_vec)
+                            .map(|d| (d, detector.last_times()));
+                        let failed = result.is_err();
+                        if done_tx.send((seq, frame, result)).is_err() || failed {
+                            return;
+                        }
+                    }
+                })
+                .map_err(thread_error)?;
+        }
+        drop(done_tx);
+        // Reorder buffer: holds results that arrive ahead of the next frame due.
+        let mut pending: BTreeMap<u64, WorkerResult> = BTreeMap::new();
+        let mut next = 0u64;
+        let mut deliver_in_order = || -> Result<()> {
+            for (seq, frame, result) in done_rx.iter() {
+                pending.insert(seq, (frame, result));
+                while let Some((frame, result)) = pending.remove(&next) {
+                    next += 1;
+                    let (dets, t) = result?;
+                    if !deliver(frame, dets, t)? {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        };
+        let outcome = deliver_in_order();
+        // Workers still running stop at their next frame; results they send are dropped.
+        abort.store(true, Ordering::Relaxed);
+        if outcome.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        outcome
+    });
+    if outcome.is_err() {
+        stop.store(true, Ordering::Relaxed);
+    }
+    outcome
 }
 
 /// Keeps only the newest frame in a 1-slot queue (live sources).
