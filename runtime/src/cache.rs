@@ -1,0 +1,283 @@
+//! Cache of pre-decluttered models: startup skips ONNX parsing, typing and decluttering.
+//!
+//! An entry is tract-nnef's `.nnef.tar` of the typed, decluttered (and, with f16, converted)
+//! model, just before kernel optimization. Its key hashes the ONNX bytes, the input shape, the
+//! f16 switch and the tract and vigia versions, so any change makes a new entry. Entries are
+//! written to a temporary file and renamed into place; an unreadable entry is reported, ignored
+//! and rebuilt.
+
+use std::io::{BufReader, BufWriter, Write};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use tract_nnef::framework::Nnef;
+use tract_onnx::prelude::*;
+use tract_onnx::WithOnnx;
+
+use crate::engine::{LoadReport, ModelSource, TractEngine};
+
+/// How the tract engine prepares a graph beyond the fixed input shape.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// Run in f16 (tract's `f32_to_f16` transform); inputs and outputs stay f32.
+    pub half: bool,
+    /// Cache directory for pre-decluttered models (`None`: no cache).
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// What the cache did for one load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheUse {
+    /// No cache directory was given.
+    #[default]
+    Off,
+    /// The model came from the cache.
+    Hit,
+    /// Not cached yet: built from ONNX and written to the cache.
+    Stored,
+    /// Built from ONNX; the cache could not take it (reason printed as a warning).
+    Failed,
+}
+
+/// A directory of `.nnef.tar` entries.
+#[derive(Debug, Clone)]
+pub struct ModelCache {
+    dir: PathBuf,
+}
+
+impl ModelCache {
+    /// A cache in `dir` (created on the first write).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        ModelCache { dir: dir.into() }
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The entry key for these ONNX bytes, input shape and precision (hex, 32 digits).
+    pub fn key(onnx: &[u8], input_shape: &[usize], half: bool) -> String {
+        let mut h = Sha256::new();
+        h.update(onnx);
+        h.update(format!(
+            "|shape={input_shape:?}|half={half}|rewrite={}|tract={}|vigia={}",
+            crate::graph_rewrite::enabled(),
+            crate::engine::tract_version(),
+            env!("CARGO_PKG_VERSION")
+        ));
+        h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The file of entry `key`; `label` (e.g. the model's file stem) makes it recognizable.
+    pub fn path(&self, label: &str, key: &str) -> PathBuf {
+        let label: String = label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(48)
+            .collect();
+        self.dir.join(format!("{label}-{key}.nnef.tar"))
+    }
+
+    /// Reads an entry; `None` when absent. A damaged entry prints a warning and reads as absent.
+    pub fn load(&self, path: &Path) -> Option<TypedModel> {
+        let file = std::fs::File::open(path).ok()?;
+        let read = catch_unwind(AssertUnwindSafe(|| {
+            nnef().model_for_read(&mut BufReader::new(file))
+        }));
+        let reason = match read {
+            Ok(Ok(model)) if model.inputs.len() == 1 => return Some(model),
+            Ok(Ok(model)) => format!("it holds {} inputs", model.inputs.len()),
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(_) => "reading it panicked".into(),
+        };
+        eprintln!(
+            "vigia: warning: ignoring unreadable model cache entry {} ({reason}); rebuilding it",
+            path.display()
+        );
+        None
+    }
+
+    /// Writes `model` as entry `path`: a temporary file in the same directory, then a rename.
+    pub fn store(&self, path: &Path, model: &TypedModel) -> Result<(), String> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
+        let tmp = path.with_extension(format!(
+            "tmp{}.{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
+        ));
+        let result = write_entry(&tmp, model).and_then(|()| {
+            std::fs::rename(&tmp, path)
+                .map_err(|e| format!("cannot rename {} into place: {e}", tmp.display()))
+        });
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+fn write_entry(tmp: &Path, model: &TypedModel) -> Result<(), String> {
+    let file =
+        std::fs::File::create(tmp).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    // Uncompressed: reading an entry must cost less than the parse and declutter it replaces.
+    let written = catch_unwind(AssertUnwindSafe(|| {
+        nnef().write_to_tar_with_config(model, BufWriter::new(file), false, true)
+    }))
+    .map_err(|_| "tract-nnef panicked while serializing the model".to_string())?
+    .map_err(|e| format!("tract-nnef cannot serialize this model: {e:#}"))?;
+    let mut buf = written;
+    buf.flush()
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    buf.get_ref()
+        .sync_all()
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))
+}
+
+/// NNEF with tract's core operators and the ONNX extensions (Resize, NonMaxSuppression, ...).
+fn nnef() -> Nnef {
+    tract_nnef::nnef().with_onnx()
+}
+
+/// Whether a directory is writable: creates it if needed and writes a probe file.
+pub fn check_writable(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create: {e}"))?;
+    let probe = dir.join(format!(".probe-{}", std::process::id()));
+    std::fs::write(&probe, b"ok").map_err(|e| format!("not writable: {e}"))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// The cache entry one engine build reads or writes.
+pub(crate) struct CacheEntry {
+    cache: ModelCache,
+    path: PathBuf,
+    shape: Vec<usize>,
+}
+
+/// The entry for `source` at `shape`, when `opts` names a cache directory.
+pub(crate) fn entry_for(
+    source: &ModelSource,
+    shape: &[usize],
+    opts: &BuildOptions,
+) -> Option<CacheEntry> {
+    let cache = ModelCache::new(opts.cache_dir.as_ref()?);
+    let bytes = source.read().ok()?;
+    let label = match source {
+        ModelSource::File(p) => p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into()),
+        ModelSource::Embedded { name, .. } => name.to_string(),
+    };
+    let path = cache.path(&label, &ModelCache::key(&bytes, shape, opts.half));
+    Some(CacheEntry {
+        cache,
+        path,
+        shape: shape.to_vec(),
+    })
+}
+
+impl CacheEntry {
+    /// The engine from the cached model, or `None` (absent, damaged: then rebuilt from ONNX).
+    pub(crate) fn build_from_cache(&self, report: &mut LoadReport) -> Option<TractEngine> {
+        let t = Instant::now();
+        let model = self.cache.load(&self.path)?;
+        let cache_ms = ms(t.elapsed());
+        let t = Instant::now();
+        let built = catch_unwind(AssertUnwindSafe(|| -> Result<TypedModel, String> {
+            let fact = model.input_fact(0).map_err(|e| format!("{e:#}"))?;
+            if fact.shape.as_concrete() != Some(&self.shape[..]) {
+                return Err(format!(
+                    "its input is {:?}, not {:?}",
+                    fact.shape, self.shape
+                ));
+            }
+            model.into_optimized().map_err(|e| format!("{e:#}"))
+        }));
+        let optimize_ms = ms(t.elapsed());
+        let t = Instant::now();
+        let built = built.map(|r| {
+            r.and_then(|optimized| TractEngine::from_optimized(optimized, self.shape.clone()))
+        });
+        let reason = match built {
+            Ok(Ok(engine)) => {
+                *report = LoadReport {
+                    cache_ms,
+                    optimize_ms,
+                    plan_ms: ms(t.elapsed()),
+                    cache: CacheUse::Hit,
+                    ..LoadReport::default()
+                };
+                return Some(engine);
+            }
+            Ok(Err(e)) => e,
+            Err(_) => "optimizing it panicked".into(),
+        };
+        eprintln!(
+            "vigia: warning: ignoring model cache entry {} ({reason}); rebuilding it",
+            self.path.display()
+        );
+        None
+    }
+
+    /// Writes the decluttered model; a failure is a warning, never an error.
+    pub(crate) fn store(&self, model: &TypedModel, report: &mut LoadReport) {
+        let t = Instant::now();
+        match self.cache.store(&self.path, model) {
+            Ok(()) => report.cache = CacheUse::Stored,
+            Err(e) => {
+                report.cache = CacheUse::Failed;
+                eprintln!(
+                    "vigia: warning: cannot cache the prepared model in {} ({e}); it is rebuilt \
+                     at every start",
+                    self.cache.dir().display()
+                );
+            }
+        }
+        report.cache_ms = ms(t.elapsed());
+    }
+}
+
+/// Declutters and converts to f16 before optimization when `opts` ask for either; keeps a copy
+/// for the cache in `decluttered`.
+pub(crate) fn prepare(
+    typed: TypedModel,
+    opts: &BuildOptions,
+    report: &mut LoadReport,
+    decluttered: &mut Option<TypedModel>,
+) -> TractResult<TypedModel> {
+    if !opts.half && opts.cache_dir.is_none() {
+        return Ok(typed);
+    }
+    let t = Instant::now();
+    let mut model = typed.into_decluttered()?;
+    if opts.half {
+        model = crate::half::to_half(model)?;
+    }
+    report.declutter_ms = ms(t.elapsed());
+    if opts.cache_dir.is_some() {
+        *decluttered = Some(model.clone());
+    }
+    Ok(model)
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
