@@ -11,6 +11,11 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot write {path}: {error}")]
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("model card {path}: {reason}")]
     Card { path: PathBuf, reason: String },
     #[error("model {model}: {reason}")]

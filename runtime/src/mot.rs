@@ -221,9 +221,9 @@ pub fn write_mot_row(w: &mut impl Write, row: &MotRow) -> std::io::Result<()> {
 /// Writes rows to a file; errors name it.
 pub fn write_mot(path: impl AsRef<Path>, rows: &[MotRow]) -> Result<()> {
     let path = path.as_ref();
-    let io = |e| Error::Io {
+    let io = |error| Error::Write {
         path: path.to_path_buf(),
-        source: e,
+        error,
     };
     let mut w = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
     for r in rows {
@@ -574,8 +574,9 @@ pub fn evaluate(gt: &[MotRow], hyp: &[MotRow], iou_threshold: f32) -> MotMetrics
     };
     let sum_object_frames: u64 = object_frames.values().sum();
     let sum_hyp_frames: u64 = hyp_frames_count.values().sum();
-    let idfn = sum_object_frames - best_overlap;
-    let idfp = sum_hyp_frames - best_overlap;
+    // Saturating: with repeated (frame, id) rows an overlap can exceed the frames counted.
+    let idfn = sum_object_frames.saturating_sub(best_overlap);
+    let idfp = sum_hyp_frames.saturating_sub(best_overlap);
     let idtp = num_gt.saturating_sub(idfn);
 
     let detections = matches + switches;

@@ -86,14 +86,24 @@ pub fn track_mot_file(
     let last = by_frame.keys().next_back().copied().unwrap_or(0);
     let mut lines = 0u64;
     let empty = vec![];
-    // Every frame up to the last, also those without detections, so lost tracks age correctly.
-    for frame in 1..=last {
+    // Every frame up to the last, also those without detections, so lost tracks age correctly;
+    // while no track is alive such frames change nothing and are skipped (frame numbers in a
+    // file may be far apart).
+    let mut frame = 1;
+    while frame <= last {
         let dets = by_frame.get(&frame).unwrap_or(&empty);
         let tracks = tracker.update(dets, (frame - 1) as f64 / fps);
         for t in tracks {
             write_mot_line(&mut w, frame, t)
                 .with_context(|| format!("writing {}", out.display()))?;
             lines += 1;
+        }
+        frame += 1;
+        if tracker.live_tracks() == 0 {
+            match by_frame.range(frame..).next() {
+                Some((&next, _)) => frame = next,
+                None => break,
+            }
         }
     }
     w.flush()

@@ -61,7 +61,7 @@ impl YoloTxtWriter {
         }
         std::fs::File::create(&path)
             .and_then(|mut f| f.write_all(text.as_bytes()))
-            .map_err(|e| Error::Io { path, source: e })
+            .map_err(|error| Error::Write { path, error })
     }
 }
 

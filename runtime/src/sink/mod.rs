@@ -6,8 +6,6 @@ pub mod labels;
 pub mod preview;
 pub mod video;
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
@@ -17,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::model::Labels;
 use crate::mot::write_mot_line;
 use crate::pipeline::{frame_json, FrameResult, OutputStage, PipelineStats};
-use jsonl::JsonLinesWriter;
+use jsonl::{JsonLinesWriter, RecordFile};
 use labels::YoloTxtWriter;
 use preview::PreviewServer;
 use video::VideoWriter;
@@ -53,7 +51,8 @@ pub struct Outputs {
     video: Option<VideoWriter>,
     images: Option<PathBuf>,
     txt: Option<YoloTxtWriter>,
-    mot: Option<(PathBuf, BufWriter<File>)>,
+    /// The MOT file and the buffer one frame's lines are gathered in.
+    mot: Option<(RecordFile, Vec<u8>)>,
     preview: Option<PreviewServer>,
     fps: Option<f64>,
     is_video: bool,
@@ -86,11 +85,11 @@ impl Outputs {
         let mot = match &opts.mot {
             Some(p) => {
                 check_writable(p, "--save-mot")?;
-                let f = File::create(p).map_err(|e| Error::Option {
+                let f = RecordFile::create(p).map_err(|e| Error::Option {
                     option: "--save-mot".into(),
                     reason: format!("{}: cannot write: {e}", p.display()),
                 })?;
-                Some((p.clone(), BufWriter::new(f)))
+                Some((f, Vec::new()))
             }
             None => None,
         };
@@ -132,17 +131,15 @@ impl OutputStage for Outputs {
                 t.write(&name, &dets, w, h)?;
             }
         }
-        if let Some((path, w)) = &mut self.mot {
+        if let Some((f, buf)) = &mut self.mot {
+            // One frame's lines in one write: the file never ends in a partial line.
+            buf.clear();
             for t in &r.tracks {
-                write_mot_line(w, r.frame.index + 1, t).map_err(|e| Error::Io {
-                    path: path.clone(),
-                    source: e,
-                })?;
+                write_mot_line(buf, r.frame.index + 1, t).expect("writing to memory");
             }
-            w.flush().map_err(|e| Error::Io {
-                path: path.clone(),
-                source: e,
-            })?;
+            if !buf.is_empty() {
+                f.append(buf)?;
+            }
         }
         if self.needs_canvas() {
             // Annotate a copy into a reused canvas; the frame buffer goes back to the pool.
@@ -193,12 +190,6 @@ impl OutputStage for Outputs {
     }
 
     fn finish(&mut self) -> Result<()> {
-        if let Some((path, w)) = &mut self.mot {
-            w.flush().map_err(|e| Error::Io {
-                path: path.clone(),
-                source: e,
-            })?;
-        }
         if let Some(v) = self.video.take() {
             v.finish()?;
         }

@@ -643,8 +643,8 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Whether the request carries the configured token (always true without one).
-fn authorized(s: &Shared, req: &Request) -> bool {
-    let Some(token) = &s.token else { return true };
+fn authorized(token: Option<&str>, req: &Request) -> bool {
+    let Some(token) = token else { return true };
     let by_query = query_param(&req.query, "token")
         .is_some_and(|t| same_secret(t.as_bytes(), token.as_bytes()));
     let by_header = req
@@ -669,42 +669,74 @@ fn handle_connection(s: &Shared, mut stream: TcpStream) {
         }
         Err(HeadError::Closed) => return,
     };
-    let Some(req) = parse_request(&head) else {
-        let _ = respond_text(&mut stream, 400, "malformed request");
-        return linger_close(stream);
-    };
-    if req.method != "GET" {
-        let _ = respond(
-            &mut stream,
-            405,
-            "text/plain; charset=utf-8",
-            "Allow: GET\r\n",
-            b"method not allowed\n",
-        );
-        return linger_close(stream);
-    }
-    if req.path == "/healthz" {
-        let _ = respond(&mut stream, 200, "text/plain; charset=utf-8", "", b"ok");
-        return linger_close(stream);
-    }
-    if !authorized(s, &req) {
-        let _ = respond(
-            &mut stream,
+    let (status, extra, body): (u16, &str, &[u8]) = match route_request(&head, s.token.as_deref()) {
+        Route::Page => return finish(serve_page(s, &mut stream), stream),
+        Route::Stream => return finish(serve_stream(s, &mut stream), stream),
+        Route::Frame => return finish(serve_frame(s, &mut stream), stream),
+        Route::Stats => return finish(serve_stats(s, &mut stream), stream),
+        Route::Health => (200, "", b"ok"),
+        Route::Refuse(400) => (400, "", b"malformed request\n"),
+        Route::Refuse(405) => (405, "Allow: GET\r\n", b"method not allowed\n"),
+        Route::Refuse(401) => (
             401,
-            "text/plain; charset=utf-8",
             "WWW-Authenticate: Bearer realm=\"vigia\"\r\n",
             b"unauthorized: add ?token=... or Authorization: Bearer ...\n",
-        );
-        return linger_close(stream);
-    }
-    let _ = match req.path.as_str() {
-        "/" => serve_page(s, &mut stream),
-        "/stream.mjpg" => serve_stream(s, &mut stream),
-        "/frame.jpg" => serve_frame(s, &mut stream),
-        "/stats.json" => serve_stats(s, &mut stream),
-        _ => respond_text(&mut stream, 404, "not found"),
+        ),
+        Route::Refuse(status) => (status, "", b"not found\n"),
     };
+    let _ = respond(
+        &mut stream,
+        status,
+        "text/plain; charset=utf-8",
+        extra,
+        body,
+    );
     linger_close(stream);
+}
+
+/// Ends a served route: the result only matters to the client, which is gone on error.
+fn finish(_served: io::Result<()>, stream: TcpStream) {
+    linger_close(stream);
+}
+
+/// Where a request goes: one of the routes, or the status it is refused with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /`: the viewer page.
+    Page,
+    /// `GET /stream.mjpg`: the MJPEG stream.
+    Stream,
+    /// `GET /frame.jpg`: the newest frame.
+    Frame,
+    /// `GET /stats.json`: the newest stats.
+    Stats,
+    /// `GET /healthz`: liveness, open without the token.
+    Health,
+    /// Refused: 400 malformed, 405 not GET, 401 missing or wrong token, 404 unknown path.
+    Refuse(u16),
+}
+
+/// Routes one complete request head (no I/O); `token` is the configured `--serve-token`.
+pub fn route_request(head: &[u8], token: Option<&str>) -> Route {
+    let Some(req) = parse_request(head) else {
+        return Route::Refuse(400);
+    };
+    if req.method != "GET" {
+        return Route::Refuse(405);
+    }
+    if req.path == "/healthz" {
+        return Route::Health;
+    }
+    if !authorized(token, &req) {
+        return Route::Refuse(401);
+    }
+    match req.path.as_str() {
+        "/" => Route::Page,
+        "/stream.mjpg" => Route::Stream,
+        "/frame.jpg" => Route::Frame,
+        "/stats.json" => Route::Stats,
+        _ => Route::Refuse(404),
+    }
 }
 
 /// Closes the sending side and drains what the client still sends, so it reads the response
@@ -1614,5 +1646,33 @@ mod tests {
         assert_eq!(bind_address("0.0.0.0:80").unwrap(), "0.0.0.0:80");
         let denied = io::Error::from(io::ErrorKind::PermissionDenied);
         assert!(bind_reason("0.0.0.0:80", &denied).starts_with("permission denied"));
+    }
+
+    #[test]
+    fn request_routing_is_a_pure_function_of_head_and_token() {
+        let t = Some("s3cr/t+x");
+        assert_eq!(route_request(b"GET / HTTP/1.1\r\n\r\n", None), Route::Page);
+        assert_eq!(
+            route_request(b"GET / HTTP/1.1\r\n\r\n", t),
+            Route::Refuse(401)
+        );
+        assert_eq!(
+            route_request(b"GET /healthz HTTP/1.1\r\n\r\n", t),
+            Route::Health
+        );
+        let q = b"GET /stream.mjpg?token=s3cr%2Ft%2Bx HTTP/1.1\r\n\r\n";
+        assert_eq!(route_request(q, t), Route::Stream);
+        let h = b"GET /stats.json HTTP/1.1\r\nAuthorization: Bearer s3cr/t+x\r\n\r\n";
+        assert_eq!(route_request(h, t), Route::Stats);
+        assert_eq!(
+            route_request(b"GET /x HTTP/1.1\r\n\r\n", None),
+            Route::Refuse(404)
+        );
+        assert_eq!(
+            route_request(b"PUT / HTTP/1.1\r\n\r\n", None),
+            Route::Refuse(405)
+        );
+        assert_eq!(route_request(b"\xff\xfe", None), Route::Refuse(400));
+        assert_eq!(route_request(b"", t), Route::Refuse(400));
     }
 }

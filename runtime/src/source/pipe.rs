@@ -8,8 +8,9 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use image::RgbImage;
 
@@ -38,6 +39,75 @@ impl RawFormat {
     }
 }
 
+/// A live source that delivers no frame for this long is stopped and reported as stalled (its
+/// reconnecting wrapper then reopens it with backoff).
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The same limit before the first frame, which also covers connecting and probing the stream.
+pub const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Watches a live capture process and kills it when frames stop coming.
+struct StallWatch {
+    started: Instant,
+    /// Milliseconds after `started` of the last frame, `u64::MAX` before the first.
+    last_ms: AtomicU64,
+    stalled: AtomicBool,
+    /// Set (under the lock) once the process is reaped, so that its id is never signalled again.
+    done: Mutex<bool>,
+}
+
+impl StallWatch {
+    fn new() -> Self {
+        StallWatch {
+            started: Instant::now(),
+            last_ms: AtomicU64::new(u64::MAX),
+            stalled: AtomicBool::new(false),
+            done: Mutex::new(false),
+        }
+    }
+
+    fn frame_arrived(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last_ms.store(ms.min(u64::MAX - 1), Ordering::Relaxed);
+    }
+
+    fn set_done(&self) {
+        *self.done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    }
+
+    /// The limit in force and how long the source has gone without a frame.
+    fn silence(&self) -> (Duration, Duration) {
+        let now = self.started.elapsed();
+        match self.last_ms.load(Ordering::Relaxed) {
+            u64::MAX => (FIRST_FRAME_TIMEOUT, now),
+            ms => (STALL_TIMEOUT, now.saturating_sub(Duration::from_millis(ms))),
+        }
+    }
+
+    /// Polls until the process is done or stalls; a stalled process group is killed, which
+    /// ends the blocked read with end of stream.
+    fn run(&self, pgid: u32) {
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+            if *done {
+                return;
+            }
+            let (limit, silent) = self.silence();
+            if silent >= limit {
+                self.stalled.store(true, Ordering::Relaxed);
+                if let Ok(pgid) = i32::try_from(pgid) {
+                    // SAFETY: plain syscall; the group is ours and not yet reaped (`done` is false
+                    // and cannot become true while this lock is held).
+                    unsafe {
+                        libc::kill(-pgid, libc::SIGKILL);
+                    }
+                }
+                return;
+            }
+        }
+    }
+}
+
 /// What the decoding process said on stderr: error count and the last lines.
 #[derive(Debug, Default)]
 struct StderrLog {
@@ -60,6 +130,8 @@ pub struct PipeSource {
     started: Instant,
     log: Arc<Mutex<StderrLog>>,
     finished: bool,
+    /// Live sources only: stops the process when frames stop coming.
+    watch: Option<Arc<StallWatch>>,
 }
 
 impl PipeSource {
@@ -104,6 +176,21 @@ impl PipeSource {
                 option: "--source".into(),
                 reason: format!("cannot start a thread: {e}"),
             })?;
+        let watch = if info.live {
+            let watch = Arc::new(StallWatch::new());
+            let w = watch.clone();
+            let pgid = child.id();
+            std::thread::Builder::new()
+                .name("vigia-src-watch".into())
+                .spawn(move || w.run(pgid))
+                .map_err(|e| Error::Option {
+                    option: "--source".into(),
+                    reason: format!("cannot start a thread: {e}"),
+                })?;
+            Some(watch)
+        } else {
+            None
+        };
         let frame_bytes = format.frame_bytes(info.width, info.height);
         Ok(PipeSource {
             child,
@@ -126,6 +213,28 @@ impl PipeSource {
             started: Instant::now(),
             log,
             finished: false,
+            watch,
+        })
+    }
+
+    /// Reaps the process; the error to report when the stall watch stopped it.
+    fn stall_error(&mut self) -> Option<Error> {
+        let watch = self.watch.as_ref()?;
+        if !watch.stalled.load(Ordering::Relaxed) {
+            return None;
+        }
+        let (limit, _) = watch.silence();
+        self.finished = true;
+        watch.set_done();
+        let _ = self.child.wait();
+        Some(Error::Option {
+            option: "--source".into(),
+            reason: format!(
+                "{}: stalled, no frame for {} s ({} stopped)",
+                self.info.name,
+                limit.as_secs(),
+                self.program
+            ),
         })
     }
 
@@ -150,6 +259,9 @@ impl PipeSource {
     /// Reaps the process and reports an early or failed end.
     fn finish(&mut self) -> Result<()> {
         self.finished = true;
+        if let Some(w) = &self.watch {
+            w.set_done();
+        }
         let status = self.child.wait().ok();
         let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
         let tail: Vec<&str> = log.tail.iter().map(String::as_str).collect();
@@ -209,8 +321,14 @@ impl FrameSource for PipeSource {
             })?;
             if !got {
                 self.pool.give(image);
+                if let Some(e) = self.stall_error() {
+                    return Err(e);
+                }
                 self.finish()?;
                 return Ok(None);
+            }
+            if let Some(w) = &self.watch {
+                w.frame_arrived();
             }
             let index = self.next_index;
             self.next_index += 1;
@@ -251,6 +369,9 @@ impl FrameSource for PipeSource {
 
 impl Drop for PipeSource {
     fn drop(&mut self) {
+        if let Some(w) = &self.watch {
+            w.set_done();
+        }
         if !self.finished {
             let _ = self.child.kill();
             let _ = self.child.wait();

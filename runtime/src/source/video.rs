@@ -31,9 +31,24 @@ pub fn is_stream_url(s: &str) -> bool {
     .any(|p| s.to_ascii_lowercase().starts_with(p))
 }
 
+/// ffmpeg options that bound every network read of a stream URL, so that a server that stops
+/// sending makes ffprobe and ffmpeg fail instead of waiting forever (RTSP names it `timeout`).
+fn network_timeout_args(input: &str) -> [&'static str; 2] {
+    let lower = input.to_ascii_lowercase();
+    if lower.starts_with("rtsp") {
+        ["-timeout", "5000000"]
+    } else {
+        ["-rw_timeout", "5000000"]
+    }
+}
+
 /// Size, rate and frame count of the first video stream, from `ffprobe`.
 pub fn probe(input: &str) -> Result<SourceInfo> {
-    let out = Command::new("ffprobe")
+    let mut cmd = Command::new("ffprobe");
+    if is_stream_url(input) && !input.to_ascii_lowercase().starts_with("udp") {
+        cmd.args(network_timeout_args(input));
+    }
+    let out = cmd
         .args([
             "-v",
             "error",
@@ -114,6 +129,9 @@ pub fn open_ffmpeg(input: &str, stride: u64, pool: FramePool) -> Result<PipeSour
         cmd.args(["-fflags", "nobuffer", "-flags", "low_delay"]);
         if input.to_ascii_lowercase().starts_with("rtsp") {
             cmd.args(["-rtsp_transport", "tcp"]);
+        }
+        if !input.to_ascii_lowercase().starts_with("udp") {
+            cmd.args(network_timeout_args(input));
         }
     }
     cmd.arg("-i")

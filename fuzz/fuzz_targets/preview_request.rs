@@ -1,0 +1,16 @@
+//! Preview server request heads: parsing, token check and routing (the pure part of the
+//! connection handler), with and without a token.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use vigia::sink::preview::{route_request, Route};
+
+fuzz_target!(|data: &[u8]| {
+    let open = route_request(data, None);
+    let guarded = route_request(data, Some("s3cr/t+x"));
+    // A token only ever refuses more: the same route, or 401.
+    assert!(
+        guarded == open || guarded == Route::Refuse(401),
+        "{open:?} vs {guarded:?}"
+    );
+});
