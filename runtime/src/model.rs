@@ -30,6 +30,8 @@ pub enum Layout {
 pub enum ColorOrder {
     Rgb,
     Bgr,
+    /// One channel: the luma of R, G, B with ITU-R 601 integer weights (`mean[0]`, `std[0]` apply).
+    Gray,
 }
 
 /// How a frame is brought to the model's input size.
@@ -111,12 +113,20 @@ fn default_pad() -> u8 {
 }
 
 impl InputSpec {
-    /// Tensor shape `[1, 3, H, W]` or `[1, H, W, 3]`.
+    /// Channels of the input tensor: 1 for `gray`, else 3.
+    pub fn channels(&self) -> usize {
+        match self.color {
+            ColorOrder::Gray => 1,
+            ColorOrder::Rgb | ColorOrder::Bgr => 3,
+        }
+    }
+
+    /// Tensor shape `[1, C, H, W]` or `[1, H, W, C]` (C = 3, or 1 for `gray`).
     pub fn shape(&self) -> [usize; 4] {
-        let (h, w) = (self.height as usize, self.width as usize);
+        let (h, w, c) = (self.height as usize, self.width as usize, self.channels());
         match self.layout {
-            Layout::Nchw => [1, 3, h, w],
-            Layout::Nhwc => [1, h, w, 3],
+            Layout::Nchw => [1, c, h, w],
+            Layout::Nhwc => [1, h, w, c],
         }
     }
 
@@ -314,6 +324,18 @@ family = "yolov8"
         assert_eq!(c.input.color, ColorOrder::Rgb);
         assert_eq!(c.input.pad_value, 114);
         assert!((c.input.scale - 1.0 / 255.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn gray_card_has_one_channel() {
+        let c = ModelCard::from_toml(
+            &CARD.replace("resize", "color = \"gray\"\nresize"),
+            Path::new("g.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.input.color, ColorOrder::Gray);
+        assert_eq!(c.input.shape(), [1, 1, 416, 416]);
+        assert_eq!(c.input.len(), 416 * 416);
     }
 
     #[test]

@@ -322,6 +322,25 @@ fn write_tensor(src: &SrcView, dst: Rect, spec: &InputSpec, n: &Norm, out: &mut 
         dst.h as usize,
     );
     let src_row = |y: usize| &src.data[(y - top) * src.stride..(y - top) * src.stride + rw * 3];
+    if spec.color == ColorOrder::Gray {
+        // One channel: NCHW and NHWC share the same row-major layout.
+        let (m, a, pad) = (n.mul[0], n.add[0], n.pad[0]);
+        for (y, row) in out.chunks_exact_mut(tw).enumerate() {
+            if y < top || y >= top + rh {
+                row.fill(pad);
+                continue;
+            }
+            row[..left].fill(pad);
+            row[left + rw..].fill(pad);
+            for (o, px) in row[left..left + rw]
+                .iter_mut()
+                .zip(src_row(y).chunks_exact(3))
+            {
+                *o = luma(px) as f32 * m + a;
+            }
+        }
+        return;
+    }
     match spec.layout {
         Layout::Nchw => {
             let plane = tw * th;
@@ -329,7 +348,7 @@ fn write_tensor(src: &SrcView, dst: Rect, spec: &InputSpec, n: &Norm, out: &mut 
             let (p1, p2) = rest.split_at_mut(plane);
             // Output plane, multiplier, offset and padding for source channels R, G, B.
             let (planes, ks): ([&mut [f32]; 3], [usize; 3]) = match spec.color {
-                ColorOrder::Rgb => ([p0, p1, p2], [0, 1, 2]),
+                ColorOrder::Rgb | ColorOrder::Gray => ([p0, p1, p2], [0, 1, 2]),
                 ColorOrder::Bgr => ([p2, p1, p0], [2, 1, 0]),
             };
             let [pr, pg, pb] = planes;
@@ -377,7 +396,7 @@ fn write_tensor(src: &SrcView, dst: Rect, spec: &InputSpec, n: &Norm, out: &mut 
                     .chunks_exact_mut(3)
                     .zip(src_row(y).chunks_exact(3));
                 match spec.color {
-                    ColorOrder::Rgb => {
+                    ColorOrder::Rgb | ColorOrder::Gray => {
                         for (o, px) in content {
                             o[0] = px[0] as f32 * m[0] + a[0];
                             o[1] = px[1] as f32 * m[1] + a[1];
@@ -395,6 +414,11 @@ fn write_tensor(src: &SrcView, dst: Rect, spec: &InputSpec, n: &Norm, out: &mut 
             }
         }
     }
+}
+
+/// ITU-R 601 luma of an RGB8 pixel in 16-bit fixed point, as Pillow's `convert("L")`.
+fn luma(px: &[u8]) -> u8 {
+    ((px[0] as u32 * 19595 + px[1] as u32 * 38470 + px[2] as u32 * 7471 + 0x8000) >> 16) as u8
 }
 
 /// Fills interleaved 3-channel values with one pixel value.
@@ -557,6 +581,7 @@ mod tests {
                         let src_c = match color {
                             ColorOrder::Rgb => c,
                             ColorOrder::Bgr => 2 - c,
+                            ColorOrder::Gray => unreachable!("only RGB and BGR are iterated"),
                         };
                         let e = expected(&s, c, px[src_c]);
                         for (x, y) in [(0, 0), (47, 31), (20, 10), (5, 30)] {
@@ -699,6 +724,34 @@ mod tests {
                 assert!(out.iter().all(|v| v.is_finite()), "{mode:?} {w}x{h}");
             }
         }
+    }
+
+    #[test]
+    fn gray_input_is_one_luma_plane_in_either_layout() {
+        let mut img = solid(28, 20, [200, 200, 200]);
+        img.put_pixel(3, 4, Rgb([255, 0, 0]));
+        img.put_pixel(5, 6, Rgb([0, 0, 255]));
+        for layout in [Layout::Nchw, Layout::Nhwc] {
+            let mut s = spec(layout, ColorOrder::Gray, ResizeMode::Stretch, 28, 20);
+            s.mean = [0.5, 0.0, 0.0];
+            s.std = [0.25, 1.0, 1.0];
+            assert_eq!(s.len(), 28 * 20);
+            let mut p = Preprocessor::new(&s);
+            let mut out = vec![f32::NAN; s.len()];
+            p.run(&img, &mut out).unwrap();
+            let norm = |v: f32| (v / 255.0 - 0.5) / 0.25;
+            assert!((out[0] - norm(200.0)).abs() < 1e-5, "{layout:?}");
+            assert!((out[4 * 28 + 3] - norm(76.0)).abs() < 1e-5, "{layout:?}");
+            assert!((out[6 * 28 + 5] - norm(29.0)).abs() < 1e-5, "{layout:?}");
+        }
+        // Letterbox padding fills the single plane with the padding grey.
+        let s = spec(Layout::Nchw, ColorOrder::Gray, ResizeMode::Letterbox, 8, 8);
+        let mut p = Preprocessor::new(&s);
+        let mut out = vec![f32::NAN; s.len()];
+        p.run(&solid(8, 4, [10, 10, 10]), &mut out).unwrap();
+        assert_eq!(out[0], expected(&s, 0, 114));
+        assert!((out[3 * 8 + 4] - 10.0 / 255.0).abs() < 1e-6);
+        assert!(out.iter().all(|v| v.is_finite()));
     }
 
     #[test]

@@ -1,0 +1,52 @@
+//! `vigia-train`: train classifiers with burn and export ONNX for the vigia runtime.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use vigia_train::run::{classify, export, ClassifyArgs, ExportArgs};
+
+/// Train models for vigia and export them as ONNX with a model card.
+#[derive(Parser)]
+#[command(name = "vigia-train", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train an image classifier (small CNN or MLP), export ONNX + card, check it in vigia
+    Classify(Box<ClassifyArgs>),
+    /// Export a checkpoint as ONNX + model card and check it against tract
+    Export(ExportArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let line = std::env::args()
+        .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let line = format!(
+        "vigia-train {}",
+        line.split_once(' ').map(|(_, rest)| rest).unwrap_or("")
+    );
+    let result = match cli.command {
+        Command::Classify(args) => classify(&args, &line).map(|_| ()),
+        Command::Export(args) => export(&args, &line).map(|p| {
+            eprintln!(
+                "vigia-train: wrote {}; burn vs tract on {} inputs: max abs error {:.2e}",
+                args.out.display(),
+                p.inputs,
+                p.max_abs_err
+            )
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vigia-train: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
