@@ -13,6 +13,7 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ndarray::ArrayViewD;
 
+pub use crate::cache::BuildOptions;
 use crate::error::{Error, Result};
 
 /// One inference engine instance: a fixed-shape plan plus the state reused on every frame.
@@ -29,6 +30,13 @@ pub trait Engine: Send {
     fn outputs(&self) -> Result<Vec<ArrayViewD<'_, f32>>>;
     /// Output names, in graph output order.
     fn output_names(&self) -> &[String];
+    /// A new instance with its own state sharing this one's prepared graph (one per worker).
+    fn fork(&self) -> Result<Box<dyn Engine>> {
+        Err(model_err(
+            self.name(),
+            "this engine cannot make another instance for a second worker",
+        ))
+    }
 }
 
 /// Where the ONNX bytes come from.
@@ -52,7 +60,7 @@ impl ModelSource {
         }
     }
 
-    fn read(&self) -> Result<std::borrow::Cow<'static, [u8]>> {
+    pub(crate) fn read(&self) -> Result<std::borrow::Cow<'static, [u8]>> {
         match self {
             ModelSource::File(p) => {
                 let bytes = std::fs::read(p).map_err(|e| Error::Io {
@@ -124,6 +132,12 @@ impl OnnxGraph {
         &self.source
     }
 
+    /// The parsed protobuf, for engines that take ONNX bytes.
+    #[cfg(feature = "ort")]
+    pub(crate) fn proto(&self) -> &pb::ModelProto {
+        &self.proto
+    }
+
     fn graph(&self) -> &pb::GraphProto {
         // `open` refuses files without a graph.
         self.proto.graph.as_ref().expect("graph checked in open")
@@ -149,15 +163,19 @@ impl OnnxGraph {
         for n in &graph.node {
             *op_histogram.entry(n.op_type.clone()).or_insert(0) += 1;
         }
-        let count = |dims: &[i64]| dims.iter().map(|d| (*d).max(0) as u64).product::<u64>();
-        let mut parameters: u64 = graph.initializer.iter().map(|t| count(&t.dims)).sum();
+        // Saturating: the dims of a damaged file can be anything.
+        let count = |dims: &[i64]| {
+            dims.iter()
+                .fold(1u64, |n, d| n.saturating_mul((*d).max(0) as u64))
+        };
+        let mut parameters = graph
+            .initializer
+            .iter()
+            .fold(0u64, |n, t| n.saturating_add(count(&t.dims)));
         for n in graph.node.iter().filter(|n| n.op_type == "Constant") {
-            parameters += n
-                .attribute
-                .iter()
-                .filter_map(|a| a.t.as_ref())
-                .map(|t| count(&t.dims))
-                .sum::<u64>();
+            for t in n.attribute.iter().filter_map(|a| a.t.as_ref()) {
+                parameters = parameters.saturating_add(count(&t.dims));
+            }
         }
         let opset = self
             .proto
@@ -235,17 +253,29 @@ pub struct LoadReport {
     pub optimize_ms: f64,
     /// Plan and state construction.
     pub plan_ms: f64,
+    /// Explicit decluttering and f16 conversion before optimization (cache or f16 on).
+    pub declutter_ms: f64,
+    /// Reading the cached model, or writing it to the cache.
+    pub cache_ms: f64,
+    /// What the model cache did.
+    pub cache: crate::cache::CacheUse,
 }
 
 impl LoadReport {
     /// Total load time.
     pub fn total_ms(&self) -> f64 {
-        self.parse_ms + self.typing_ms + self.optimize_ms + self.plan_ms
+        self.parse_ms
+            + self.typing_ms
+            + self.declutter_ms
+            + self.optimize_ms
+            + self.plan_ms
+            + self.cache_ms
     }
 }
 
 /// The tract engine: an optimized plan and one reused state.
 pub struct TractEngine {
+    plan: Arc<TypedRunnableModel>,
     state: TypedSimpleState,
     input: Arc<Tensor>,
     input_shape: Vec<usize>,
@@ -256,6 +286,15 @@ pub struct TractEngine {
 impl TractEngine {
     /// Builds the engine for `graph` with a fixed f32 input shape, timing each step.
     pub fn build(graph: &OnnxGraph, input_shape: &[usize]) -> Result<(Self, LoadReport)> {
+        Self::build_with(graph, input_shape, &BuildOptions::default())
+    }
+
+    /// [`TractEngine::build`] with f16 and the pre-decluttered model cache as `opts` say.
+    pub fn build_with(
+        graph: &OnnxGraph,
+        input_shape: &[usize],
+        opts: &BuildOptions,
+    ) -> Result<(Self, LoadReport)> {
         let name = graph.source.display_name();
         let missing = graph.unsupported_ops();
         if !missing.is_empty() {
@@ -271,14 +310,26 @@ impl TractEngine {
         }
         let shape = input_shape.to_vec();
         let mut report = LoadReport::default();
-        let mut result = Self::optimize(&tract_onnx::onnx(), graph, &shape, &mut report);
+        let entry = crate::cache::entry_for(&graph.source, &shape, opts);
+        if let Some(engine) = entry.as_ref().and_then(|e| e.build_from_cache(&mut report)) {
+            return Ok((engine, report));
+        }
+        let mut decluttered = None;
+        let mut result = Self::optimize(
+            &tract_onnx::onnx(),
+            graph,
+            &shape,
+            &mut report,
+            (opts, &mut decluttered),
+        );
         if matches!(result, Ok(Err(_))) {
             // Shapes declared in the file (value_info, outputs) sometimes carry symbols that
             // clash with tract's own inference (e.g. NonMaxSuppression exports): retry without.
             let lenient = tract_onnx::onnx()
                 .with_ignore_output_shapes(true)
                 .with_ignore_value_info(true);
-            if let Ok(Ok(m)) = Self::optimize(&lenient, graph, &shape, &mut report) {
+            let prep = (opts, &mut decluttered);
+            if let Ok(Ok(m)) = Self::optimize(&lenient, graph, &shape, &mut report, prep) {
                 result = Ok(Ok(m));
             }
         }
@@ -301,8 +352,13 @@ impl TractEngine {
             }
             Ok(Ok(m)) => m,
         };
+        if let (Some(entry), Some(model)) = (&entry, &decluttered) {
+            entry.store(model, &mut report);
+        }
         let t = Instant::now();
-        let engine = Self::from_optimized(optimized, shape).map_err(|e| model_err(&name, &e))?;
+        let engine = catch_unwind(AssertUnwindSafe(|| Self::from_optimized(optimized, shape)))
+            .map_err(|_| model_err(&name, "tract panicked while planning the graph"))?
+            .map_err(|e| model_err(&name, &e))?;
         report.plan_ms = ms(t.elapsed());
         Ok((engine, report))
     }
@@ -313,16 +369,23 @@ impl TractEngine {
         graph: &OnnxGraph,
         shape: &[usize],
         report: &mut LoadReport,
+        (opts, decluttered): (&BuildOptions, &mut Option<TypedModel>),
     ) -> std::thread::Result<TractResult<TypedModel>> {
         catch_unwind(AssertUnwindSafe(|| -> TractResult<TypedModel> {
             let t = Instant::now();
-            let model = onnx.model_for_proto_model(&graph.proto)?;
+            // Graph rewrites (Pad folding, YOLO head cut) unless VIGIA_NO_REWRITE is set.
+            let rewritten = crate::graph_rewrite::enabled()
+                .then(|| crate::graph_rewrite::rewrite(&graph.proto, shape))
+                .flatten();
+            let proto = rewritten.as_ref().map_or(&graph.proto, |(p, _)| p);
+            let model = onnx.model_for_proto_model(proto)?;
             report.parse_ms = ms(t.elapsed());
             let t = Instant::now();
             let typed = model
                 .with_input_fact(0, f32::fact(shape).into())?
                 .into_typed()?;
             report.typing_ms = ms(t.elapsed());
+            let typed = crate::cache::prepare(typed, opts, report, decluttered)?;
             let t = Instant::now();
             let optimized = typed.into_optimized()?;
             report.optimize_ms = ms(t.elapsed());
@@ -347,6 +410,7 @@ impl TractEngine {
         let state = plan.spawn().map_err(|e| chain(&e))?;
         let input = Arc::new(Tensor::zero::<f32>(&input_shape).map_err(|e| chain(&e))?);
         Ok(TractEngine {
+            plan,
             state,
             input,
             input_shape,
@@ -414,6 +478,25 @@ impl Engine for TractEngine {
 
     fn output_names(&self) -> &[String] {
         &self.output_names
+    }
+
+    fn fork(&self) -> Result<Box<dyn Engine>> {
+        // A fresh state on the same optimized plan: no second optimization, weights shared.
+        let state = self
+            .plan
+            .spawn()
+            .map_err(|e| model_err("tract", &chain(&e)))?;
+        let input = Arc::new(
+            Tensor::zero::<f32>(&self.input_shape).map_err(|e| model_err("tract", &chain(&e)))?,
+        );
+        Ok(Box::new(TractEngine {
+            plan: self.plan.clone(),
+            state,
+            input,
+            input_shape: self.input_shape.clone(),
+            outputs: tvec![],
+            output_names: self.output_names.clone(),
+        }))
     }
 }
 

@@ -5,13 +5,20 @@
 //! wire the stages for one model.
 
 pub mod annotate;
+pub mod board;
+pub mod cache;
 pub mod classifier;
 pub mod decode;
 pub mod detection;
 pub mod detector;
 pub mod engine;
+#[cfg(feature = "ort")]
+pub mod engine_ort;
 pub mod error;
+pub mod flops;
 pub mod follow;
+pub mod graph_rewrite;
+pub mod half;
 pub mod model;
 pub mod mot;
 pub mod nms;

@@ -2,6 +2,11 @@
 
 mod cli;
 
+/// mimalloc for the static musl build: musl's allocator serializes threads.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +15,9 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 
 use cli::args::{DecodeArgs, ModelArgs, OutputArgs, SourceArgs};
+use cli::bench::{bench, BenchArgs};
 use cli::classify::{classify, ClassifyArgs};
+use cli::doctor::{doctor, DoctorArgs};
 use cli::follow::{follow, FollowArgs};
 use cli::inspect::{inspect, InspectArgs};
 use cli::run::{run_source, RunRequest};
@@ -38,6 +45,10 @@ enum Command {
     Inspect(InspectArgs),
     /// Score MOTChallenge tracks against ground truth (MOTA, MOTP, IDF1, ID switches)
     EvalMot(EvalMotArgs),
+    /// Time a model: latency percentiles, FPS, FLOPs and the share of the CPU's f32 peak
+    Bench(BenchArgs),
+    /// Show the board, CPU features, tools, cameras and cache, and the profile vigia picks
+    Doctor(DoctorArgs),
 }
 
 #[derive(Args)]
@@ -116,6 +127,8 @@ fn main() -> ExitCode {
         Command::Classify(a) => classify(a),
         Command::Inspect(a) => inspect(a),
         Command::EvalMot(a) => eval_mot(a),
+        Command::Bench(a) => bench(a),
+        Command::Doctor(a) => doctor(a),
     };
     match result {
         Ok(code) => code,

@@ -30,6 +30,72 @@ const EMBEDDED_CARD: &str = include_str!("../../models/nanodet-m-416.toml");
 pub struct LoadOptions {
     /// Override the model's input size (square).
     pub imgsz: Option<u32>,
+    /// Which engine runs the graph.
+    pub engine: EngineKind,
+    /// Intra-op threads for engines configured per session (ONNX Runtime); 0 means 1.
+    pub threads: usize,
+    /// The ONNX Runtime library (`--ort-lib`); `ORT_DYLIB_PATH` otherwise.
+    pub ort_lib: Option<PathBuf>,
+    /// tract: run the graph in f16 (inputs and outputs stay f32).
+    pub half: bool,
+    /// tract: directory of cached pre-decluttered models (`None`: no cache).
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Which inference engine runs the graph.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EngineKind {
+    /// tract (built in; the default).
+    #[default]
+    Tract,
+    /// ONNX Runtime loaded at run time (Cargo feature `ort`).
+    Ort,
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "tract" => Ok(EngineKind::Tract),
+            "ort" | "onnxruntime" => Ok(EngineKind::Ort),
+            _ => Err(format!("unknown engine '{s}' (tract or ort)")),
+        }
+    }
+}
+
+/// Builds the engine `kind` for `graph` with a fixed input shape.
+pub fn build_engine(
+    graph: &OnnxGraph,
+    shape: &[usize],
+    opts: &LoadOptions,
+) -> Result<(Box<dyn Engine>, LoadReport)> {
+    match opts.engine {
+        EngineKind::Tract => {
+            let build = crate::engine::BuildOptions {
+                half: opts.half,
+                cache_dir: opts.cache_dir.clone(),
+            };
+            let (e, r) = TractEngine::build_with(graph, shape, &build)?;
+            Ok((Box::new(e), r))
+        }
+        #[cfg(feature = "ort")]
+        EngineKind::Ort => {
+            let (e, r) = crate::engine_ort::OrtEngine::build(
+                graph,
+                shape,
+                opts.threads,
+                opts.ort_lib.as_deref(),
+            )?;
+            Ok((Box::new(e), r))
+        }
+        #[cfg(not(feature = "ort"))]
+        EngineKind::Ort => Err(Error::Option {
+            option: "--engine".into(),
+            reason: "this vigia was built without ONNX Runtime support; rebuild with \
+                     `cargo build --release -p vigia --features ort`"
+                .into(),
+        }),
+    }
 }
 
 /// A model ready to run: card, labels, engine and how it was obtained.
@@ -73,7 +139,7 @@ pub fn load_model(
         card.input.width = s;
         card.input.height = s;
     }
-    let (mut engine, report) = TractEngine::build(&graph, &card.input.shape())?;
+    let (mut engine, report) = build_engine(&graph, &card.input.shape(), opts)?;
     if inferred {
         // `infer_input` could not know the outputs: decide from the real output shapes.
         let shapes = match engine.run() {
@@ -118,14 +184,14 @@ pub fn load_model(
     let labels = load_labels(
         &card,
         card_dir.as_deref(),
-        &engine_class_count(&mut engine, &card),
+        &engine_class_count(&mut *engine, &card),
     )?;
     Ok(LoadedModel {
         card,
         labels,
         assumptions,
         source,
-        engine: Box::new(engine),
+        engine,
         report,
     })
 }
@@ -374,7 +440,7 @@ fn declared_output_shapes(graph: &OnnxGraph) -> Option<Vec<Vec<usize>>> {
 }
 
 /// Number of classes the model's outputs carry, used to pick default labels.
-fn engine_class_count(engine: &mut TractEngine, card: &ModelCard) -> Option<usize> {
+fn engine_class_count(engine: &mut dyn Engine, card: &ModelCard) -> Option<usize> {
     if let Some(n) = card.output.num_classes {
         return Some(n);
     }
@@ -393,6 +459,8 @@ fn engine_class_count(engine: &mut TractEngine, card: &ModelCard) -> Option<usiz
     let first = shapes.first()?;
     match card.output.family {
         OutputFamily::Classification => Some(first.iter().product()),
+        // A head cut before its box decode: box distributions, then class scores.
+        OutputFamily::Yolov8 if shapes.len() == 2 => shapes[1].get(1).copied(),
         OutputFamily::Yolov8 => {
             let (a, b) = (*first.get(1)?, *first.get(2)?);
             Some(a.min(b).saturating_sub(4))

@@ -13,12 +13,57 @@ pub struct ModelArgs {
     /// Input size (square) to fix the graph to, overriding the card
     #[arg(long)]
     pub imgsz: Option<u32>,
-    /// Threads for tract's matrix kernels
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub threads: u32,
+    /// Threads for the engine's matrix kernels (tract) or intra-op pool (ort) [default: the
+    /// profile's: 1, or the board's cores]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub threads: Option<u32>,
+    /// Board profile (threads, input size, f16, cache): auto, rpi4, rpi5, jetson-nano,
+    /// jetson-orin, generic-arm64, generic-x86 [default: auto; `vigia doctor` shows it]
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Run the graph in f16 (native on Cortex-A76/A78-class CPUs, emulated and slow elsewhere)
+    #[arg(long, conflicts_with = "no_half")]
+    pub half: bool,
+    /// Run in f32 even where the profile picks f16
+    #[arg(long)]
+    pub no_half: bool,
+    /// Cache of pre-decluttered models [default: $VIGIA_CACHE_DIR, $XDG_CACHE_HOME/vigia or
+    /// ~/.cache/vigia]
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+    /// Build the model from ONNX at every start: no cache read or write
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Inference engine: tract (built in) or ort (ONNX Runtime, builds with the `ort` feature)
+    #[arg(long, default_value = "tract", value_name = "tract|ort")]
+    pub engine: vigia::resolve::EngineKind,
+    /// ONNX Runtime library for --engine ort: libonnxruntime.so* or its folder [env: ORT_DYLIB_PATH]
+    #[arg(long, value_name = "PATH")]
+    pub ort_lib: Option<PathBuf>,
+    /// Inference workers, each with its own engine state, frames kept in order (detect, track, follow)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: u32,
     /// Only results on stdout and errors on stderr: no load line, no progress bar
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+impl ModelArgs {
+    /// The board profile and the options that override it.
+    pub fn overrides(&self) -> vigia::board::Overrides {
+        vigia::board::Overrides {
+            profile: self.profile.clone(),
+            threads: self.threads,
+            imgsz: self.imgsz,
+            half: match (self.half, self.no_half) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
+            cache_dir: self.cache_dir.clone(),
+            no_cache: self.no_cache,
+        }
+    }
 }
 
 /// Where frames come from.

@@ -26,7 +26,14 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let (_, _, source) = resolve::locate(Some(&args.model), Task::Detect)?;
     let graph = OnnxGraph::open(source)?;
     let summary = graph.summary();
-    let loaded = resolve::load_model(Some(&args.model), None, &LoadOptions { imgsz: args.imgsz });
+    let loaded = resolve::load_model(
+        Some(&args.model),
+        None,
+        &LoadOptions {
+            imgsz: args.imgsz,
+            ..LoadOptions::default()
+        },
+    );
     if args.json {
         let card = loaded
             .as_ref()

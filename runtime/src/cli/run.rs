@@ -15,7 +15,7 @@ use vigia::detector::Detector;
 use vigia::engine;
 use vigia::model::{Labels, Task};
 use vigia::pipeline::{self, FrameHook, PipelineConfig, RunSummary};
-use vigia::resolve::{self, LoadOptions, LoadedModel};
+use vigia::resolve::{self, EngineKind, LoadOptions, LoadedModel};
 use vigia::sink::preview::{PreviewConfig, PreviewServer};
 use vigia::sink::{OutputOptions, Outputs};
 use vigia::source::pool::FramePool;
@@ -25,36 +25,98 @@ use vigia::track::Tracker;
 
 /// Loads the model named by `args` for `task`, reporting how on stderr.
 pub fn load(args: &ModelArgs, task: Task) -> anyhow::Result<LoadedModel> {
-    engine::set_threads(args.threads as usize);
+    if args.workers > 1 && task == Task::Classify {
+        bail!("--workers applies to detect, track and follow");
+    }
+    if args.ort_lib.is_some() && args.engine != EngineKind::Ort {
+        bail!("--ort-lib needs --engine ort");
+    }
+    let settings = args
+        .overrides()
+        .settings(args.model.is_none() && task == Task::Detect)
+        .map_err(|e| anyhow::anyhow!("--profile: {e}"))?;
+    if args.engine == EngineKind::Tract {
+        engine::set_threads(settings.threads as usize);
+    }
     let model = resolve::load_model(
         args.model.as_deref(),
         Some(task),
-        &LoadOptions { imgsz: args.imgsz },
+        &LoadOptions {
+            imgsz: settings.imgsz,
+            engine: args.engine,
+            threads: settings.threads as usize,
+            ort_lib: args.ort_lib.clone(),
+            half: settings.half && args.engine == EngineKind::Tract,
+            cache_dir: settings.cache_dir.clone(),
+        },
     )?;
     if !args.quiet {
         let c = &model.card;
         let r = &model.report;
         eprintln!(
-            "vigia: model {} [{:?}, {}x{} {:?}] on tract {} with {} thread(s): loaded in {:.0} ms \
-             (graph {:.0}, typing {:.0}, optimize {:.0}, plan {:.0})",
+            "vigia: model {} [{:?}, {}x{} {:?}] on {} with {} thread(s){}{}: loaded in {:.0} ms \
+             (graph {:.0}, typing {:.0}, optimize {:.0}, plan {:.0}{}), profile {} ({})",
             model.source.display_name(),
             c.output.family,
             c.input.width,
             c.input.height,
             c.input.layout,
-            engine::tract_version(),
-            args.threads,
+            engine_label(args.engine),
+            settings.threads,
+            if settings.half && args.engine == EngineKind::Tract {
+                " in f16"
+            } else {
+                ""
+            },
+            if args.workers > 1 {
+                format!(" x {} workers", args.workers)
+            } else {
+                String::new()
+            },
             r.total_ms(),
             r.parse_ms,
             r.typing_ms,
             r.optimize_ms,
-            r.plan_ms
+            r.plan_ms,
+            cache_note(r),
+            settings.profile.name,
+            settings.why
         );
         for a in &model.assumptions {
             eprintln!("vigia: assumed {a}");
         }
     }
     Ok(model)
+}
+
+/// The declutter and cache part of the load line.
+fn cache_note(r: &vigia::engine::LoadReport) -> String {
+    use vigia::cache::CacheUse;
+    let declutter = if r.declutter_ms > 0.0 {
+        format!(", declutter {:.0}", r.declutter_ms)
+    } else {
+        String::new()
+    };
+    match r.cache {
+        CacheUse::Off => declutter,
+        CacheUse::Hit => format!(", from cache {:.0}", r.cache_ms),
+        CacheUse::Stored => format!("{declutter}, cache write {:.0}", r.cache_ms),
+        CacheUse::Failed => format!("{declutter}, not cached"),
+    }
+}
+
+/// The engine and its version (or library) for the load line.
+fn engine_label(kind: EngineKind) -> String {
+    match kind {
+        EngineKind::Tract => format!("tract {}", engine::tract_version()),
+        #[cfg(feature = "ort")]
+        EngineKind::Ort => match vigia::engine_ort::init(None) {
+            Ok((path, _)) => format!("ONNX Runtime ({})", path.display()),
+            Err(_) => "ONNX Runtime".into(),
+        },
+        #[cfg(not(feature = "ort"))]
+        EngineKind::Ort => "ONNX Runtime".into(),
+    }
 }
 
 /// Parses `--classes` (names or ids) against the model's labels.
@@ -123,7 +185,7 @@ pub fn run_source(
     let kind = classify_source(&spec)?;
     let mut detector = Detector::new(load(req.model, Task::Detect)?);
     let decode = decode_params(req.decode, detector.labels())?;
-    let pool = FramePool::new(8);
+    let pool = FramePool::new(8 + 2 * req.model.workers as usize);
     let source = open_source(
         &spec,
         &SourceOptions {
@@ -204,6 +266,7 @@ pub fn run_source(
         max_frames: req.source.max_frames,
         stats_every: out.stats.filter(|s| *s > 0.0).map(Duration::from_secs_f64),
         progress: !req.model.quiet,
+        workers: req.model.workers as usize,
     };
     let summary = pipeline::run(
         source,
@@ -216,7 +279,7 @@ pub fn run_source(
         req.stop.clone(),
     )?;
     report(&summary, req.model.quiet);
-    Ok(if summary.frames == 0 {
+    Ok(if summary.frames == 0 && !summary.interrupted {
         eprintln!("vigia: no frame could be processed");
         ExitCode::FAILURE
     } else {
