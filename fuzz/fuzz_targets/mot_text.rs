@@ -3,11 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use std::collections::BTreeMap;
-use vigia::mot::{evaluate, parse_mot, write_mot_row};
+use vigia::mot::{detections_by_frame, evaluate, parse_mot, write_mot_row};
 use vigia::track::bytetrack::ByteTracker;
 use vigia::track::Tracker;
-use vigia::{BBox, Detection};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -26,19 +24,7 @@ fuzz_target!(|data: &[u8]| {
     if rows.len() > 300 {
         return;
     }
-    let mut by_frame: BTreeMap<u64, Vec<Detection>> = BTreeMap::new();
-    for r in &rows {
-        by_frame.entry(r.frame).or_default().push(Detection {
-            bbox: BBox::new(
-                r.x as f32,
-                r.y as f32,
-                (r.x + r.w) as f32,
-                (r.y + r.h) as f32,
-            ),
-            score: r.conf as f32,
-            class_id: 0,
-        });
-    }
+    let by_frame = detections_by_frame(&rows);
     let mut tracker = ByteTracker::default();
     for (frame, dets) in &by_frame {
         let _ = tracker.update(dets, *frame as f64 / 30.0);

@@ -290,6 +290,35 @@ impl Labels {
         self.0.iter().position(|l| l.eq_ignore_ascii_case(name))
     }
 
+    /// Class ids from a comma-separated list of names or ids (`person,car` or `0,2`). Errors say
+    /// which item is unknown or out of range, and name a few classes the model knows.
+    pub fn ids_of(&self, spec: &str) -> std::result::Result<Vec<usize>, String> {
+        let mut ids = vec![];
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if let Ok(id) = item.parse::<usize>() {
+                if !self.is_empty() && id >= self.len() {
+                    return Err(format!(
+                        "id {id} is out of range (the model has {} classes)",
+                        self.len()
+                    ));
+                }
+                ids.push(id);
+            } else if let Some(id) = self.find(item) {
+                ids.push(id);
+            } else {
+                let some: Vec<&str> = self.0.iter().take(8).map(String::as_str).collect();
+                return Err(format!(
+                    "unknown class name '{item}' (this model knows e.g. {})",
+                    some.join(", ")
+                ));
+            }
+        }
+        if ids.is_empty() {
+            return Err("no class given".into());
+        }
+        Ok(ids)
+    }
+
     /// Number of labels.
     pub fn len(&self) -> usize {
         self.0.len()

@@ -26,14 +26,14 @@
 //! - IDF1/IDP/IDR come from the global one-to-one assignment of ground-truth to hypothesis
 //!   trajectories maximising the frames where they overlap with IoU >= threshold.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 
 use pathfinding::kuhn_munkres::{kuhn_munkres, kuhn_munkres_min};
 use pathfinding::matrix::Matrix;
 
-use crate::detection::BBox;
+use crate::detection::{BBox, Detection};
 use crate::error::{Error, Result};
 use crate::track::Track;
 
@@ -84,6 +84,19 @@ impl MotRow {
             (self.y + self.h) as f32,
         )
     }
+}
+
+/// Groups rows into per-frame detections (class 0, score from column 7), frames in order.
+pub fn detections_by_frame(rows: &[MotRow]) -> BTreeMap<u64, Vec<Detection>> {
+    let mut by_frame: BTreeMap<u64, Vec<Detection>> = BTreeMap::new();
+    for r in rows {
+        by_frame.entry(r.frame).or_default().push(Detection {
+            bbox: r.bbox(),
+            score: r.conf as f32,
+            class_id: 0,
+        });
+    }
+    by_frame
 }
 
 /// Reads a MOTChallenge file; errors name the file, line and column.

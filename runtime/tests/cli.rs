@@ -2,17 +2,12 @@
 
 mod common;
 
+use common::vigia;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
 use prost::Message;
-
-fn vigia(args: &[&str]) -> Output {
-    Command::new(common::vigia_bin())
-        .args(args)
-        .output()
-        .expect("run vigia")
-}
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

@@ -3,24 +3,11 @@
 
 mod common;
 
+use common::{have_ffmpeg, vigia};
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn have_ffmpeg() -> bool {
-    let ok = Command::new("ffprobe").arg("-version").output().is_ok();
-    if !ok {
-        eprintln!("skipping: ffmpeg/ffprobe not installed");
-    }
-    ok
-}
-
-fn vigia(args: &[&str]) -> Output {
-    Command::new(common::vigia_bin())
-        .args(args)
-        .output()
-        .expect("run vigia")
-}
 
 /// Frames and frame rate of a video, counted by decoding it.
 fn probe_frames(path: &Path) -> (u64, String) {

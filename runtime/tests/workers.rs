@@ -3,22 +3,9 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use common::{have_ffmpeg, vigia};
 
-fn have_ffmpeg() -> bool {
-    let ok = Command::new("ffprobe").arg("-version").output().is_ok();
-    if !ok {
-        eprintln!("skipping: ffmpeg/ffprobe not installed");
-    }
-    ok
-}
-
-fn vigia(args: &[&str]) -> Output {
-    Command::new(common::vigia_bin())
-        .args(args)
-        .output()
-        .expect("run vigia")
-}
+use std::process::Output;
 
 /// The JSON lines of a run, without the per-frame timings (the only field allowed to differ).
 fn frames_without_times(o: &Output) -> Vec<serde_json::Value> {
@@ -33,6 +20,12 @@ fn frames_without_times(o: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// vtest.avi from ../shared, when it and ffmpeg are there.
+fn vtest() -> Option<std::path::PathBuf> {
+    let shared = common::shared()?;
+    have_ffmpeg().then(|| shared.join("data/video/vtest.avi"))
+}
+
 fn run_with_workers(base: &[&str], workers: u32) -> Vec<serde_json::Value> {
     let n = workers.to_string();
     let mut args = base.to_vec();
@@ -42,13 +35,9 @@ fn run_with_workers(base: &[&str], workers: u32) -> Vec<serde_json::Value> {
 
 #[test]
 fn vtest_tracks_are_identical_with_one_two_and_three_workers() {
-    let Some(shared) = common::shared() else {
+    let Some(video) = vtest() else {
         return;
     };
-    if !have_ffmpeg() {
-        return;
-    }
-    let video = shared.join("data/video/vtest.avi");
     let base = [
         "track",
         video.to_str().unwrap(),
@@ -79,13 +68,9 @@ fn vtest_tracks_are_identical_with_one_two_and_three_workers() {
 
 #[test]
 fn strided_video_keeps_frame_order_with_two_workers() {
-    let Some(shared) = common::shared() else {
+    let Some(video) = vtest() else {
         return;
     };
-    if !have_ffmpeg() {
-        return;
-    }
-    let video = shared.join("data/video/vtest.avi");
     let base = [
         "detect",
         video.to_str().unwrap(),

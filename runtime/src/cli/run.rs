@@ -121,30 +121,9 @@ fn engine_label(kind: EngineKind) -> String {
 
 /// Parses `--classes` (names or ids) against the model's labels.
 pub fn parse_classes(spec: &str, labels: &Labels) -> anyhow::Result<Vec<usize>> {
-    let mut ids = vec![];
-    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        if let Ok(id) = item.parse::<usize>() {
-            if !labels.is_empty() && id >= labels.len() {
-                bail!(
-                    "--classes: id {id} is out of range (the model has {} classes)",
-                    labels.len()
-                );
-            }
-            ids.push(id);
-        } else if let Some(id) = labels.find(item) {
-            ids.push(id);
-        } else {
-            let some: Vec<&str> = labels.0.iter().take(8).map(String::as_str).collect();
-            bail!(
-                "--classes: unknown class name '{item}' (this model knows e.g. {})",
-                some.join(", ")
-            );
-        }
-    }
-    if ids.is_empty() {
-        bail!("--classes: no class given");
-    }
-    Ok(ids)
+    labels
+        .ids_of(spec)
+        .map_err(|reason| anyhow::anyhow!("--classes: {reason}"))
 }
 
 /// Decoding thresholds from the command line.

@@ -1,7 +1,6 @@
 //! `vigia track` (detect + ByteTrack, or MOTChallenge detections in, tracks out) and
 //! `vigia eval-mot` (CLEAR-MOT and identity metrics).
 
-use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,10 +8,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use vigia::mot::{evaluate, read_mot, write_mot_line};
+use vigia::mot::{detections_by_frame, evaluate, read_mot, write_mot_line};
 use vigia::track::bytetrack::{ByteTrackConfig, ByteTracker};
 use vigia::track::Tracker;
-use vigia::{BBox, Detection};
 
 /// ByteTrack settings.
 #[derive(Args, Clone)]
@@ -66,19 +64,7 @@ pub fn track_mot_file(
 ) -> anyhow::Result<ExitCode> {
     let out = out.context("--detections needs --save-mot FILE for the tracks")?;
     let rows = read_mot(detections)?;
-    let mut by_frame: BTreeMap<u64, Vec<Detection>> = BTreeMap::new();
-    for r in &rows {
-        by_frame.entry(r.frame).or_default().push(Detection {
-            bbox: BBox::new(
-                r.x as f32,
-                r.y as f32,
-                (r.x + r.w) as f32,
-                (r.y + r.h) as f32,
-            ),
-            score: r.conf as f32,
-            class_id: 0,
-        });
-    }
+    let by_frame = detections_by_frame(&rows);
     let mut tracker = tracker.build(fps)?;
     let file = std::fs::File::create(out)
         .with_context(|| format!("--save-mot: cannot write {}", out.display()))?;

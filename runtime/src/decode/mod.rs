@@ -15,7 +15,7 @@ pub mod yolov8_dfl;
 
 use tract_core::ndarray::{ArrayView1, ArrayView2, ArrayViewD, Axis, Ix3};
 
-use crate::detection::Detection;
+use crate::detection::{BBox, Detection};
 use crate::error::{Error, Result};
 use crate::model::OutputFamily;
 
@@ -464,6 +464,17 @@ pub(crate) fn passes(score: f32, conf: f32) -> bool {
 #[inline]
 pub(crate) fn finite_box(x1: f32, y1: f32, x2: f32, y2: f32) -> bool {
     x1.is_finite() && y1.is_finite() && x2.is_finite() && y2.is_finite()
+}
+
+/// Appends a detection unless a corner is NaN or infinite (garbage outputs must not reach NMS).
+pub(crate) fn push_finite(out: &mut Vec<Detection>, bbox: BBox, score: f32, class_id: usize) {
+    if finite_box(bbox.x1, bbox.y1, bbox.x2, bbox.y2) {
+        out.push(Detection {
+            bbox,
+            score,
+            class_id,
+        });
+    }
 }
 
 #[cfg(test)]

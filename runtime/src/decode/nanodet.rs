@@ -215,13 +215,7 @@ fn push_levels(
                 } * stride;
             }
             let bbox = BBox::new(cx - d[0], cy - d[1], cx + d[2], cy + d[3]).clip(w, h);
-            if super::finite_box(bbox.x1, bbox.y1, bbox.x2, bbox.y2) {
-                out.push(Detection {
-                    bbox,
-                    score,
-                    class_id,
-                });
-            }
+            super::push_finite(out, bbox, score, class_id);
         }
     }
     Ok(())

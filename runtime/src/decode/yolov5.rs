@@ -3,7 +3,7 @@
 
 use tract_core::ndarray::ArrayViewD;
 
-use super::{batch1_matrix, best_class, decode_error, finite_box, single_output, DecodeParams};
+use super::{batch1_matrix, best_class, decode_error, single_output, DecodeParams};
 use crate::detection::{BBox, Detection};
 use crate::error::Result;
 use crate::model::OutputFamily;
@@ -51,13 +51,7 @@ pub fn decode(
         let score = obj * cls;
         if score >= params.conf {
             let bbox = BBox::from_cxcywh(row[0], row[1], row[2], row[3]);
-            if finite_box(bbox.x1, bbox.y1, bbox.x2, bbox.y2) {
-                out.push(Detection {
-                    bbox,
-                    score,
-                    class_id,
-                });
-            }
+            super::push_finite(out, bbox, score, class_id);
         }
     }
     nms(out, params.iou, params.agnostic, params.max_det);

@@ -3,7 +3,7 @@
 
 use tract_core::ndarray::{ArrayView2, ArrayViewD};
 
-use super::{batch1_matrix, best_class, decode_error, finite_box, single_output, DecodeParams};
+use super::{batch1_matrix, best_class, decode_error, single_output, DecodeParams};
 use crate::detection::{BBox, Detection};
 use crate::error::Result;
 use crate::model::OutputFamily;
@@ -114,13 +114,7 @@ fn channels_first(
         let column = m.column(j);
         let (score, class_id) = best_class(&column, 4, num_classes, classes);
         let bbox = BBox::from_cxcywh(column[0], column[1], column[2], column[3]);
-        if finite_box(bbox.x1, bbox.y1, bbox.x2, bbox.y2) {
-            out.push(Detection {
-                bbox,
-                score,
-                class_id,
-            });
-        }
+        super::push_finite(out, bbox, score, class_id);
     }
 }
 
@@ -136,13 +130,7 @@ fn rows(
         let (score, class_id) = best_class(&row, 4, num_classes, classes);
         if score >= params.conf {
             let bbox = BBox::from_cxcywh(row[0], row[1], row[2], row[3]);
-            if finite_box(bbox.x1, bbox.y1, bbox.x2, bbox.y2) {
-                out.push(Detection {
-                    bbox,
-                    score,
-                    class_id,
-                });
-            }
+            super::push_finite(out, bbox, score, class_id);
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use tract_core::ndarray::{ArrayView2, ArrayViewD};
 
-use super::{batch1_matrix, best_class, decode_error, finite_box, DecodeParams};
+use super::{batch1_matrix, best_class, decode_error, DecodeParams};
 use crate::detection::{BBox, Detection};
 use crate::error::Result;
 use crate::model::OutputFamily;
@@ -163,13 +163,7 @@ pub fn decode(
         }
         let [cx, cy, w, h] = grid.cxcywh(j, ltrb);
         let bbox = BBox::from_cxcywh(cx, cy, w, h);
-        if finite_box(bbox.x1, bbox.y1, bbox.x2, bbox.y2) {
-            out.push(Detection {
-                bbox,
-                score,
-                class_id,
-            });
-        }
+        super::push_finite(out, bbox, score, class_id);
     }
     nms(out, params.iou, params.agnostic, params.max_det);
     Ok(())

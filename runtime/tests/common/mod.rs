@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::process::{Command, Output};
 
 /// The shared models and data folder (`../shared` next to the checkout), or `None` with a
 /// printed reason when it is absent.
@@ -31,4 +32,21 @@ pub fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// Whether ffmpeg and ffprobe are installed (prints why a test is skipped when they are not).
+pub fn have_ffmpeg() -> bool {
+    let ok = Command::new("ffprobe").arg("-version").output().is_ok();
+    if !ok {
+        eprintln!("skipping: ffmpeg/ffprobe not installed");
+    }
+    ok
+}
+
+/// Runs the `vigia` binary with `args` and collects its output.
+pub fn vigia(args: &[&str]) -> Output {
+    Command::new(vigia_bin())
+        .args(args)
+        .output()
+        .expect("run vigia")
 }

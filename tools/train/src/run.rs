@@ -416,14 +416,7 @@ pub struct ExportArgs {
 /// Runs `vigia-train export`: checkpoint weights to ONNX + card, checked against tract.
 pub fn export(args: &ExportArgs, command_line: &str) -> Result<Parity> {
     let p = CheckpointPaths::new(&args.checkpoint);
-    let text = std::fs::read_to_string(&p.state)
-        .with_context(|| format!("cannot read checkpoint state {}", p.state.display()))?;
-    let state: CheckpointState = toml::from_str(&text).with_context(|| {
-        format!(
-            "{} is not a vigia-train checkpoint state",
-            p.state.display()
-        )
-    })?;
+    let state = CheckpointState::read(&p.state)?;
     let net = &state.config.net;
     let weights = if args.best { &p.best } else { &p.model };
     let classes: Vec<String> = match &args.labels {

@@ -175,6 +175,16 @@ pub struct CheckpointState {
     pub best_epoch: usize,
 }
 
+impl CheckpointState {
+    /// Reads `state.toml` of a checkpoint folder, naming the file when it is missing or foreign.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read checkpoint state {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("{} is not a vigia-train checkpoint state", path.display()))
+    }
+}
+
 /// Paths inside a checkpoint folder.
 pub struct CheckpointPaths {
     /// Latest weights.
@@ -349,14 +359,7 @@ pub fn load_checkpoint(
     device: &Device,
 ) -> Result<(Net, ModuleOptimizer, CheckpointState)> {
     let p = CheckpointPaths::new(dir);
-    let text = std::fs::read_to_string(&p.state)
-        .with_context(|| format!("cannot read checkpoint state {}", p.state.display()))?;
-    let state: CheckpointState = toml::from_str(&text).with_context(|| {
-        format!(
-            "{} is not a vigia-train checkpoint state",
-            p.state.display()
-        )
-    })?;
+    let state = CheckpointState::read(&p.state)?;
     if state.config.net != cfg.net {
         bail!(
             "checkpoint {} was made for another network: it holds {:?}, this run builds {:?}",
