@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use vigia_train::autolabel::{autolabel, AutolabelArgs};
 use vigia_train::run::{classify, export, ClassifyArgs, ExportArgs};
 
 /// Train models for vigia and export them as ONNX with a model card.
@@ -19,6 +20,8 @@ enum Command {
     Classify(Box<ClassifyArgs>),
     /// Export a checkpoint as ONNX + model card and check it against tract
     Export(ExportArgs),
+    /// Label a video or image folder with a teacher detector: a YOLO-txt dataset for a student
+    Autolabel(AutolabelArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +42,23 @@ fn main() -> ExitCode {
                 args.out.display(),
                 p.inputs,
                 p.max_abs_err
+            )
+        }),
+        Command::Autolabel(args) => autolabel(&args).map(|s| {
+            eprintln!(
+                "vigia-train: {} of {} frames labelled into {} ({} train images / {} boxes, {} val images / {} boxes{})",
+                s.train_images + s.val_images,
+                s.frames_read,
+                args.out.display(),
+                s.train_images,
+                s.train_boxes,
+                s.val_images,
+                s.val_boxes,
+                if s.corrupt_frames > 0 {
+                    format!(", {} corrupt frames skipped", s.corrupt_frames)
+                } else {
+                    String::new()
+                }
             )
         }),
     };
