@@ -34,7 +34,7 @@ pub fn export_onnx(net: &NetConfig, weights: &Path, out: &Path, producer: &str) 
     let onnx = OnnxExporter::new()
         .export(&model, sample, |m: &Net, x: Tensor<4>| m.forward(x))
         .map_err(|e| anyhow::anyhow!("ONNX export of {} failed: {e}", weights.display()))?;
-    let bytes = rename_io(onnx.as_bytes(), producer)
+    let bytes = rename_io(onnx.as_bytes(), producer, OUTPUT_NAME)
         .with_context(|| format!("rewriting the exported graph for {}", out.display()))?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -42,8 +42,8 @@ pub fn export_onnx(net: &NetConfig, weights: &Path, out: &Path, producer: &str) 
     std::fs::write(out, bytes).with_context(|| format!("cannot write {}", out.display()))
 }
 
-/// Renames the single input and output to [`INPUT_NAME`] / [`OUTPUT_NAME`] and records the producer.
-fn rename_io(bytes: &[u8], producer: &str) -> Result<Vec<u8>> {
+/// Renames the single input and output to [`INPUT_NAME`] / `output` and records the producer.
+pub fn rename_io(bytes: &[u8], producer: &str, output: &str) -> Result<Vec<u8>> {
     let mut m = ModelProto::decode(bytes).context("the exporter wrote an unreadable ONNX")?;
     let g = m.graph.as_mut().context("the exported ONNX has no graph")?;
     if g.input.len() != 1 || g.output.len() != 1 {
@@ -55,13 +55,13 @@ fn rename_io(bytes: &[u8], producer: &str) -> Result<Vec<u8>> {
     }
     let (old_in, old_out) = (g.input[0].name.clone(), g.output[0].name.clone());
     g.input[0].name = INPUT_NAME.into();
-    g.output[0].name = OUTPUT_NAME.into();
+    g.output[0].name = output.into();
     for node in &mut g.node {
         for name in node.input.iter_mut().chain(node.output.iter_mut()) {
             if *name == old_in {
                 *name = INPUT_NAME.into();
             } else if *name == old_out {
-                *name = OUTPUT_NAME.into();
+                *name = output.into();
             }
         }
     }
@@ -150,7 +150,7 @@ pub fn write_card(
 }
 
 /// SHA-256 of `bytes` as lowercase hex.
-fn sha256_hex(bytes: &[u8]) -> String {
+pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes)
         .iter()
@@ -175,62 +175,82 @@ pub fn tract_parity(
     net: &NetConfig,
     inputs: &[Vec<f32>],
 ) -> Result<Parity> {
-    let spec = onnx.to_string_lossy();
-    let mut loaded = load_model(Some(&spec), Some(Task::Classify), &LoadOptions::default())
-        .map_err(|e| anyhow::anyhow!("vigia cannot load {}: {e}", onnx.display()))?;
     let device = Device::flex();
     let m = model.valid().fork(&device);
-    let n = net.channels * net.height * net.width;
+    let shape = [1, net.channels, net.height, net.width];
+    engine_parity(onnx, Task::Classify, inputs, |input| {
+        let x = Tensor::<4>::from_data(TensorData::new(input.to_vec(), shape), &device);
+        Ok(to_vec(m.forward(x)))
+    })
+}
+
+/// Runs each of `inputs` through `burn` and through the ONNX in vigia's engine (loaded for `task`
+/// with its model card, as `vigia` loads it) and returns the largest absolute output difference.
+pub fn engine_parity(
+    onnx: &Path,
+    task: Task,
+    inputs: &[Vec<f32>],
+    mut burn: impl FnMut(&[f32]) -> Result<Vec<f32>>,
+) -> Result<Parity> {
+    let tract = engine_outputs(onnx, task, inputs)?;
     let mut max_abs_err = 0f32;
-    for (k, input) in inputs.iter().enumerate() {
-        if input.len() != n {
-            bail!(
-                "parity input {k} holds {} values, the network takes {n}",
-                input.len()
-            );
-        }
-        let x = Tensor::<4>::from_data(
-            TensorData::new(input.clone(), [1, net.channels, net.height, net.width]),
-            &device,
-        );
-        let burn_out = to_vec(m.forward(x));
-        let engine = &mut loaded.engine;
-        let buf = engine.input_mut();
-        if buf.len() != n {
-            bail!(
-                "{} takes {} input values, the network {n}",
-                onnx.display(),
-                buf.len()
-            );
-        }
-        buf.copy_from_slice(input);
-        engine
-            .run()
-            .map_err(|e| anyhow::anyhow!("tract run of {} failed: {e}", onnx.display()))?;
-        let outs = engine
-            .outputs()
-            .map_err(|e| anyhow::anyhow!("reading outputs of {}: {e}", onnx.display()))?;
-        let tract_out: Vec<f32> = outs
-            .first()
-            .context("the ONNX produced no output")?
-            .iter()
-            .copied()
-            .collect();
+    for (input, tract_out) in inputs.iter().zip(&tract) {
+        let burn_out = burn(input)?;
         if tract_out.len() != burn_out.len() {
             bail!(
-                "tract gives {} logits, burn {}",
+                "tract gives {} output values, burn {}",
                 tract_out.len(),
                 burn_out.len()
             );
         }
         for (a, b) in tract_out.iter().zip(&burn_out) {
-            max_abs_err = max_abs_err.max((a - b).abs());
+            let d = (a - b).abs();
+            max_abs_err = if d.is_nan() {
+                f32::INFINITY
+            } else {
+                max_abs_err.max(d)
+            };
         }
     }
     Ok(Parity {
         inputs: inputs.len(),
         max_abs_err,
     })
+}
+
+/// The first output of the ONNX, run by vigia's engine (loaded for `task` with its model card, as
+/// `vigia` loads it), for each of `inputs`.
+pub fn engine_outputs(onnx: &Path, task: Task, inputs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+    let spec = onnx.to_string_lossy();
+    let mut loaded = load_model(Some(&spec), Some(task), &LoadOptions::default())
+        .map_err(|e| anyhow::anyhow!("vigia cannot load {}: {e}", onnx.display()))?;
+    let mut out = Vec::with_capacity(inputs.len());
+    for (k, input) in inputs.iter().enumerate() {
+        let engine = &mut loaded.engine;
+        let n = engine.input_mut().len();
+        if input.len() != n {
+            bail!(
+                "parity input {k} holds {} values, {} takes {n}",
+                input.len(),
+                onnx.display()
+            );
+        }
+        engine.input_mut().copy_from_slice(input);
+        engine
+            .run()
+            .map_err(|e| anyhow::anyhow!("tract run of {} failed: {e}", onnx.display()))?;
+        let outs = engine
+            .outputs()
+            .map_err(|e| anyhow::anyhow!("reading outputs of {}: {e}", onnx.display()))?;
+        out.push(
+            outs.first()
+                .context("the ONNX produced no output")?
+                .iter()
+                .copied()
+                .collect(),
+        );
+    }
+    Ok(out)
 }
 
 /// Fixed parity inputs: the first `k` samples of `ds` plus two seeded noise images.

@@ -142,6 +142,19 @@ pub fn curves(
     train_acc: &[f64],
     val_acc: &[f64],
 ) -> Result<()> {
+    curves_titled(path, "accuracy", train_loss, val_loss, train_acc, val_acc)
+}
+
+/// Loss and a 0..1 score per epoch (train and validation) as a two-panel PNG; `score` titles the
+/// right panel (e.g. "accuracy", "mAP@0.5"). A series may be empty.
+pub fn curves_titled(
+    path: &Path,
+    score: &str,
+    train_loss: &[f64],
+    val_loss: &[f64],
+    train_acc: &[f64],
+    val_acc: &[f64],
+) -> Result<()> {
     let mut img = RgbImage::from_pixel(1000, 420, WHITE);
     let max_loss = train_loss
         .iter()
@@ -175,7 +188,7 @@ pub fn curves(
         50,
         400,
         320,
-        "accuracy",
+        score,
         &[("train", train_acc, BLUE), ("validation", val_acc, ORANGE)],
         ((min_acc - 0.02).max(0.0), 1.0),
     );

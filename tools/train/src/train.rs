@@ -82,6 +82,62 @@ impl TrainConfig {
     /// Checks the numbers that would otherwise fail deep inside burn.
     pub fn validate(&self) -> Result<()> {
         self.net.validate()?;
+        self.optim_settings().validate()?;
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        if self.epochs == 0 {
+            bail!("--epochs must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The optimizer and learning-rate settings of this recipe.
+    pub fn optim_settings(&self) -> OptimSettings {
+        OptimSettings {
+            optimizer: self.optimizer,
+            lr: self.lr,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            schedule: self.schedule,
+            lr_step: self.lr_step,
+            lr_gamma: self.lr_gamma,
+        }
+    }
+
+    /// Learning rate of `epoch` (0-based).
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        self.optim_settings().lr_at(epoch, self.epochs)
+    }
+
+    /// The configured optimizer.
+    pub fn optimizer(&self) -> ModuleOptimizer {
+        self.optim_settings().optimizer()
+    }
+}
+
+/// Optimizer and learning-rate schedule, shared by every training command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OptimSettings {
+    /// Optimizer family.
+    pub optimizer: OptimizerKind,
+    /// Base learning rate.
+    pub lr: f64,
+    /// SGD momentum (0 = none) and RMSProp momentum.
+    pub momentum: f64,
+    /// L2 weight decay.
+    pub weight_decay: f64,
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// Epochs between step decays.
+    pub lr_step: usize,
+    /// Step-decay factor.
+    pub lr_gamma: f64,
+}
+
+impl OptimSettings {
+    /// Checks the numbers, naming the option at fault.
+    pub fn validate(&self) -> Result<()> {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             bail!("--lr must be a positive number, got {}", self.lr);
         }
@@ -90,12 +146,6 @@ impl TrainConfig {
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             bail!("--weight-decay must be >= 0, got {}", self.weight_decay);
-        }
-        if self.batch_size == 0 {
-            bail!("--batch-size must be at least 1");
-        }
-        if self.epochs == 0 {
-            bail!("--epochs must be at least 1");
         }
         if self.schedule == Schedule::Step && self.lr_step == 0 {
             bail!("--lr-step must be at least 1");
@@ -106,13 +156,13 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// Learning rate of `epoch` (0-based).
-    pub fn lr_at(&self, epoch: usize) -> f64 {
+    /// Learning rate of `epoch` (0-based) in a run of `epochs` epochs.
+    pub fn lr_at(&self, epoch: usize, epochs: usize) -> f64 {
         match self.schedule {
             Schedule::Constant => self.lr,
             Schedule::Step => self.lr * self.lr_gamma.powi((epoch / self.lr_step.max(1)) as i32),
             Schedule::Cosine => {
-                let t = epoch as f64 / self.epochs.max(1) as f64;
+                let t = epoch as f64 / epochs.max(1) as f64;
                 self.lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
             }
         }
@@ -178,10 +228,7 @@ pub struct CheckpointState {
 impl CheckpointState {
     /// Reads `state.toml` of a checkpoint folder, naming the file when it is missing or foreign.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read checkpoint state {}", path.display()))?;
-        toml::from_str(&text)
-            .with_context(|| format!("{} is not a vigia-train checkpoint state", path.display()))
+        read_state(path)
     }
 }
 
@@ -373,10 +420,7 @@ pub fn load_checkpoint(
         .init(device)
         .try_load_file(&p.model)
         .map_err(|e| record_err("cannot load checkpoint weights", &p.model, e))?;
-    let optim = cfg
-        .optimizer()
-        .load(&p.optim)
-        .map_err(|e| record_err("cannot load optimizer state", &p.optim, e))?;
+    let optim = load_optimizer(cfg.optimizer(), dir)?;
     Ok((model, optim, state))
 }
 
@@ -387,11 +431,20 @@ pub fn load_weights(net: &NetConfig, path: &Path, device: &Device) -> Result<Net
         .map_err(|e| record_err("cannot load weights", path, e))
 }
 
-fn save_checkpoint(
+/// Loads module weights (`.bpk`) into `fresh`, naming the file on failure.
+pub fn load_module<M: Module>(fresh: M, path: &Path) -> Result<M> {
+    fresh
+        .try_load_file(path)
+        .map_err(|e| record_err("cannot load weights", path, e))
+}
+
+/// Writes a checkpoint folder: latest weights (and `best.bpk` when `best`), optimizer state and
+/// `state.toml` (any serialisable recipe + history).
+pub fn save_checkpoint_files<M: Module, S: Serialize>(
     dir: &Path,
-    model: &Net,
+    model: &M,
     optim: &ModuleOptimizer,
-    state: &CheckpointState,
+    state: &S,
     best: bool,
 ) -> Result<()> {
     let p = CheckpointPaths::new(dir);
@@ -411,6 +464,49 @@ fn save_checkpoint(
         .map_err(|e| record_err("cannot write", &p.optim, e))?;
     let text = toml::to_string_pretty(state).context("cannot serialise checkpoint state")?;
     std::fs::write(&p.state, text).with_context(|| format!("cannot write {}", p.state.display()))
+}
+
+/// Loads the optimizer state of checkpoint folder `dir` into `fresh`.
+pub fn load_optimizer(fresh: ModuleOptimizer, dir: &Path) -> Result<ModuleOptimizer> {
+    let p = CheckpointPaths::new(dir);
+    fresh
+        .load(&p.optim)
+        .map_err(|e| record_err("cannot load optimizer state", &p.optim, e))
+}
+
+/// Reads a checkpoint's `state.toml` as `S`, naming the file when it is missing or foreign.
+pub fn read_state<S: serde::de::DeserializeOwned>(path: &Path) -> Result<S> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read checkpoint state {}", path.display()))?;
+    toml::from_str(&text)
+        .with_context(|| format!("{} is not a vigia-train checkpoint state", path.display()))
+}
+
+/// The per-epoch progress bar (hidden unless `show`).
+pub fn epoch_bar(steps: usize, epoch: usize, epochs: usize, show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(steps as u64);
+    b.set_style(
+        ProgressStyle::with_template(
+            "epoch {prefix} [{bar:30}] {pos}/{len} batches {msg} ({elapsed})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    b.set_prefix(format!("{}/{}", epoch + 1, epochs));
+    b
+}
+
+fn save_checkpoint(
+    dir: &Path,
+    model: &Net,
+    optim: &ModuleOptimizer,
+    state: &CheckpointState,
+    best: bool,
+) -> Result<()> {
+    save_checkpoint_files(dir, model, optim, state, best)
 }
 
 /// Trains `cfg.net` on `train`, validating on `val` after every epoch.
@@ -461,20 +557,7 @@ pub fn train(
         let mut order: Vec<usize> = (0..train.len()).collect();
         rng.shuffle(&mut order);
         let lr = cfg.lr_at(epoch);
-        let bar = if opts.progress {
-            let b = ProgressBar::new(steps as u64);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "epoch {prefix} [{bar:30}] {pos}/{len} batches {msg} ({elapsed})",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            b.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
-            b
-        } else {
-            ProgressBar::hidden()
-        };
+        let bar = epoch_bar(steps, epoch, cfg.epochs, opts.progress);
         let t0 = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for chunk in order.chunks(cfg.batch_size) {
