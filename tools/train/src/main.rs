@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use vigia_train::autolabel::{autolabel, AutolabelArgs};
+use vigia_train::detect::run::{detect, DetectArgs};
 use vigia_train::run::{classify, export, ClassifyArgs, ExportArgs};
 
 /// Train models for vigia and export them as ONNX with a model card.
@@ -18,6 +19,8 @@ struct Cli {
 enum Command {
     /// Train an image classifier (small CNN or MLP), export ONNX + card, check it in vigia
     Classify(Box<ClassifyArgs>),
+    /// Train a YOLO-style detector (YOLO-txt or COCO data), export ONNX + card, check it in vigia
+    Detect(Box<DetectArgs>),
     /// Export a checkpoint as ONNX + model card and check it against tract
     Export(ExportArgs),
     /// Label a video or image folder with a teacher detector: a YOLO-txt dataset for a student
@@ -36,6 +39,20 @@ fn main() -> ExitCode {
     );
     let result = match cli.command {
         Command::Classify(args) => classify(&args, &line).map(|_| ()),
+        Command::Detect(args) => detect(&args, &line).map(|r| {
+            eprintln!(
+                "vigia-train: detector {} ({} classes): validation mAP@0.5 {:.4} (burn){}; parity {:.2e}; training {:.1}s",
+                r.onnx.display(),
+                r.names.len(),
+                r.map.map,
+                r.vigia_map
+                    .as_ref()
+                    .map(|m| format!(", {:.4} (vigia)", m.map))
+                    .unwrap_or_default(),
+                r.parity.max_err(),
+                r.train_seconds
+            )
+        }),
         Command::Export(args) => export(&args, &line).map(|p| {
             eprintln!(
                 "vigia-train: wrote {}; burn vs tract on {} inputs: max abs error {:.2e}",
