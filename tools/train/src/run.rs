@@ -416,6 +416,9 @@ pub struct ExportArgs {
 /// Runs `vigia-train export`: checkpoint weights to ONNX + card, checked against tract.
 pub fn export(args: &ExportArgs, command_line: &str) -> Result<Parity> {
     let p = CheckpointPaths::new(&args.checkpoint);
+    if let Ok(det) = crate::detect::train::DetCheckpointState::read(&args.checkpoint) {
+        return export_detector_checkpoint(args, &det, command_line);
+    }
     let state = CheckpointState::read(&p.state)?;
     let net = &state.config.net;
     let weights = if args.best { &p.best } else { &p.model };
@@ -465,4 +468,46 @@ pub fn export(args: &ExportArgs, command_line: &str) -> Result<Parity> {
         );
     }
     Ok(parity)
+}
+
+/// `vigia-train export` of a detector checkpoint (`vigia-train detect`'s): ONNX + card, parity.
+fn export_detector_checkpoint(
+    args: &ExportArgs,
+    state: &crate::detect::train::DetCheckpointState,
+    command_line: &str,
+) -> Result<Parity> {
+    use crate::detect::export::{detector_parity, export_detector, write_detector_card};
+    let p = CheckpointPaths::new(&args.checkpoint);
+    let net = &state.config.net;
+    let weights = if args.best { &p.best } else { &p.model };
+    if args.labels.is_some() {
+        bail!("--labels: a detector checkpoint carries its class names");
+    }
+    export_detector(net, weights, &args.out, command_line)?;
+    let notes = format!(
+        "exported from {} after {} epochs",
+        weights.display(),
+        state.epochs_done
+    );
+    write_detector_card(&args.out, net, &state.names, &notes, command_line)?;
+    let mut rng = crate::data::Rng::new(7);
+    let n = 3 * net.width * net.height;
+    let inputs: Vec<Vec<f32>> = (0..2)
+        .map(|_| {
+            (0..n)
+                .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
+                .collect()
+        })
+        .collect();
+    let parity = detector_parity(&args.out, weights, net, &inputs)?;
+    if parity.max_err() >= PARITY_TOLERANCE {
+        bail!(
+            "export parity failed: burn and tract differ by {:.3e} ({parity:?})",
+            parity.max_err()
+        );
+    }
+    Ok(Parity {
+        inputs: parity.inputs,
+        max_abs_err: parity.max_err(),
+    })
 }

@@ -269,6 +269,23 @@ fn detector_trains_exports_and_runs_in_vigia() {
         "vigia's best box {b:?} overlaps no object: IoU {best_iou:.3}"
     );
 
+    // `vigia-train export` takes the detector's checkpoint as well.
+    let exported = root.join("again.onnx");
+    let p = vigia_train::run::export(
+        &vigia_train::run::ExportArgs {
+            checkpoint: out.join("checkpoint"),
+            best: false,
+            out: exported.clone(),
+            labels: None,
+        },
+        "test",
+    )
+    .expect("export of a detector checkpoint");
+    assert!(p.max_abs_err < PARITY_TOLERANCE);
+    assert!(std::fs::read_to_string(root.join("again.toml"))
+        .unwrap()
+        .contains("yolov8"));
+
     // Resume continues the run; a checkpoint of another network is refused.
     let mut more = a.clone();
     more.epochs = 25;
