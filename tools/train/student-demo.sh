@@ -81,7 +81,7 @@ done
   echo "autolabel: $(jq -c .summary "$OUT/data/autolabel.json" 2>/dev/null || cat "$OUT/data/autolabel.json")"
   printf 'autolabel %.0f s, student training command %.0f s (imgsz %s, width %s, %s epochs, batch %s)\n' \
     "$(echo "$t1 - $t0" | bc -l)" "$(echo "$t2 - $t1" | bc -l)" "$IMGSZ" "$WIDTH" "$EPOCHS" "$BATCH"
-  grep -E "validation mAP|vigia's detector on|burn vs tract|training took" "$OUT/demo.log" || true
+  grep -E "^vigia-train: (validation mAP|vigia's detector on|wrote)" "$OUT/demo.log" || true
   printf 'vigia detect on %s, %s thread(s), best of %s rounds: teacher %.1f FPS, student %.1f FPS (%.2fx)\n' \
     "$VIDEO" "$THREADS" "$ROUNDS" "${best[teacher]}" "${best[student]}" \
     "$(echo "${best[student]} / ${best[teacher]}" | bc -l)"
