@@ -575,3 +575,70 @@ fn map_of_hand_made_cases() {
     // Nothing predicted: 0.
     assert_eq!(mean_average_precision(&[], &gts, 3, 0.5).map, 0.0);
 }
+
+#[test]
+fn augmentation_moves_boxes_with_the_pixels_and_is_seeded() {
+    use vigia_train::data::Rng;
+    use vigia_train::detect::data::{augment_into, Augment, Letterboxed};
+    // A white 20x30 block at (70, 20) on black, 128x96.
+    let (w, h) = (128usize, 96usize);
+    let mut pixels = vec![0u8; 3 * w * h];
+    for c in 0..3 {
+        for y in 20..50 {
+            for x in 70..90 {
+                pixels[c * w * h + y * w + x] = 255;
+            }
+        }
+    }
+    let item = Letterboxed {
+        pixels,
+        boxes: vec![TargetBox {
+            class: 0,
+            cx: 80.0,
+            cy: 35.0,
+            w: 20.0,
+            h: 30.0,
+        }],
+    };
+    let aug = Augment {
+        flip: 0.5,
+        scale: 0.3,
+        color: 0.2,
+    };
+    let mut flipped = 0;
+    for seed in 0..20 {
+        let mut out = vec![0f32; 3 * w * h];
+        let boxes = augment_into(&item, w, h, &aug, &mut Rng::new(seed), &mut out);
+        let mut again = vec![0f32; 3 * w * h];
+        let same = augment_into(&item, w, h, &aug, &mut Rng::new(seed), &mut again);
+        assert_eq!(
+            (&boxes, &out),
+            (&same, &again),
+            "seed {seed} is not deterministic"
+        );
+        assert_eq!(boxes.len(), 1, "seed {seed}");
+        let b = boxes[0];
+        flipped += (b.cx < 64.0) as usize;
+        // Inside the box (away from its edges) the block is bright, just outside it is dark.
+        let px = |x: f32, y: f32| out[y as usize * w + x as usize];
+        assert!(px(b.cx, b.cy) > 0.5, "seed {seed}: {b:?}");
+        assert!(
+            px(b.cx - b.w / 2.0 + 2.0, b.cy - b.h / 2.0 + 2.0) > 0.5,
+            "seed {seed}: {b:?}"
+        );
+        assert!(
+            px(b.cx + b.w / 2.0 - 2.0, b.cy + b.h / 2.0 - 2.0) > 0.5,
+            "seed {seed}: {b:?}"
+        );
+        assert!(px(b.cx - b.w / 2.0 - 2.0, b.cy) < 0.5, "seed {seed}: {b:?}");
+        assert!(px(b.cx + b.w / 2.0 + 2.0, b.cy) < 0.5, "seed {seed}: {b:?}");
+        assert!(px(b.cx, b.cy - b.h / 2.0 - 2.0) < 0.5, "seed {seed}: {b:?}");
+        let ratio = b.w / b.h;
+        assert!((ratio - 20.0 / 30.0).abs() < 0.05, "aspect kept: {b:?}");
+        assert!(
+            (0.65..=1.35).contains(&(b.w / 20.0)),
+            "scale within the jitter: {b:?}"
+        );
+    }
+    assert!((4..=16).contains(&flipped), "{flipped} of 20 flipped");
+}

@@ -734,13 +734,12 @@ pub fn augment_into(
     item.boxes
         .iter()
         .filter_map(|b| {
-            let (mut x1, mut x2) = (b.cx - b.w / 2.0, b.cx + b.w / 2.0);
-            let (y1, y2) = (b.cy - b.h / 2.0, b.cy + b.h / 2.0);
+            // As the pixels: zoom and shift, then mirror the output.
+            let (mut x1, mut x2) = ((b.cx - b.w / 2.0) * s + tx, (b.cx + b.w / 2.0) * s + tx);
+            let (y1, y2) = ((b.cy - b.h / 2.0) * s + ty, (b.cy + b.h / 2.0) * s + ty);
             if flip {
                 (x1, x2) = (w as f32 - x2, w as f32 - x1);
             }
-            let (x1, x2) = (x1 * s + tx, x2 * s + tx);
-            let (y1, y2) = (y1 * s + ty, y2 * s + ty);
             let area = (x2 - x1) * (y2 - y1);
             let (cx1, cx2) = (x1.max(0.0), x2.min(w as f32));
             let (cy1, cy2) = (y1.max(0.0), y2.min(h as f32));
