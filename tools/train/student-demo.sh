@@ -14,7 +14,8 @@
 #
 # Everything lands in OUT (default runs/student-demo); summary.txt holds the numbers.
 # Knobs (environment): VIDEO, OUT, EVERY, IMGSZ, WIDTH, EPOCHS, BATCH, THREADS, ROUNDS;
-# BUILD=0 uses the release binaries already in the target folder.
+# BUILD=0 uses the release binaries already in the target folder; TRAIN_BIN / VIGIA_BIN point at
+# other vigia-train / vigia binaries.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -35,19 +36,21 @@ if [ "${BUILD:-1}" != 0 ]; then
   cargo build --release -p vigia-train
 fi
 BIN=${CARGO_TARGET_DIR:-target}/release
+TRAIN_BIN=${TRAIN_BIN:-$BIN/vigia-train}
+VIGIA_BIN=${VIGIA_BIN:-$BIN/vigia}
 rm -rf "$OUT"
 mkdir -p "$OUT"
 exec > >(tee "$OUT/demo.log") 2>&1
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown); vigia-train: $TRAIN_BIN; vigia: $VIGIA_BIN"
 
 now() { date +%s.%N; }
 
 t0=$(now)
-"$BIN/vigia-train" autolabel --source "$VIDEO" --out "$OUT/data" --teacher "$TEACHER" \
+"$TRAIN_BIN" autolabel --source "$VIDEO" --out "$OUT/data" --teacher "$TEACHER" \
   --every "$EVERY" --quiet
 t1=$(now)
-"$BIN/vigia-train" detect --data "$OUT/data/data.yaml" --imgsz "$IMGSZ" --width "$WIDTH" \
+"$TRAIN_BIN" detect --data "$OUT/data/data.yaml" --imgsz "$IMGSZ" --width "$WIDTH" \
   --epochs "$EPOCHS" --batch-size "$BATCH" --out "$OUT/run" --export "$OUT/student.onnx" --quiet
 t2=$(now)
 
@@ -59,7 +62,7 @@ for round in $(seq "$ROUNDS"); do
     model=$TEACHER
     [ "$who" = student ] && model=$OUT/student.toml
     s=$(now)
-    "$BIN/vigia" detect --model "$model" --source "$VIDEO" --threads "$THREADS" -q \
+    "$VIGIA_BIN" detect --model "$model" --source "$VIDEO" --threads "$THREADS" -q \
       --save-json "$OUT/$who.jsonl"
     e=$(now)
     fps=$(echo "$frames / ($e - $s)" | bc -l)
@@ -74,7 +77,7 @@ for who in teacher student; do
   model=$TEACHER
   [ "$who" = student ] && model=$OUT/student.toml
   echo "== vigia bench $who"
-  "$BIN/vigia" bench --model "$model" --threads "$THREADS" --runs 50 | tee "$OUT/bench-$who.txt"
+  "$VIGIA_BIN" bench --model "$model" --threads "$THREADS" --runs 50 | tee "$OUT/bench-$who.txt"
 done
 
 {
