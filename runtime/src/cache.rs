@@ -1,20 +1,21 @@
 //! Cache of pre-decluttered models: startup skips ONNX parsing, typing and decluttering.
 //!
 //! An entry is tract-nnef's `.nnef.tar` of the typed, decluttered (and, with f16, converted)
-//! model, just before kernel optimization. Its key hashes the ONNX bytes, the input shape, the
-//! f16 switch and the tract and vigia versions, so any change makes a new entry. Entries are
-//! written to a temporary file and renamed into place; an unreadable entry is reported, ignored
-//! and rebuilt.
+//! model, just before kernel optimization. Its key hashes the ONNX bytes (xxh3-128), the input
+//! shape, the f16 switch and the tract and vigia versions, so any change makes a new entry.
+//! Entries are written to a temporary file and renamed into place; an unreadable entry is
+//! reported, ignored and rebuilt. With a card at hand, [`load_cached`] builds the engine straight
+//! from an entry without parsing the ONNX protobuf at all.
 
 use std::io::{BufReader, BufWriter, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
 use tract_nnef::framework::Nnef;
 use tract_onnx::prelude::*;
 use tract_onnx::WithOnnx;
+use xxhash_rust::xxh3::xxh3_128;
 
 use crate::engine::{LoadReport, ModelSource, TractEngine};
 
@@ -61,18 +62,18 @@ impl ModelCache {
 
     /// The entry key for these ONNX bytes, input shape and precision (hex, 32 digits).
     pub fn key(onnx: &[u8], input_shape: &[usize], half: bool) -> String {
-        let mut h = Sha256::new();
-        h.update(onnx);
-        h.update(format!(
-            "|shape={input_shape:?}|half={half}|rewrite={}|tract={}|vigia={}",
+        Self::key_for_digest(content_digest(onnx), input_shape, half)
+    }
+
+    /// [`ModelCache::key`] from the bytes' [`content_digest`].
+    pub fn key_for_digest(digest: u128, input_shape: &[usize], half: bool) -> String {
+        let text = format!(
+            "{digest:032x}|shape={input_shape:?}|half={half}|rewrite={}|tract={}|vigia={}",
             crate::graph_rewrite::enabled(),
             crate::engine::tract_version(),
             env!("CARGO_PKG_VERSION")
-        ));
-        h.finalize()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        );
+        format!("{:032x}", xxh3_128(text.as_bytes()))
     }
 
     /// The file of entry `key`; `label` (e.g. the model's file stem) makes it recognizable.
@@ -155,6 +156,13 @@ fn nnef() -> Nnef {
     tract_nnef::nnef().with_onnx()
 }
 
+/// The digest of ONNX bytes that keys the cache: xxh3-128, a few milliseconds for a 15 MB model
+/// even on CPUs without SHA instructions (Cortex-A72), where SHA-256 would cost more than the
+/// decluttering the cache saves.
+pub fn content_digest(onnx: &[u8]) -> u128 {
+    xxh3_128(onnx)
+}
+
 /// Whether a directory is writable: creates it if needed and writes a probe file.
 pub fn check_writable(dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create: {e}"))?;
@@ -171,14 +179,15 @@ pub(crate) struct CacheEntry {
     shape: Vec<usize>,
 }
 
-/// The entry for `source` at `shape`, when `opts` names a cache directory.
+/// The entry for `source` (whose bytes have `digest`) at `shape`, when `opts` names a cache
+/// directory.
 pub(crate) fn entry_for(
     source: &ModelSource,
+    digest: u128,
     shape: &[usize],
     opts: &BuildOptions,
 ) -> Option<CacheEntry> {
     let cache = ModelCache::new(opts.cache_dir.as_ref()?);
-    let bytes = source.read().ok()?;
     let label = match source {
         ModelSource::File(p) => p
             .file_stem()
@@ -186,12 +195,36 @@ pub(crate) fn entry_for(
             .unwrap_or_else(|| "model".into()),
         ModelSource::Embedded { name, .. } => name.to_string(),
     };
-    let path = cache.path(&label, &ModelCache::key(&bytes, shape, opts.half));
+    let path = cache.path(
+        &label,
+        &ModelCache::key_for_digest(digest, shape, opts.half),
+    );
     Some(CacheEntry {
         cache,
         path,
         shape: shape.to_vec(),
     })
+}
+
+/// The engine for `bytes` (read from `source`) at `shape` straight from the cache, skipping the
+/// ONNX parse; `None` when there is no cache, no entry, or the entry is unusable (then the caller
+/// builds from ONNX, which rewrites it).
+pub fn load_cached(
+    source: &ModelSource,
+    bytes: &[u8],
+    shape: &[usize],
+    opts: &BuildOptions,
+) -> Option<(TractEngine, LoadReport)> {
+    let t = Instant::now();
+    let entry = entry_for(source, content_digest(bytes), shape, opts)?;
+    if !entry.path.is_file() {
+        return None;
+    }
+    let hash_ms = ms(t.elapsed());
+    let mut report = LoadReport::default();
+    let engine = entry.build_from_cache(&mut report)?;
+    report.cache_ms += hash_ms;
+    Some((engine, report))
 }
 
 impl CacheEntry {
@@ -209,7 +242,10 @@ impl CacheEntry {
                     fact.shape, self.shape
                 ));
             }
-            model.into_optimized().map_err(|e| format!("{e:#}"))
+            // The entry is decluttered already: only kernel selection and weight packing remain.
+            let mut model = model;
+            model.optimize().map_err(|e| format!("{e:#}"))?;
+            Ok(model)
         }));
         let optimize_ms = ms(t.elapsed());
         let t = Instant::now();

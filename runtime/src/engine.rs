@@ -97,12 +97,19 @@ pub struct GraphSummary {
 pub struct OnnxGraph {
     source: ModelSource,
     proto: pb::ModelProto,
+    /// Content digest of the ONNX bytes (the model-cache key's first part).
+    digest: u128,
 }
 
 impl OnnxGraph {
     /// Reads and parses the protobuf; errors name the file and say what is wrong.
     pub fn open(source: ModelSource) -> Result<Self> {
         let bytes = source.read()?;
+        Self::parse(source, &bytes)
+    }
+
+    /// Parses `bytes`, already read from `source`.
+    pub fn parse(source: ModelSource, bytes: &[u8]) -> Result<Self> {
         let name = source.display_name();
         if bytes.is_empty() {
             return Err(model_err(&name, "the file is empty"));
@@ -124,7 +131,16 @@ impl OnnxGraph {
             Some(g) if !g.node.is_empty() => {}
             _ => return Err(model_err(&name, "the ONNX file holds no graph nodes")),
         }
-        Ok(OnnxGraph { source, proto })
+        Ok(OnnxGraph {
+            source,
+            proto,
+            digest: crate::cache::content_digest(bytes),
+        })
+    }
+
+    /// Content digest of the ONNX bytes.
+    pub fn digest(&self) -> u128 {
+        self.digest
     }
 
     /// Where the graph came from.
@@ -310,7 +326,7 @@ impl TractEngine {
         }
         let shape = input_shape.to_vec();
         let mut report = LoadReport::default();
-        let entry = crate::cache::entry_for(&graph.source, &shape, opts);
+        let entry = crate::cache::entry_for(&graph.source, graph.digest, &shape, opts);
         if let Some(engine) = entry.as_ref().and_then(|e| e.build_from_cache(&mut report)) {
             return Ok((engine, report));
         }

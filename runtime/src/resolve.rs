@@ -122,13 +122,6 @@ pub fn load_model(
     opts: &LoadOptions,
 ) -> Result<LoadedModel> {
     let (card, card_dir, source) = locate(spec, task.unwrap_or(Task::Detect))?;
-    let graph = OnnxGraph::open(source.clone())?;
-    let mut assumptions = vec![];
-    let inferred = card.is_none();
-    let mut card = match card {
-        Some(c) => c,
-        None => infer_input(&graph, opts.imgsz, &mut assumptions)?,
-    };
     if let Some(s) = opts.imgsz {
         if s == 0 || s > 8192 {
             return Err(Error::Option {
@@ -136,9 +129,37 @@ pub fn load_model(
                 reason: format!("{s} is not a usable input size (1..=8192)"),
             });
         }
-        card.input.width = s;
-        card.input.height = s;
     }
+    let with_imgsz = |mut card: ModelCard| {
+        if let Some(s) = opts.imgsz {
+            card.input.width = s;
+            card.input.height = s;
+        }
+        card
+    };
+    let bytes = source.read()?;
+    // A card and a cache entry: the engine comes from the cache without parsing the ONNX.
+    if let (Some(card), EngineKind::Tract) = (&card, opts.engine) {
+        let card = with_imgsz(card.clone());
+        let build = crate::engine::BuildOptions {
+            half: opts.half,
+            cache_dir: opts.cache_dir.clone(),
+        };
+        if let Some((engine, report)) =
+            crate::cache::load_cached(&source, &bytes, &card.input.shape(), &build)
+        {
+            let loaded = (Box::new(engine) as Box<dyn Engine>, report);
+            return finish_load(card, card_dir, source, loaded, vec![], task);
+        }
+    }
+    let graph = OnnxGraph::parse(source.clone(), &bytes)?;
+    drop(bytes);
+    let mut assumptions = vec![];
+    let inferred = card.is_none();
+    let mut card = with_imgsz(match card {
+        Some(c) => c,
+        None => infer_input(&graph, opts.imgsz, &mut assumptions)?,
+    });
     let (mut engine, report) = build_engine(&graph, &card.input.shape(), opts)?;
     if inferred {
         // `infer_input` could not know the outputs: decide from the real output shapes.
@@ -168,6 +189,18 @@ pub fn load_model(
         card.task = family.task();
         apply_family_defaults(&mut card, &mut assumptions);
     }
+    finish_load(card, card_dir, source, (engine, report), assumptions, task)
+}
+
+/// Checks the task, reads the labels and assembles the [`LoadedModel`].
+fn finish_load(
+    card: ModelCard,
+    card_dir: Option<PathBuf>,
+    source: ModelSource,
+    (mut engine, report): (Box<dyn Engine>, LoadReport),
+    assumptions: Vec<String>,
+    task: Option<Task>,
+) -> Result<LoadedModel> {
     if task.is_some_and(|t| t != card.task) {
         return Err(Error::Model {
             model: source.display_name(),
