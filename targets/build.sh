@@ -70,6 +70,8 @@ rustup target list --installed 2>/dev/null | grep -qx "$rust_triple" || {
 export CARGO_TARGET_DIR="$base"
 profile_args=()
 [ "$profile" = release ] && profile_args=(--release)
+# A dev cross build only feeds the qemu test: no debug info keeps it small and quick to link.
+[ "$profile" = dev ] && export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-false}"
 set -x
 "${cargo_cmd[@]}" -p vigia --target "$triple" "${profile_args[@]}" "${features[@]}" "${extra[@]}"
 { set +x; } 2>/dev/null
