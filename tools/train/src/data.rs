@@ -113,6 +113,54 @@ impl Dataset {
         }
     }
 
+    /// Keeps only the samples of `keep` (class indices, in the new order) and re-indexes their
+    /// labels `0..keep.len()`; class names stay the original ones (e.g. keeping 5..9 of MNIST
+    /// gives classes "5".."9" with labels 0..4).
+    pub fn select_classes(&self, keep: &[usize]) -> Result<Dataset> {
+        if keep.len() < 2 {
+            bail!(
+                "--only-classes needs at least 2 classes, got {}",
+                keep.len()
+            );
+        }
+        let mut map = vec![None; self.classes.len()];
+        for (new, &old) in keep.iter().enumerate() {
+            if old >= self.classes.len() {
+                bail!(
+                    "--only-classes: class {old} does not exist (the dataset has {} classes)",
+                    self.classes.len()
+                );
+            }
+            if map[old].is_some() {
+                bail!("--only-classes: class {old} is listed twice");
+            }
+            map[old] = Some(new as u32);
+        }
+        let idx: Vec<usize> = (0..self.len())
+            .filter(|&i| map[self.labels[i] as usize].is_some())
+            .collect();
+        let mut out = self.subset(&idx);
+        for l in &mut out.labels {
+            *l = map[*l as usize].unwrap_or(0);
+        }
+        out.classes = keep.iter().map(|&c| self.classes[c].clone()).collect();
+        out.skipped = self.skipped;
+        Ok(out)
+    }
+
+    /// The first `k` samples of each class, in dataset order.
+    pub fn limit_per_class(&self, k: usize) -> Dataset {
+        let mut seen = vec![0usize; self.classes.len()];
+        let idx: Vec<usize> = (0..self.len())
+            .filter(|&i| {
+                let c = &mut seen[self.labels[i] as usize];
+                *c += 1;
+                *c <= k
+            })
+            .collect();
+        self.subset(&idx)
+    }
+
     /// Seeded shuffle, then the last `round(len * val_fraction)` samples become the validation set.
     pub fn split(&self, val_fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
         if !(0.0..1.0).contains(&val_fraction) {

@@ -14,3 +14,4 @@ pub mod model;
 pub mod plot;
 pub mod run;
 pub mod train;
+pub mod transfer;

@@ -1,11 +1,12 @@
 //! The classifier networks: the classic small CNN and an MLP baseline.
 
 use burn::module::Module;
+use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 /// Which network to build.
@@ -70,6 +71,20 @@ impl NetConfig {
         (stage(stage(self.height)), stage(stage(self.width)))
     }
 
+    /// Shapes of the CNN's transferable parameters, by name (`conv1.weight`, ..., `fc1.bias`),
+    /// in burn's layout: conv `[out, in, kh, kw]`, linear `[in, out]`.
+    pub fn backbone_shapes(&self) -> Vec<(&'static str, Vec<usize>)> {
+        let (fh, fw) = self.feature_hw();
+        vec![
+            ("conv1.weight", vec![self.conv[0], self.channels, 5, 5]),
+            ("conv1.bias", vec![self.conv[0]]),
+            ("conv2.weight", vec![self.conv[1], self.conv[0], 5, 5]),
+            ("conv2.bias", vec![self.conv[1]]),
+            ("fc1.weight", vec![self.conv[1] * fh * fw, self.hidden]),
+            ("fc1.bias", vec![self.hidden]),
+        ]
+    }
+
     /// Builds the network with freshly initialised weights on `device`.
     pub fn init(&self, device: &Device) -> Net {
         match self.arch {
@@ -111,6 +126,83 @@ impl Cnn {
         let x = x.reshape([b, c * h * w]);
         let x = relu(self.fc1.forward(x));
         self.fc2.forward(self.dropout.forward(x))
+    }
+}
+
+/// The CNN's layers in freezing order: `--freeze N` freezes the first N of them.
+pub const CNN_LAYERS: [&str; 3] = ["conv1", "conv2", "fc1"];
+
+impl Cnn {
+    /// Host copies of the transferable parameters (`conv1.weight` .. `fc1.bias`) with shapes.
+    pub fn backbone_tensors(&self) -> Vec<(&'static str, Vec<usize>, Vec<f32>)> {
+        fn host<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f32>) {
+            let shape = t.dims().to_vec();
+            let data = t.into_data_as::<f32>();
+            (
+                shape,
+                data.as_slice::<f32>()
+                    .map(|s| s.to_vec())
+                    .unwrap_or_default(),
+            )
+        }
+        fn bias(b: &Option<Param<Tensor<1>>>) -> (Vec<usize>, Vec<f32>) {
+            b.as_ref().map(|p| host(p.val())).unwrap_or_default()
+        }
+        let mut out = Vec::new();
+        let (s, v) = host(self.conv1.weight.val());
+        out.push(("conv1.weight", s, v));
+        let (s, v) = bias(&self.conv1.bias);
+        out.push(("conv1.bias", s, v));
+        let (s, v) = host(self.conv2.weight.val());
+        out.push(("conv2.weight", s, v));
+        let (s, v) = bias(&self.conv2.bias);
+        out.push(("conv2.bias", s, v));
+        let (s, v) = host(self.fc1.weight.val());
+        out.push(("fc1.weight", s, v));
+        let (s, v) = bias(&self.fc1.bias);
+        out.push(("fc1.bias", s, v));
+        out
+    }
+
+    /// Replaces the parameters named in `tensors` (`conv1.weight`, ..., shapes already checked
+    /// against [`NetConfig::backbone_shapes`]) with the given values on `device`.
+    pub fn with_tensors(
+        mut self,
+        tensors: &[(&str, Vec<usize>, Vec<f32>)],
+        device: &Device,
+    ) -> Self {
+        fn p<const D: usize>(shape: &[usize], v: &[f32], device: &Device) -> Param<Tensor<D>> {
+            let mut s = [0usize; D];
+            s.copy_from_slice(shape);
+            Param::from_tensor(Tensor::from_data(TensorData::new(v.to_vec(), s), device))
+        }
+        for (name, shape, v) in tensors {
+            match *name {
+                "conv1.weight" => self.conv1.weight = p(shape, v, device),
+                "conv1.bias" => self.conv1.bias = Some(p(shape, v, device)),
+                "conv2.weight" => self.conv2.weight = p(shape, v, device),
+                "conv2.bias" => self.conv2.bias = Some(p(shape, v, device)),
+                "fc1.weight" => self.fc1.weight = p(shape, v, device),
+                "fc1.bias" => self.fc1.bias = Some(p(shape, v, device)),
+                _ => {}
+            }
+        }
+        self
+    }
+
+    /// Stops gradients of the first `n` layers of [`CNN_LAYERS`] (burn's `Module::no_grad`), so
+    /// the optimizer leaves them unchanged.
+    pub fn freeze(mut self, n: usize) -> Self {
+        if n >= 1 {
+            self.conv1 = self.conv1.no_grad();
+        }
+        if n >= 2 {
+            self.conv2 = self.conv2.no_grad();
+        }
+        if n >= 3 {
+            self.fc1 = self.fc1.no_grad();
+        }
+        self
     }
 }
 

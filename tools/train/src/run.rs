@@ -116,6 +116,18 @@ pub struct ClassifyArgs {
     /// Augmentation: random translation of training images by up to N pixels
     #[arg(long, default_value_t = 0)]
     pub shift: usize,
+    /// Keep only these classes (indices, e.g. 5,6,7,8,9); labels are re-indexed in this order
+    #[arg(long, value_delimiter = ',')]
+    pub only_classes: Vec<usize>,
+    /// Train on at most K samples per class (after the split; the held-out set stays whole)
+    #[arg(long)]
+    pub per_class_limit: Option<usize>,
+    /// Start from a pretrained CNN: a vigia-train checkpoint folder or .bpk, or an ONNX it exported
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Freeze the first N CNN layers (order: conv1, conv2, fc1) so training leaves them unchanged
+    #[arg(long, default_value_t = 0)]
+    pub freeze: usize,
     /// Run folder: checkpoints, plots, metrics
     #[arg(long, default_value = "runs/train")]
     pub out: PathBuf,
@@ -212,22 +224,37 @@ impl ClassifyArgs {
             seed: self.seed,
             patience: self.patience,
             shift: self.shift,
+            freeze: self.freeze,
         }
     }
 }
 
 /// Runs `vigia-train classify`.
 pub fn classify(args: &ClassifyArgs, command_line: &str) -> Result<ClassifyReport> {
-    let ds = Dataset::load(&LoadSpec {
+    let mut ds = Dataset::load(&LoadSpec {
         path: args.data.clone(),
         format: args.format,
         classes: args.classes,
         size: args.image_size,
         color: args.color,
     })?;
+    if !args.only_classes.is_empty() {
+        ds = ds.select_classes(&args.only_classes)?;
+    }
     let cfg = args.config(&ds);
     cfg.validate()?;
-    let (train_set, val_set) = ds.split(args.val_split, args.seed)?;
+    let pretrained = args
+        .init
+        .as_deref()
+        .map(crate::transfer::Pretrained::load)
+        .transpose()?;
+    let (mut train_set, val_set) = ds.split(args.val_split, args.seed)?;
+    if let Some(k) = args.per_class_limit {
+        if k == 0 {
+            bail!("--per-class-limit must be at least 1");
+        }
+        train_set = train_set.limit_per_class(k);
+    }
     eprintln!(
         "vigia-train: {} samples of {}x{}x{} in {} classes from {}{}; {} train / {} held out (seed {})",
         ds.len(),
@@ -262,6 +289,7 @@ pub fn classify(args: &ClassifyArgs, command_line: &str) -> Result<ClassifyRepor
             checkpoint: Some(&ckpt),
             resume: args.resume.as_deref(),
             progress: !args.quiet,
+            init: pretrained.as_ref(),
         },
     )?;
     let train_seconds = t0.elapsed().as_secs_f64();

@@ -76,6 +76,9 @@ pub struct TrainConfig {
     pub patience: usize,
     /// Random translation of training images by up to this many pixels (0 = none).
     pub shift: usize,
+    /// Layers of the CNN kept fixed, in the order conv1, conv2, fc1 (0 = train all).
+    #[serde(default)]
+    pub freeze: usize,
 }
 
 impl TrainConfig {
@@ -88,6 +91,16 @@ impl TrainConfig {
         }
         if self.epochs == 0 {
             bail!("--epochs must be at least 1");
+        }
+        if self.freeze > 0 && self.net.arch != crate::model::Arch::Cnn {
+            bail!("--freeze applies to the CNN only (--arch cnn)");
+        }
+        if self.freeze > crate::model::CNN_LAYERS.len() {
+            bail!(
+                "--freeze must be at most {} (conv1, conv2, fc1), got {}",
+                crate::model::CNN_LAYERS.len(),
+                self.freeze
+            );
         }
         Ok(())
     }
@@ -393,6 +406,8 @@ pub struct RunOptions<'a> {
     pub resume: Option<&'a Path>,
     /// Show a progress bar.
     pub progress: bool,
+    /// Start from these pretrained CNN layers (`--init`); the head stays fresh.
+    pub init: Option<&'a crate::transfer::Pretrained>,
 }
 
 fn record_err(what: &str, path: &Path, e: impl std::fmt::Display) -> anyhow::Error {
@@ -509,6 +524,49 @@ fn save_checkpoint(
     save_checkpoint_files(dir, model, optim, state, best)
 }
 
+/// The network a fresh run starts from: `init`'s pretrained layers when given.
+fn initial_model(
+    cfg: &TrainConfig,
+    init: Option<&crate::transfer::Pretrained>,
+    device: &Device,
+) -> Result<Net> {
+    let fresh = cfg.net.init(device);
+    let Some(pre) = init else {
+        return Ok(fresh);
+    };
+    let Net::Cnn(cnn) = fresh else {
+        bail!(
+            "--init {}: only the CNN (--arch cnn) can start from pretrained weights",
+            pre.source.display()
+        );
+    };
+    let (cnn, loaded) = pre.apply(cnn, &cfg.net, device)?;
+    if cfg.freeze > loaded.len() {
+        bail!(
+            "--freeze {} needs {} pretrained layers, {} provides {}",
+            cfg.freeze,
+            cfg.freeze,
+            pre.source.display(),
+            loaded.join(", ")
+        );
+    }
+    eprintln!(
+        "vigia-train: started from {} ({}; new {}-class head)",
+        pre.source.display(),
+        loaded.join(", "),
+        cfg.net.classes
+    );
+    Ok(Net::Cnn(cnn))
+}
+
+/// Freezes the first `n` CNN layers (no gradients, so no updates).
+fn freeze(model: Net, n: usize) -> Net {
+    match model {
+        Net::Cnn(c) if n > 0 => Net::Cnn(c.freeze(n)),
+        m => m,
+    }
+}
+
 /// Trains `cfg.net` on `train`, validating on `val` after every epoch.
 pub fn train(
     cfg: &TrainConfig,
@@ -534,7 +592,7 @@ pub fn train(
             (m, o, s)
         }
         None => (
-            cfg.net.init(&device),
+            initial_model(cfg, opts.init, &device)?,
             cfg.optimizer(),
             CheckpointState {
                 config: cfg.clone(),
@@ -545,7 +603,11 @@ pub fn train(
             },
         ),
     };
+    if opts.resume.is_some() && opts.init.is_some() {
+        bail!("--init and --resume cannot be combined: a resumed run already holds its weights");
+    }
     state.config = cfg.clone();
+    model = freeze(model, cfg.freeze);
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let classes = cfg.net.classes;
     let steps = train.len().div_ceil(cfg.batch_size);

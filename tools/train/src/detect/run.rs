@@ -257,6 +257,7 @@ pub fn detect(args: &DetectArgs, command_line: &str) -> Result<DetectReport> {
             checkpoint: Some(&ckpt),
             resume: args.resume.as_deref(),
             progress: !args.quiet,
+            init: None,
         },
     )?;
     let train_seconds = t0.elapsed().as_secs_f64();
