@@ -83,3 +83,15 @@ bin="$base/$rust_triple/$dir/vigia"
 echo "$bin"
 file "$bin"
 echo "size: $(stat -c %s "$bin") bytes ($(( $(stat -c %s "$bin") / 1048576 )) MiB)"
+# Old-glibc builds: the binary must not need a newer glibc than the one it was built for.
+if [ "$triple" != "$rust_triple" ]; then
+  want="${triple#"$rust_triple".}"
+  objdump_bin=aarch64-linux-gnu-objdump
+  command -v "$objdump_bin" >/dev/null || objdump_bin=objdump
+  newest=$("$objdump_bin" -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V -u | tail -n 1)
+  echo "newest glibc symbol: GLIBC_$newest (built for $want)"
+  if [ "$(printf '%s\n%s\n' "$newest" "$want" | sort -V | tail -n 1)" != "$want" ]; then
+    echo "targets/build.sh: $bin needs GLIBC_$newest, newer than $want" >&2
+    exit 1
+  fi
+fi
