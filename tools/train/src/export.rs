@@ -76,6 +76,40 @@ pub fn rename_io(bytes: &[u8], producer: &str, output: &str) -> Result<Vec<u8>> 
 }
 
 /// Writes the model card `<onnx stem>.toml` and the labels file next to the ONNX.
+/// The files beside an exported ONNX: its stem and file name, the labels file (written here, one
+/// name per line) and the ONNX bytes (for the card's checksum).
+pub(crate) struct CardFiles {
+    pub stem: String,
+    pub file: String,
+    pub dir: PathBuf,
+    pub labels_name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Writes `<stem>.labels.txt` next to `onnx` and reads the ONNX back.
+pub(crate) fn card_files(onnx: &Path, names: &[String]) -> Result<CardFiles> {
+    let name_of = |p: Option<&std::ffi::OsStr>| -> Result<String> {
+        Ok(p.context("the ONNX path has no file name")?
+            .to_string_lossy()
+            .to_string())
+    };
+    let stem = name_of(onnx.file_stem())?;
+    let file = name_of(onnx.file_name())?;
+    let dir = onnx.parent().unwrap_or(Path::new("")).to_path_buf();
+    let labels_name = format!("{stem}.labels.txt");
+    let labels_path = dir.join(&labels_name);
+    std::fs::write(&labels_path, names.join("\n") + "\n")
+        .with_context(|| format!("cannot write {}", labels_path.display()))?;
+    let bytes = std::fs::read(onnx).with_context(|| format!("cannot read {}", onnx.display()))?;
+    Ok(CardFiles {
+        stem,
+        file,
+        dir,
+        labels_name,
+        bytes,
+    })
+}
+
 pub fn write_card(
     onnx: &Path,
     net: &NetConfig,
@@ -83,22 +117,13 @@ pub fn write_card(
     notes: &str,
     source: &str,
 ) -> Result<PathBuf> {
-    let stem = onnx
-        .file_stem()
-        .context("the ONNX path has no file name")?
-        .to_string_lossy()
-        .to_string();
-    let file = onnx
-        .file_name()
-        .context("the ONNX path has no file name")?
-        .to_string_lossy()
-        .to_string();
-    let dir = onnx.parent().unwrap_or(Path::new(""));
-    let labels_name = format!("{stem}.labels.txt");
-    let labels_path = dir.join(&labels_name);
-    std::fs::write(&labels_path, classes.join("\n") + "\n")
-        .with_context(|| format!("cannot write {}", labels_path.display()))?;
-    let bytes = std::fs::read(onnx).with_context(|| format!("cannot read {}", onnx.display()))?;
+    let CardFiles {
+        stem,
+        file,
+        dir,
+        labels_name,
+        bytes,
+    } = card_files(onnx, classes)?;
     let color = if net.channels == 1 {
         ColorOrder::Gray
     } else {

@@ -12,7 +12,7 @@ use vigia::model::{ModelCard, OutputFamily, OutputSpec, Provenance, Task};
 use super::data::input_spec;
 use super::model::{DetNetConfig, YoloNet};
 use super::train::load_detector;
-use crate::export::{engine_outputs, rename_io, sha256_hex};
+use crate::export::{card_files, engine_outputs, rename_io, sha256_hex, CardFiles};
 
 /// Name of the exported detector's output (Ultralytics' name).
 pub const DETECT_OUTPUT_NAME: &str = "output0";
@@ -50,22 +50,13 @@ pub fn write_detector_card(
     notes: &str,
     source: &str,
 ) -> Result<PathBuf> {
-    let stem = onnx
-        .file_stem()
-        .context("the ONNX path has no file name")?
-        .to_string_lossy()
-        .to_string();
-    let file = onnx
-        .file_name()
-        .context("the ONNX path has no file name")?
-        .to_string_lossy()
-        .to_string();
-    let dir = onnx.parent().unwrap_or(Path::new(""));
-    let labels_name = format!("{stem}.labels.txt");
-    let labels_path = dir.join(&labels_name);
-    std::fs::write(&labels_path, names.join("\n") + "\n")
-        .with_context(|| format!("cannot write {}", labels_path.display()))?;
-    let bytes = std::fs::read(onnx).with_context(|| format!("cannot read {}", onnx.display()))?;
+    let CardFiles {
+        stem,
+        file,
+        dir,
+        labels_name,
+        bytes,
+    } = card_files(onnx, names)?;
     let card = ModelCard {
         name: stem.clone(),
         task: Task::Detect,
