@@ -13,7 +13,7 @@ VIGIA=${VIGIA:-${CARGO_TARGET_DIR:-target}/release/vigia}
 VIDEO=${VIDEO:-../shared/data/video/vtest.avi}
 FRAMES=${FRAMES:-120}
 ROUNDS=${ROUNDS:-3}
-[ -x "$VIGIA" ] || { echo "workers-vs-threads: $VIGIA not found (cargo build --release -p vigia)" >&2; exit 2; }
+[ -x "$VIGIA" ] || { echo "workers-vs-threads: $VIGIA not found (cargo build --release -p vigia-cli)" >&2; exit 2; }
 [ -f "$VIDEO" ] || { echo "workers-vs-threads: $VIDEO not found" >&2; exit 2; }
 models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(nanodet-m-416 ../shared/models/yolo/yolov8n-320.onnx)

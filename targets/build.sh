@@ -11,7 +11,7 @@
 # triples: aarch64-unknown-linux-gnu, armv7-unknown-linux-gnueabihf, aarch64-unknown-linux-musl,
 #          aarch64-unknown-linux-gnu.<glibc version> (e.g. .2.27)
 #
-# Needs: apt install gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf qemu-user clang libclang-dev
+# Needs: apt install gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf qemu-user
 #        rustup target add aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf aarch64-unknown-linux-musl
 #        for the zig targets: python3 -m venv V && V/bin/pip install cargo-zigbuild (brings zig),
 #        then PATH=V/bin:$PATH or VIGIA_ZIG_VENV=V.
@@ -59,8 +59,6 @@ if [ "$triple" != "$rust_triple" ] || [ "$rust_triple" = aarch64-unknown-linux-m
   }
   cargo_cmd=(cargo zigbuild)
   base="$base-zig"
-  # bindgen (V4L2) reads the Linux uapi headers of the Debian cross sysroot.
-  export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_musl="${BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_musl:---sysroot=/usr/aarch64-linux-gnu}"
 fi
 rustup target list --installed 2>/dev/null | grep -qx "$rust_triple" || {
   echo "targets/build.sh: run 'rustup target add $rust_triple' first" >&2
@@ -73,7 +71,7 @@ profile_args=()
 # A dev cross build only feeds the qemu test: no debug info keeps it small and quick to link.
 [ "$profile" = dev ] && export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-false}"
 set -x
-"${cargo_cmd[@]}" -p vigia --target "$triple" "${profile_args[@]}" "${features[@]}" "${extra[@]}"
+"${cargo_cmd[@]}" -p vigia-cli --target "$triple" "${profile_args[@]}" "${features[@]}" "${extra[@]}"
 { set +x; } 2>/dev/null
 
 dir=debug

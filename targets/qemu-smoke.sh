@@ -5,7 +5,7 @@
 #
 #   targets/qemu-smoke.sh <triple|board> [--release]
 #
-# Builds the host binary (cargo build -p vigia) and the cross binary (targets/build.sh), or takes
+# Builds the host binary (cargo build -p vigia-cli) and the cross binary (targets/build.sh), or takes
 # them from VIGIA_HOST_BIN / VIGIA_CROSS_BIN. Needs qemu-user and the cross toolchains.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +38,7 @@ host_target="${CARGO_TARGET_DIR:-$PWD/target}"
 # VIGIA_HOST_BIN / VIGIA_CROSS_BIN: use these binaries instead of building them.
 host_bin="${VIGIA_HOST_BIN:-}"
 if [ -z "$host_bin" ]; then
-  cargo build -q -p vigia "${release[@]}"
+  cargo build -q -p vigia-cli "${release[@]}"
   host_bin="$host_target/$dir/vigia"
 fi
 cross_bin="${VIGIA_CROSS_BIN:-}"

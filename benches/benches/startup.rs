@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use vigia::cache::load_cached;
+use vigia::engine::tract::load_cached;
 use vigia::engine::{BuildOptions, ModelSource, OnnxGraph, TractEngine};
 
 const SHAPE: [usize; 4] = [1, 3, 416, 416];

@@ -7,9 +7,9 @@ use image::RgbImage;
 use crate::decode::classification::top_k;
 use crate::detector::{ms, StageTimes};
 use crate::error::{Error, Result};
+use crate::loaded_model::LoadedModel;
 use crate::model::{Labels, ModelCard};
 use crate::preprocess::Preprocessor;
-use crate::resolve::LoadedModel;
 
 /// One ranked class.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

@@ -7,9 +7,9 @@ use image::RgbImage;
 use crate::decode::{DecodeParams, DetectorDecoder};
 use crate::detection::Detection;
 use crate::error::Result;
+use crate::loaded_model::LoadedModel;
 use crate::model::{Labels, ModelCard};
 use crate::preprocess::{InputTransform, Preprocessor};
-use crate::resolve::LoadedModel;
 
 /// Milliseconds spent in each stage for the last frame.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]

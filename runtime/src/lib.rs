@@ -4,21 +4,17 @@
 //! [`resolve`] turns a `--model` argument into a ready engine; [`detector`] and [`classifier`]
 //! wire the stages for one model.
 
+pub mod anchor_grid;
 pub mod annotate;
 pub mod board;
-pub mod cache;
 pub mod classifier;
 pub mod decode;
 pub mod detection;
 pub mod detector;
 pub mod engine;
-#[cfg(feature = "ort")]
-pub mod engine_ort;
 pub mod error;
-pub mod flops;
 pub mod follow;
-pub mod graph_rewrite;
-pub mod half;
+pub mod loaded_model;
 pub mod model;
 pub mod mot;
 pub mod nms;

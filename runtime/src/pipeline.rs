@@ -11,6 +11,7 @@
 //! (Ctrl-C) ends capture; the queues drain and every sink is finalized.
 
 use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,7 +23,7 @@ use crate::decode::DecodeParams;
 use crate::detection::Detection;
 use crate::detector::{ms, Detector, StageTimes};
 use crate::error::{Error, Result};
-use crate::model::Labels;
+use crate::follow::Command as FollowCommand;
 use crate::source::pool::FramePool;
 use crate::source::{Frame, FrameSource, SourceHealth, SourceInfo};
 use crate::track::{Track, Tracker};
@@ -89,8 +90,8 @@ pub struct FrameResult {
     pub detections: Vec<Detection>,
     /// Tracks after this frame (empty without a tracker).
     pub tracks: Vec<Track>,
-    /// Extra JSON fields the per-frame hook added (e.g. the follow command).
-    pub extra: Option<serde_json::Value>,
+    /// The follow command the per-frame hook produced for this frame, when following.
+    pub follow: Option<FollowCommand>,
     /// This frame's stage latencies in ms: preprocess, inference, decode, track.
     pub times: [f64; 4],
 }
@@ -118,7 +119,7 @@ pub struct PipelineConfig {
 }
 
 /// Called on the inference thread after tracking, for low-latency consumers (the follower).
-pub type FrameHook<'a> = dyn FnMut(&FrameResult) -> Result<Option<serde_json::Value>> + 'a;
+pub type FrameHook<'a> = dyn FnMut(&FrameResult) -> Result<Option<FollowCommand>> + 'a;
 
 /// Runs `source` through `detector` (and `tracker`) into `output` until the source ends or
 /// `stop` is set.
@@ -229,11 +230,11 @@ pub fn run(
                 frame,
                 detections: dets,
                 tracks,
-                extra: None,
+                follow: None,
                 times: [t.preprocess_ms, t.inference_ms, t.decode_ms, track_ms],
             };
             if let Some(h) = hook.as_deref_mut() {
-                result.extra = h(&result)?;
+                result.follow = h(&result)?;
             }
             frames += 1;
             // A failed send means the output thread failed; its error is reported below.
@@ -271,21 +272,12 @@ pub fn run(
         while frame_rx.try_recv().is_ok() {}
     }
     drop(frame_rx);
-    let (out_result, out_stat) = out_thread.join().unwrap_or_else(|_| {
-        (
-            Err(Error::Option {
-                option: "output".into(),
-                reason: "the output thread panicked".into(),
-            }),
-            StageStat::default(),
-        )
-    });
+    let (out_result, out_stat) = out_thread
+        .join()
+        .unwrap_or_else(|_| (Err(Error::thread_panicked("output")), StageStat::default()));
     let (cap_result, cap_stat, health) = capture.join().unwrap_or_else(|_| {
         (
-            Err(Error::Option {
-                option: "--source".into(),
-                reason: "the capture thread panicked".into(),
-            }),
+            Err(Error::thread_panicked("capture")),
             StageStat::default(),
             SourceHealth::default(),
         )
@@ -347,10 +339,17 @@ fn run_workers(
                             q.1 += 1;
                             (q.1 - 1, frame)
                         };
-                        let result = detector
-                            .detect(&frame.image, decode)
-                            .map(<[Detection]>::to_vec)
-                            .map(|d| (d, detector.last_times()));
+                        // A panic inside the model is reported as this worker's failure
+                        // rather than tearing down the scope.
+                        let result = catch_unwind(AssertUnwindSafe(|| {
+                            detector
+                                .detect(&frame.image, decode)
+                                .map(<[Detection]>::to_vec)
+                                .map(|d| (d, detector.last_times()))
+                        }))
+                        .unwrap_or_else(|_| {
+                            Err(Error::thread_panicked(&format!("inference worker {i}")))
+                        });
                         let failed = result.is_err();
                         if done_tx.send((seq, frame, result)).is_err() || failed {
                             return;
@@ -490,62 +489,6 @@ pub fn stats_line(frames: u64, fps: f64, s: &PipelineStats) -> String {
     )
 }
 
-/// The JSON object of one frame: index, time, source, detections (with track ids when tracking).
-pub fn frame_json(r: &FrameResult, labels: &Labels) -> serde_json::Value {
-    let round = |v: f32, p: i32| {
-        let m = 10f64.powi(p);
-        (v as f64 * m).round() / m
-    };
-    let objects: Vec<serde_json::Value> = if r.tracks.is_empty() {
-        r.detections
-            .iter()
-            .map(|d| {
-                serde_json::json!({
-                    "class_id": d.class_id,
-                    "label": labels.name(d.class_id),
-                    "score": round(d.score, 4),
-                    "box": [round(d.bbox.x1, 1), round(d.bbox.y1, 1), round(d.bbox.x2, 1), round(d.bbox.y2, 1)],
-                })
-            })
-            .collect()
-    } else {
-        r.tracks
-            .iter()
-            .map(|t| {
-                serde_json::json!({
-                    "track_id": t.id,
-                    "class_id": t.class_id,
-                    "label": labels.name(t.class_id),
-                    "score": round(t.score, 4),
-                    "box": [round(t.bbox.x1, 1), round(t.bbox.y1, 1), round(t.bbox.x2, 1), round(t.bbox.y2, 1)],
-                })
-            })
-            .collect()
-    };
-    let mut v = serde_json::json!({
-        "frame": r.frame.index,
-        "time": (r.frame.timestamp * 1000.0).round() / 1000.0,
-        "source": r.frame.origin,
-        "width": r.frame.image.width(),
-        "height": r.frame.image.height(),
-        "detections": objects,
-        "time_ms": {
-            "preprocess": (r.times[0] * 100.0).round() / 100.0,
-            "inference": (r.times[1] * 100.0).round() / 100.0,
-            "decode": (r.times[2] * 100.0).round() / 100.0,
-            "track": (r.times[3] * 1000.0).round() / 1000.0,
-        },
-    });
-    if let (Some(extra), Some(obj)) = (&r.extra, v.as_object_mut()) {
-        if let Some(e) = extra.as_object() {
-            for (k, val) in e {
-                obj.insert(k.clone(), val.clone());
-            }
-        }
-    }
-    v
-}
-
 /// Describes a source for the start-of-run line.
 pub fn describe_source(info: &SourceInfo) -> String {
     let mut s = info.name.clone();
@@ -565,8 +508,5 @@ pub fn describe_source(info: &SourceInfo) -> String {
 }
 
 fn thread_error(e: std::io::Error) -> Error {
-    Error::Option {
-        option: "pipeline".into(),
-        reason: format!("cannot start a thread: {e}"),
-    }
+    Error::thread_spawn("pipeline", e)
 }

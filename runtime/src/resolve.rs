@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::decode::infer_family;
 use crate::engine::{Engine, LoadReport, ModelSource, OnnxGraph, TractEngine};
 use crate::error::{Error, Result};
+pub use crate::loaded_model::LoadedModel;
 use crate::model::{
     ColorOrder, InputSpec, Labels, Layout, ModelCard, OutputFamily, OutputSpec, Provenance,
     ResizeMode, Task,
@@ -80,7 +81,7 @@ pub fn build_engine(
         }
         #[cfg(feature = "ort")]
         EngineKind::Ort => {
-            let (e, r) = crate::engine_ort::OrtEngine::build(
+            let (e, r) = crate::engine::ort::OrtEngine::build(
                 graph,
                 shape,
                 opts.threads,
@@ -89,29 +90,11 @@ pub fn build_engine(
             Ok((Box::new(e), r))
         }
         #[cfg(not(feature = "ort"))]
-        EngineKind::Ort => Err(Error::Option {
-            option: "--engine".into(),
-            reason: "this vigia was built without ONNX Runtime support; rebuild with \
-                     `cargo build --release -p vigia --features ort`"
-                .into(),
+        EngineKind::Ort => Err(Error::FeatureMissing {
+            feature: "ort",
+            what: "--engine ort (ONNX Runtime)".into(),
         }),
     }
-}
-
-/// A model ready to run: card, labels, engine and how it was obtained.
-pub struct LoadedModel {
-    /// The card in force (given or inferred).
-    pub card: ModelCard,
-    /// Class names.
-    pub labels: Labels,
-    /// What was assumed because no card said it.
-    pub assumptions: Vec<String>,
-    /// Where the ONNX came from.
-    pub source: ModelSource,
-    /// The engine, built for the card's input shape.
-    pub engine: Box<dyn Engine>,
-    /// Load timings.
-    pub report: LoadReport,
 }
 
 /// Resolves `spec` (path or bundled name; `None` = default for `task`) and builds the engine.
@@ -146,7 +129,7 @@ pub fn load_model(
             cache_dir: opts.cache_dir.clone(),
         };
         if let Some((engine, report)) =
-            crate::cache::load_cached(&source, &bytes, &card.input.shape(), &build)
+            crate::engine::tract::load_cached(&source, &bytes, &card.input.shape(), &build)
         {
             let loaded = (Box::new(engine) as Box<dyn Engine>, report);
             return finish_load(card, card_dir, source, loaded, vec![], task);

@@ -21,7 +21,7 @@ fn have_ffmpeg() -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        eprintln!("skipping: ffmpeg is not on PATH");
+        common::skip("skipping: ffmpeg is not on PATH");
     }
     ok
 }
@@ -325,7 +325,7 @@ fn converters_match_ffmpeg_on_a_photo() {
     let shared = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared"));
     let photo = shared.join("data/images/person.jpg");
     if !photo.is_file() {
-        eprintln!("skipping: {} not found", photo.display());
+        common::skip(format!("skipping: {} not found", photo.display()));
         return;
     }
     let dir = common::temp_dir("camera-formats-photo");

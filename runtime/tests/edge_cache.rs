@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use vigia::cache::{CacheUse, ModelCache};
+use vigia::engine::cache::{CacheUse, ModelCache};
 use vigia::model::Task;
 use vigia::resolve::{load_model, LoadOptions, LoadedModel};
 use vigia::source::images::load_rgb;

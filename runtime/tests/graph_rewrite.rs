@@ -7,10 +7,10 @@ use std::path::Path;
 
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
-use vigia::decode::yolov8_dfl::{expectation, AnchorGrid};
+use vigia::anchor_grid::{dfl_expectation, AnchorGrid};
 use vigia::decode::{DecodeParams, DetectorDecoder};
 use vigia::detection::Detection;
-use vigia::graph_rewrite::{rewrite, RewriteReport};
+use vigia::engine::passes::{rewrite, RewriteReport};
 use vigia::model::OutputFamily;
 use vigia::source::images::load_rgb;
 
@@ -205,7 +205,7 @@ fn yolo_head_cut_gives_the_same_boxes_and_detections() {
         for j in 0..n {
             let mut ltrb = [0f32; 4];
             for (side, d) in ltrb.iter_mut().enumerate() {
-                *d = expectation((0..16).map(|k| b[[0, side * 16 + k, j]]), &mut scratch);
+                *d = dfl_expectation((0..16).map(|k| b[[0, side * 16 + k, j]]), &mut scratch);
             }
             let got = grid.cxcywh(j, ltrb);
             for (k, g) in got.iter().enumerate() {

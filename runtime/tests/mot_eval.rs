@@ -3,6 +3,8 @@
 //! Needs a Python with `motmetrics` importable: `$VIGIA_PYTHON`, else `python3`. Without one the
 //! tests print why and pass (CI installs it; see `tools/eval/motmetrics_reference.py`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -129,7 +131,7 @@ fn check(name: &str, gt: &Path, hyp: &Path) -> bool {
     let py = match python() {
         Ok(py) => py,
         Err(why) => {
-            eprintln!("skipping the py-motmetrics comparison: {why}");
+            common::skip(format!("skipping the py-motmetrics comparison: {why}"));
             return false;
         }
     };

@@ -4,6 +4,8 @@
 //! Needs Chromium (`VIGIA_CHROMIUM`, `/usr/bin/chromium`, or `chromium` on PATH); without it the
 //! test prints why and passes (CI installs the Debian package `chromium`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -28,7 +30,10 @@ fn find_chromium() -> Option<PathBuf> {
         if p.is_file() {
             return Some(p);
         }
-        eprintln!("skipping: VIGIA_CHROMIUM={} is not a file", p.display());
+        common::skip(format!(
+            "skipping: VIGIA_CHROMIUM={} is not a file",
+            p.display()
+        ));
         return None;
     }
     let default = PathBuf::from("/usr/bin/chromium");
@@ -44,8 +49,8 @@ fn find_chromium() -> Option<PathBuf> {
             }
         }
     }
-    eprintln!(
-        "skipping: chromium not found (install the `chromium` package or set VIGIA_CHROMIUM)"
+    common::skip(
+        "skipping: chromium not found (install the `chromium` package or set VIGIA_CHROMIUM)",
     );
     None
 }

@@ -38,7 +38,7 @@ fi
 bin="${VIGIA_BIN:-}"
 if [ -z "$bin" ]; then
   echo "compare-ort: building vigia (release)" >&2
-  (cd "$root" && cargo build --release -q -p vigia --bin vigia)
+  (cd "$root" && cargo build --release -q -p vigia-cli --bin vigia)
   bin="$target/release/vigia"
 fi
 

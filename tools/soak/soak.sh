@@ -20,7 +20,7 @@ VIDEO=${VIDEO:-../shared/data/video/vtest.avi}
 SOAK_DIR=${SOAK_DIR:-$(mktemp -d /tmp/vigia-soak.XXXXXX)}
 SOAK_FPS=${SOAK_FPS:-40}
 
-[ -x "$VIGIA" ] || { echo "soak: $VIGIA not found; build it with cargo build --release -p vigia" >&2; exit 2; }
+[ -x "$VIGIA" ] || { echo "soak: $VIGIA not found; build it with cargo build --release -p vigia-cli" >&2; exit 2; }
 [ -f "$VIDEO" ] || { echo "soak: $VIDEO not found" >&2; exit 2; }
 for tool in ffmpeg ffprobe curl; do
   command -v "$tool" >/dev/null || { echo "soak: $tool not found" >&2; exit 2; }

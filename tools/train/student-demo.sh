@@ -32,7 +32,7 @@ TEACHER=models/nanodet-m-416.toml
 
 if [ "${BUILD:-1}" != 0 ]; then
   # One package at a time: a joint build unifies their features and rebuilds the dependencies.
-  cargo build --release -p vigia
+  cargo build --release -p vigia-cli
   cargo build --release -p vigia-train
 fi
 BIN=${CARGO_TARGET_DIR:-target}/release

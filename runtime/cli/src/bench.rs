@@ -16,8 +16,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::json;
 
+use vigia::engine::flops::{self, CpuPeak, FlopCount};
 use vigia::engine::{self, Engine, LoadReport, ModelSource, OnnxGraph, TractEngine};
-use vigia::flops::{self, CpuPeak, FlopCount};
 use vigia::preprocess::Preprocessor;
 use vigia::resolve::{self, LoadOptions};
 use vigia::source::images::load_rgb;

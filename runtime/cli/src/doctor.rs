@@ -7,8 +7,8 @@ use clap::Args;
 use serde_json::json;
 
 use vigia::board::{Machine, Overrides, PROFILES};
-use vigia::cache::check_writable;
 use vigia::engine;
+use vigia::engine::cache::check_writable;
 
 /// Arguments of `vigia doctor`.
 #[derive(Args)]

@@ -10,6 +10,7 @@ use clap::Args;
 use super::args::{DecodeArgs, ModelArgs, OutputArgs, SourceArgs};
 use super::run::{run_source, RunRequest};
 use super::track::TrackerArgs;
+use vigia::follow::Command as FollowCommand;
 use vigia::follow::{
     open_sink, CommandSink, Follower, FollowerConfig, OutputSpec, SinkSet, TargetPolicy, Watchdog,
 };
@@ -80,7 +81,7 @@ pub fn follow(a: FollowArgs, stop: Arc<AtomicBool>) -> anyhow::Result<ExitCode> 
         sinks.clone(),
         follower.sequence(),
     );
-    let mut hook = |r: &FrameResult| -> vigia::Result<Option<serde_json::Value>> {
+    let mut hook = |r: &FrameResult| -> vigia::Result<Option<FollowCommand>> {
         let (w, h) = r.frame.image.dimensions();
         let out = follower.update(&r.tracks, r.frame.timestamp, w, h);
         {
@@ -95,7 +96,7 @@ pub fn follow(a: FollowArgs, stop: Arc<AtomicBool>) -> anyhow::Result<ExitCode> 
             s.send(&out.command)?;
         }
         watchdog.feed(&out.command);
-        Ok(Some(serde_json::json!({ "follow": out.command })))
+        Ok(Some(out.command))
     };
     // Frame JSON lines only where asked: stdout carries the commands by default.
     let mut tracker = a.tracker.clone();

@@ -1,6 +1,13 @@
 //! The `vigia` command line.
 
-mod cli;
+mod args;
+mod bench;
+mod classify;
+mod doctor;
+mod follow;
+mod inspect;
+mod run;
+mod track;
 
 /// mimalloc (default feature): steady RSS over long runs where glibc's per-thread arenas keep
 /// growing, and no global lock as with musl's allocator in the static build.
@@ -15,14 +22,14 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
-use cli::args::{DecodeArgs, ModelArgs, OutputArgs, SourceArgs};
-use cli::bench::{bench, BenchArgs};
-use cli::classify::{classify, ClassifyArgs};
-use cli::doctor::{doctor, DoctorArgs};
-use cli::follow::{follow, FollowArgs};
-use cli::inspect::{inspect, InspectArgs};
-use cli::run::{run_source, RunRequest};
-use cli::track::{eval_mot, track_mot_file, EvalMotArgs, TrackerArgs};
+use crate::args::{DecodeArgs, ModelArgs, OutputArgs, SourceArgs};
+use crate::bench::{bench, BenchArgs};
+use crate::classify::{classify, ClassifyArgs};
+use crate::doctor::{doctor, DoctorArgs};
+use crate::follow::{follow, FollowArgs};
+use crate::inspect::{inspect, InspectArgs};
+use crate::run::{run_source, RunRequest};
+use crate::track::{eval_mot, track_mot_file, EvalMotArgs, TrackerArgs};
 
 /// Edge vision runtime: detect, track, follow and classify with ONNX models on tract.
 #[derive(Parser)]

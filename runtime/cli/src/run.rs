@@ -91,7 +91,7 @@ pub fn load(args: &ModelArgs, task: Task) -> anyhow::Result<LoadedModel> {
 
 /// The declutter and cache part of the load line.
 fn cache_note(r: &vigia::engine::LoadReport) -> String {
-    use vigia::cache::CacheUse;
+    use vigia::engine::cache::CacheUse;
     let declutter = if r.declutter_ms > 0.0 {
         format!(", declutter {:.0}", r.declutter_ms)
     } else {
@@ -110,7 +110,7 @@ fn engine_label(kind: EngineKind) -> String {
     match kind {
         EngineKind::Tract => format!("tract {}", engine::tract_version()),
         #[cfg(feature = "ort")]
-        EngineKind::Ort => match vigia::engine_ort::init(None) {
+        EngineKind::Ort => match vigia::engine::ort::init(None) {
             Ok((path, _)) => format!("ONNX Runtime ({})", path.display()),
             Err(_) => "ONNX Runtime".into(),
         },

@@ -10,15 +10,11 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 use vigia::engine::ModelSource;
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
 fn bench(args: &[&str]) -> Output {
     Command::new(common::vigia_bin())
         .arg("bench")
         .args(args)
-        .current_dir(repo_root())
+        .current_dir(common::repo_root())
         .output()
         .expect("run vigia")
 }
@@ -189,7 +185,7 @@ fn stdin_rounds_keep_the_model_loaded() {
             "0",
             "--stdin-rounds",
         ])
-        .current_dir(repo_root())
+        .current_dir(common::repo_root())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -282,7 +278,7 @@ fn flop_counts_match_published_numbers() {
         return;
     };
     let count = |rel: &str, shape: &[usize]| {
-        vigia::flops::count(&ModelSource::File(shared.join(rel)), shape)
+        vigia::engine::flops::count(&ModelSource::File(shared.join(rel)), shape)
             .unwrap_or_else(|e| panic!("{rel}: {e}"))
     };
     // ResNet-50 at 224: 4.1 GMACs (torchvision/ptflops), most of it in convolutions.

@@ -270,7 +270,7 @@ fn bad_inputs_and_flags_give_clear_errors() {
     let img = img.to_str().unwrap();
     assert_fails_with(
         &["detect", "/nonexistent/photo.jpg"],
-        &["--source", "/nonexistent/photo.jpg"],
+        &["cannot open source", "/nonexistent/photo.jpg"],
     );
     assert_fails_with(&["detect"], &["SOURCE"]);
     assert_fails_with(&["detect", img, "--conf", "2"], &["--conf", "outside 0..1"]);

@@ -29,7 +29,7 @@ fn serial() -> MutexGuard<'static, ()> {
 fn have_ffmpeg() -> bool {
     let ok = Command::new("ffmpeg").arg("-version").output().is_ok();
     if !ok {
-        eprintln!("skipping: ffmpeg not found");
+        common::skip("skipping: ffmpeg not found");
     }
     ok
 }

@@ -45,16 +45,16 @@ mod with_ort {
         match std::env::var_os("ORT_DYLIB_PATH") {
             Some(p) if PathBuf::from(&p).exists() => Some(PathBuf::from(p)),
             Some(p) => {
-                eprintln!(
+                common::skip(format!(
                     "skipping: ORT_DYLIB_PATH={} does not exist",
                     p.to_string_lossy()
-                );
+                ));
                 None
             }
             None => {
-                eprintln!(
+                common::skip(
                     "skipping: ORT_DYLIB_PATH is not set (pip install onnxruntime; point it at \
-                     site-packages/onnxruntime/capi/libonnxruntime.so.*)"
+                     site-packages/onnxruntime/capi/libonnxruntime.so.*)",
                 );
                 None
             }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 fn have_ffmpeg() -> bool {
     let ok = Command::new("ffprobe").arg("-version").output().is_ok();
     if !ok {
-        eprintln!("skipping: ffmpeg/ffprobe not found");
+        common::skip("skipping: ffmpeg/ffprobe not found");
     }
     ok
 }

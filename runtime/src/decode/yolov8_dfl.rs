@@ -1,7 +1,7 @@
 //! YOLOv8 / YOLO11 / YOLOv5u heads cut before their box decode: raw box distributions
 //! `[1, 4*R, N]` (R bins per side, left/top/right/bottom) and class scores `[1, C, N]`.
 //!
-//! The graph rewrite ([`crate::graph_rewrite`]) produces this layout when it recognizes the
+//! The YOLO head cut ([`crate::engine::passes::yolo_head_cut`]) produces this layout when it recognizes the
 //! Ultralytics head; the distribution expectation and distance-to-box step then run here, only for
 //! anchors whose best class passes the threshold, on the standard anchor grid (strides 8/16/32,
 //! plus 64 for P6 models, cell centres at +0.5).
@@ -9,91 +9,13 @@
 use tract_core::ndarray::{ArrayView2, ArrayViewD};
 
 use super::{batch1_matrix, best_class, decode_error, DecodeParams};
+use crate::anchor_grid::{dfl_expectation, AnchorGrid};
 use crate::detection::{BBox, Detection};
 use crate::error::Result;
 use crate::model::OutputFamily;
 use crate::nms::nms;
 
 const FAMILY: OutputFamily = OutputFamily::Yolov8;
-const STRIDES: [usize; 4] = [8, 16, 32, 64];
-
-/// Anchors of a `levels`-level head (3: strides 8/16/32, 4: up to 64) on a `w` x `h` input.
-pub fn anchor_count(w: usize, h: usize, levels: usize) -> usize {
-    STRIDES
-        .iter()
-        .take(levels)
-        .map(|s| w.div_ceil(*s) * h.div_ceil(*s))
-        .sum()
-}
-
-/// The anchor grid of a head: per level `(stride, grid width, first anchor index)`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AnchorGrid {
-    levels: Vec<(usize, usize, usize)>,
-}
-
-impl AnchorGrid {
-    /// The grid with exactly `n` anchors on a `w` x `h` input, if 3 or 4 levels give `n`.
-    pub fn new(w: usize, h: usize, n: usize) -> Option<Self> {
-        let levels = (3..=4).find(|&l| anchor_count(w, h, l) == n && w > 0 && h > 0)?;
-        let mut start = 0;
-        let levels = STRIDES
-            .iter()
-            .take(levels)
-            .map(|&s| {
-                let gw = w.div_ceil(s);
-                let level = (s, gw, start);
-                start += gw * h.div_ceil(s);
-                level
-            })
-            .collect();
-        Some(AnchorGrid { levels })
-    }
-
-    /// Anchor `j`: cell centre `(x, y)` in grid units and the stride.
-    #[inline]
-    pub fn anchor(&self, j: usize) -> (f32, f32, f32) {
-        let &(stride, gw, start) = self
-            .levels
-            .iter()
-            .rev()
-            .find(|l| l.2 <= j)
-            .unwrap_or(&self.levels[0]);
-        let k = j - start;
-        ((k % gw) as f32 + 0.5, (k / gw) as f32 + 0.5, stride as f32)
-    }
-
-    /// `[cx, cy, w, h]` in input pixels for anchor `j` and distances (left, top, right, bottom) in
-    /// grid units, computed as the Ultralytics graph does.
-    #[inline]
-    pub fn cxcywh(&self, j: usize, ltrb: [f32; 4]) -> [f32; 4] {
-        let (ax, ay, s) = self.anchor(j);
-        let (x1, y1) = (ax - ltrb[0], ay - ltrb[1]);
-        let (x2, y2) = (ax + ltrb[2], ay + ltrb[3]);
-        [
-            (x1 + x2) / 2.0 * s,
-            (y1 + y2) / 2.0 * s,
-            (x2 - x1) * s,
-            (y2 - y1) * s,
-        ]
-    }
-}
-
-/// Expected bin index under the softmax of `logits` (`scratch` is reused).
-#[inline]
-pub fn expectation(logits: impl Iterator<Item = f32>, scratch: &mut Vec<f32>) -> f32 {
-    scratch.clear();
-    scratch.extend(logits);
-    let max = scratch.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let (mut sum, mut weighted) = (0.0f32, 0.0f32);
-    for (k, v) in scratch.iter().enumerate() {
-        let e = (v - max).exp();
-        sum += e;
-        weighted += e * k as f32;
-    }
-    weighted / sum
-}
-
 /// True when `shapes` is the cut layout: `[1, 4*R, N]` then `[1, C, N]`, with N the anchor count
 /// of a `w` x `h` input.
 pub fn is_cut_layout(shapes: &[&[usize]], w: usize, h: usize) -> bool {
@@ -159,7 +81,7 @@ pub fn decode(
         let column = boxes.column(j);
         let mut ltrb = [0.0f32; 4];
         for (side, d) in ltrb.iter_mut().enumerate() {
-            *d = expectation((0..bins).map(|k| column[side * bins + k]), &mut scratch);
+            *d = dfl_expectation((0..bins).map(|k| column[side * bins + k]), &mut scratch);
         }
         let [cx, cy, w, h] = grid.cxcywh(j, ltrb);
         let bbox = BBox::from_cxcywh(cx, cy, w, h);
@@ -198,6 +120,7 @@ fn sweep(scores: &ArrayView2<'_, f32>, params: &DecodeParams, best: &mut Vec<f32
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::anchor_grid::anchor_count;
 
     #[test]
     fn dfl_anchor_grid_matches_ultralytics_order() {
@@ -209,7 +132,7 @@ mod tests {
         assert_eq!(g.anchor(6400), (0.5, 0.5, 16.0));
         assert_eq!(g.anchor(8399), (19.5, 19.5, 32.0));
         assert!(AnchorGrid::new(640, 640, 8401).is_none());
-        let e = expectation([0.0f32, 0.0, 0.0].into_iter(), &mut vec![]);
+        let e = dfl_expectation([0.0f32, 0.0, 0.0].into_iter(), &mut vec![]);
         assert!((e - 1.0).abs() < 1e-6);
     }
 

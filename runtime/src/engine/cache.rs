@@ -4,8 +4,8 @@
 //! model, just before kernel optimization. Its key hashes the ONNX bytes (xxh3-128), the input
 //! shape, the f16 switch and the tract and vigia versions, so any change makes a new entry.
 //! Entries are written to a temporary file and renamed into place; an unreadable entry is
-//! reported, ignored and rebuilt. With a card at hand, [`load_cached`] builds the engine straight
-//! from an entry without parsing the ONNX protobuf at all.
+//! reported, ignored and rebuilt. With a card at hand, [`super::tract::load_cached`] builds the
+//! engine straight from an entry without parsing the ONNX protobuf at all.
 
 use std::io::{BufReader, BufWriter, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -17,16 +17,8 @@ use tract_onnx::prelude::*;
 use tract_onnx::WithOnnx;
 use xxhash_rust::xxh3::xxh3_128;
 
-use crate::engine::{LoadReport, ModelSource, TractEngine};
-
-/// How the tract engine prepares a graph beyond the fixed input shape.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BuildOptions {
-    /// Run in f16 (tract's `f32_to_f16` transform); inputs and outputs stay f32.
-    pub half: bool,
-    /// Cache directory for pre-decluttered models (`None`: no cache).
-    pub cache_dir: Option<PathBuf>,
-}
+use super::onnx::ModelSource;
+use super::passes;
 
 /// What the cache did for one load.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -69,8 +61,8 @@ impl ModelCache {
     pub fn key_for_digest(digest: u128, input_shape: &[usize], half: bool) -> String {
         let text = format!(
             "{digest:032x}|shape={input_shape:?}|half={half}|rewrite={}|tract={}|vigia={}",
-            crate::graph_rewrite::enabled(),
-            crate::engine::tract_version(),
+            passes::enabled(),
+            super::tract_version(),
             env!("CARGO_PKG_VERSION")
         );
         format!("{:032x}", xxh3_128(text.as_bytes()))
@@ -179,15 +171,16 @@ pub(crate) struct CacheEntry {
     shape: Vec<usize>,
 }
 
-/// The entry for `source` (whose bytes have `digest`) at `shape`, when `opts` names a cache
-/// directory.
+/// The entry for `source` (whose bytes have `digest`) at `shape` and precision `half`, when a
+/// cache directory is given.
 pub(crate) fn entry_for(
     source: &ModelSource,
     digest: u128,
     shape: &[usize],
-    opts: &BuildOptions,
+    half: bool,
+    cache_dir: Option<&Path>,
 ) -> Option<CacheEntry> {
-    let cache = ModelCache::new(opts.cache_dir.as_ref()?);
+    let cache = ModelCache::new(cache_dir?);
     let label = match source {
         ModelSource::File(p) => p
             .file_stem()
@@ -195,10 +188,7 @@ pub(crate) fn entry_for(
             .unwrap_or_else(|| "model".into()),
         ModelSource::Embedded { name, .. } => name.to_string(),
     };
-    let path = cache.path(
-        &label,
-        &ModelCache::key_for_digest(digest, shape, opts.half),
-    );
+    let path = cache.path(&label, &ModelCache::key_for_digest(digest, shape, half));
     Some(CacheEntry {
         cache,
         path,
@@ -206,33 +196,33 @@ pub(crate) fn entry_for(
     })
 }
 
-/// The engine for `bytes` (read from `source`) at `shape` straight from the cache, skipping the
-/// ONNX parse; `None` when there is no cache, no entry, or the entry is unusable (then the caller
-/// builds from ONNX, which rewrites it).
-pub fn load_cached(
-    source: &ModelSource,
-    bytes: &[u8],
-    shape: &[usize],
-    opts: &BuildOptions,
-) -> Option<(TractEngine, LoadReport)> {
-    let t = Instant::now();
-    let entry = entry_for(source, content_digest(bytes), shape, opts)?;
-    if !entry.path.is_file() {
-        return None;
-    }
-    let hash_ms = ms(t.elapsed());
-    let mut report = LoadReport::default();
-    let engine = entry.build_from_cache(&mut report)?;
-    report.cache_ms += hash_ms;
-    Some((engine, report))
+/// A model read back from the cache and optimized, with the time each step took.
+pub(crate) struct CachedModel {
+    /// The optimized model, ready to plan.
+    pub model: TypedModel,
+    /// Reading the entry.
+    pub read_ms: f64,
+    /// Kernel selection and weight packing.
+    pub optimize_ms: f64,
 }
 
 impl CacheEntry {
-    /// The engine from the cached model, or `None` (absent, damaged: then rebuilt from ONNX).
-    pub(crate) fn build_from_cache(&self, report: &mut LoadReport) -> Option<TractEngine> {
+    /// The entry's file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The input shape the entry is for.
+    pub(crate) fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The cached model optimized for the entry's shape, or `None` (absent, damaged: then rebuilt
+    /// from ONNX, with a warning for a damaged one).
+    pub(crate) fn load_optimized(&self) -> Option<CachedModel> {
         let t = Instant::now();
         let model = self.cache.load(&self.path)?;
-        let cache_ms = ms(t.elapsed());
+        let read_ms = ms(t.elapsed());
         let t = Instant::now();
         let built = catch_unwind(AssertUnwindSafe(|| -> Result<TypedModel, String> {
             let fact = model.input_fact(0).map_err(|e| format!("{e:#}"))?;
@@ -247,71 +237,46 @@ impl CacheEntry {
             model.optimize().map_err(|e| format!("{e:#}"))?;
             Ok(model)
         }));
-        let optimize_ms = ms(t.elapsed());
-        let t = Instant::now();
-        let built = built.map(|r| {
-            r.and_then(|optimized| TractEngine::from_optimized(optimized, self.shape.clone()))
-        });
         let reason = match built {
-            Ok(Ok(engine)) => {
-                *report = LoadReport {
-                    cache_ms,
-                    optimize_ms,
-                    plan_ms: ms(t.elapsed()),
-                    cache: CacheUse::Hit,
-                    ..LoadReport::default()
-                };
-                return Some(engine);
+            Ok(Ok(model)) => {
+                return Some(CachedModel {
+                    model,
+                    read_ms,
+                    optimize_ms: ms(t.elapsed()),
+                })
             }
             Ok(Err(e)) => e,
             Err(_) => "optimizing it panicked".into(),
         };
+        self.warn_ignored(&reason);
+        None
+    }
+
+    /// Warns that the entry is unusable and will be rebuilt.
+    pub(crate) fn warn_ignored(&self, reason: &str) {
         eprintln!(
             "vigia: warning: ignoring model cache entry {} ({reason}); rebuilding it",
             self.path.display()
         );
-        None
     }
 
-    /// Writes the decluttered model; a failure is a warning, never an error.
-    pub(crate) fn store(&self, model: &TypedModel, report: &mut LoadReport) {
+    /// Writes the decluttered model; a failure is a warning, never an error. Returns what the
+    /// cache did and the milliseconds it took.
+    pub(crate) fn store(&self, model: &TypedModel) -> (CacheUse, f64) {
         let t = Instant::now();
-        match self.cache.store(&self.path, model) {
-            Ok(()) => report.cache = CacheUse::Stored,
+        let used = match self.cache.store(&self.path, model) {
+            Ok(()) => CacheUse::Stored,
             Err(e) => {
-                report.cache = CacheUse::Failed;
                 eprintln!(
                     "vigia: warning: cannot cache the prepared model in {} ({e}); it is rebuilt \
                      at every start",
                     self.cache.dir().display()
                 );
+                CacheUse::Failed
             }
-        }
-        report.cache_ms = ms(t.elapsed());
+        };
+        (used, ms(t.elapsed()))
     }
-}
-
-/// Declutters and converts to f16 before optimization when `opts` ask for either; keeps a copy
-/// for the cache in `decluttered`.
-pub(crate) fn prepare(
-    typed: TypedModel,
-    opts: &BuildOptions,
-    report: &mut LoadReport,
-    decluttered: &mut Option<TypedModel>,
-) -> TractResult<TypedModel> {
-    if !opts.half && opts.cache_dir.is_none() {
-        return Ok(typed);
-    }
-    let t = Instant::now();
-    let mut model = typed.into_decluttered()?;
-    if opts.half {
-        model = crate::half::to_half(model)?;
-    }
-    report.declutter_ms = ms(t.elapsed());
-    if opts.cache_dir.is_some() {
-        *decluttered = Some(model.clone());
-    }
-    Ok(model)
 }
 
 fn ms(d: std::time::Duration) -> f64 {

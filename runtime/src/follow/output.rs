@@ -492,19 +492,19 @@ pub fn open_sink(spec: &OutputSpec) -> Result<Box<dyn CommandSink>> {
             device, *baud,
         )?)),
         #[cfg(not(feature = "serial"))]
-        OutputSpec::Serial { device, .. } => Err(option_error(format!(
-            "cannot open serial:{device}: this build of vigia lacks serial output \
-             (rebuild with `--features serial`)"
-        ))),
+        OutputSpec::Serial { device, .. } => Err(Error::FeatureMissing {
+            feature: "serial",
+            what: format!("--follow-out serial:{device}"),
+        }),
         #[cfg(feature = "mavlink")]
         OutputSpec::Mavlink { address, config } => Ok(Box::new(
             super::mavlink_out::MavlinkSink::connect(address, *config)?,
         )),
         #[cfg(not(feature = "mavlink"))]
-        OutputSpec::Mavlink { address, .. } => Err(option_error(format!(
-            "cannot send MAVLink to udpout:{address}: this build of vigia lacks MAVLink output \
-             (rebuild with `--features mavlink`)"
-        ))),
+        OutputSpec::Mavlink { address, .. } => Err(Error::FeatureMissing {
+            feature: "mavlink",
+            what: format!("--mavlink udpout:{address}"),
+        }),
     }
 }
 
@@ -625,24 +625,22 @@ mod tests {
     #[test]
     fn follow_output_serial_without_the_feature_says_so() {
         let spec: OutputSpec = "serial:/dev/ttyUSB0".parse().unwrap();
-        let Err(Error::Option { option, reason }) = open_sink(&spec) else {
+        let Err(e @ Error::FeatureMissing { feature, .. }) = open_sink(&spec) else {
             panic!("serial output opened without the feature");
         };
-        assert_eq!(option, "--follow-out");
-        assert!(reason.contains("lacks serial output"), "{reason}");
-        assert!(reason.contains("--features serial"), "{reason}");
+        assert_eq!(feature, "serial");
+        assert!(e.to_string().contains("--features serial"), "{e}");
     }
 
     #[cfg(not(feature = "mavlink"))]
     #[test]
     fn follow_output_mavlink_without_the_feature_says_so() {
         let spec: OutputSpec = "udpout:127.0.0.1:14550".parse().unwrap();
-        let Err(Error::Option { option, reason }) = open_sink(&spec) else {
+        let Err(e @ Error::FeatureMissing { feature, .. }) = open_sink(&spec) else {
             panic!("MAVLink output opened without the feature");
         };
-        assert_eq!(option, "--follow-out");
-        assert!(reason.contains("lacks MAVLink output"), "{reason}");
-        assert!(reason.contains("--features mavlink"), "{reason}");
+        assert_eq!(feature, "mavlink");
+        assert!(e.to_string().contains("--features mavlink"), "{e}");
     }
 
     #[test]

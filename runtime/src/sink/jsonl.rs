@@ -4,6 +4,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::create_error;
 use crate::error::{Error, Result};
 
 /// A file that only ever holds whole records: each record goes out in one write, and a write
@@ -62,15 +63,11 @@ impl JsonLinesWriter {
             return Ok(Self::stdout());
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::Option {
-                option: option.into(),
-                reason: format!("{}: cannot create folder: {e}", dir.display()),
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| create_error(option, dir, "cannot create folder", e))?;
         }
-        let f = RecordFile::create(path).map_err(|e| Error::Option {
-            option: option.into(),
-            reason: format!("{}: cannot write: {e}", path.display()),
-        })?;
+        let f =
+            RecordFile::create(path).map_err(|e| create_error(option, path, "cannot write", e))?;
         Ok(JsonLinesWriter {
             out: Out::File(f),
             name: path.display().to_string(),
@@ -88,7 +85,7 @@ impl JsonLinesWriter {
     }
 
     /// Writes one value as a whole line (one write, so a failure never leaves half a line).
-    pub fn write(&mut self, value: &serde_json::Value) -> Result<()> {
+    pub fn write<T: serde::Serialize>(&mut self, value: &T) -> Result<()> {
         self.line.clear();
         serde_json::to_writer(&mut self.line, value).map_err(|e| Error::Write {
             path: self.name.clone().into(),

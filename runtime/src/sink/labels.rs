@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::create_error;
 use crate::detection::Detection;
 use crate::error::{Error, Result};
 
@@ -16,10 +17,8 @@ pub struct YoloTxtWriter {
 impl YoloTxtWriter {
     /// Creates `dir` if needed; `with_conf` appends the score to each line.
     pub fn create(dir: &Path, with_conf: bool) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Option {
-            option: "--save-txt".into(),
-            reason: format!("{}: cannot create folder: {e}", dir.display()),
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| create_error("--save-txt", dir, "cannot create folder", e))?;
         Ok(YoloTxtWriter {
             dir: dir.to_path_buf(),
             with_conf,

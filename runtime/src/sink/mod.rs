@@ -1,6 +1,7 @@
 //! Outputs: annotated video or images, JSON lines, YOLO txt labels, MOTChallenge tracks and the
 //! live preview, combined into one [`Outputs`] stage run on the pipeline's output thread.
 
+pub mod frame_record;
 pub mod jsonl;
 pub mod labels;
 pub mod preview;
@@ -14,7 +15,8 @@ use crate::annotate::draw_detections;
 use crate::error::{Error, Result};
 use crate::model::Labels;
 use crate::mot::write_mot_line;
-use crate::pipeline::{frame_json, FrameResult, OutputStage, PipelineStats};
+use crate::pipeline::{FrameResult, OutputStage, PipelineStats};
+use frame_record::FrameRecord;
 use jsonl::{JsonLinesWriter, RecordFile};
 use labels::YoloTxtWriter;
 use preview::PreviewServer;
@@ -72,10 +74,8 @@ impl Outputs {
             check_writable(v, "--save-video")?;
         }
         if let Some(d) = &opts.images {
-            std::fs::create_dir_all(d).map_err(|e| Error::Option {
-                option: "--save".into(),
-                reason: format!("{}: cannot create folder: {e}", d.display()),
-            })?;
+            std::fs::create_dir_all(d)
+                .map_err(|e| create_error("--save", d, "cannot create folder", e))?;
         }
         let txt = opts
             .txt
@@ -85,10 +85,8 @@ impl Outputs {
         let mot = match &opts.mot {
             Some(p) => {
                 check_writable(p, "--save-mot")?;
-                let f = RecordFile::create(p).map_err(|e| Error::Option {
-                    option: "--save-mot".into(),
-                    reason: format!("{}: cannot write: {e}", p.display()),
-                })?;
+                let f = RecordFile::create(p)
+                    .map_err(|e| create_error("--save-mot", p, "cannot write", e))?;
                 Some((f, Vec::new()))
             }
             None => None,
@@ -118,7 +116,7 @@ impl Outputs {
 impl OutputStage for Outputs {
     fn write(&mut self, r: &FrameResult, stats: &PipelineStats, fps: f64) -> Result<()> {
         if let Some(j) = &mut self.json {
-            j.write(&frame_json(r, &self.labels))?;
+            j.write(&FrameRecord::new(r, &self.labels))?;
         }
         if let Some(t) = &self.txt {
             let name =
@@ -167,10 +165,9 @@ impl OutputStage for Outputs {
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_else(|| format!("frame_{}.jpg", r.frame.index));
                 let target = dir.join(name);
-                self.canvas.save(&target).map_err(|e| Error::Option {
-                    option: "--save".into(),
-                    reason: format!("{}: cannot write: {e}", target.display()),
-                })?;
+                self.canvas
+                    .save(&target)
+                    .map_err(|e| create_error("--save", &target, "cannot write", e))?;
             }
             if let Some(p) = &self.preview {
                 p.publish(
@@ -209,21 +206,29 @@ fn track_boxes(tracks: &[crate::track::Track]) -> Vec<crate::Detection> {
         .collect()
 }
 
+/// An output file or folder that cannot be created or written, naming the option that asked for it.
+pub(crate) fn create_error(
+    option: &str,
+    path: &Path,
+    doing: &str,
+    e: impl std::fmt::Display,
+) -> Error {
+    Error::output(
+        format!("{option} {}", path.display()),
+        format!("{doing}: {e}"),
+    )
+}
+
 /// Fails early, naming `option`, when `path` cannot be created.
 fn check_writable(path: &Path, option: &str) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Option {
-            option: option.into(),
-            reason: format!("{}: cannot create folder: {e}", dir.display()),
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| create_error(option, dir, "cannot create folder", e))?;
     }
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .map(|_| ())
-        .map_err(|e| Error::Option {
-            option: option.into(),
-            reason: format!("{}: cannot write: {e}", path.display()),
-        })
+        .map_err(|e| create_error(option, path, "cannot write", e))
 }

@@ -5,14 +5,13 @@
 //! for it to finish the file. ffmpeg runs in its own process group so Ctrl-C reaches only vigia.
 
 use std::io::{BufWriter, Write};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
 use image::RgbImage;
 
 use crate::error::{Error, Result};
-use crate::source::pipe::spawn_error;
+use crate::source::pipe::{own_process_group, spawn_error};
 
 /// Writes frames into a video file through an `ffmpeg` process.
 pub struct VideoWriter {
@@ -26,10 +25,8 @@ pub struct VideoWriter {
 impl VideoWriter {
     /// Starts encoding `width` x `height` frames at `fps` into `path` (container from the extension).
     pub fn create(path: &Path, width: u32, height: u32, fps: f64) -> Result<Self> {
-        let err = |reason: String| Error::Option {
-            option: "--save-video".into(),
-            reason: format!("{}: {reason}", path.display()),
-        };
+        let err =
+            |reason: String| Error::output(format!("--save-video {}", path.display()), reason);
         if width == 0 || height == 0 {
             return Err(err("frame size unknown".into()));
         }
@@ -62,11 +59,12 @@ impl VideoWriter {
         if ext == "mp4" || ext == "mov" || ext == "m4v" {
             cmd.args(["-movflags", "+frag_keyframe+empty_moov+default_base_moof"]);
         }
-        cmd.arg(path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .process_group(0);
+        own_process_group(
+            cmd.arg(path)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit()),
+        );
         let mut child = cmd.spawn().map_err(|e| spawn_error("ffmpeg", e))?;
         let stdin = child
             .stdin
@@ -84,17 +82,13 @@ impl VideoWriter {
     /// Appends one frame (must have the size given at creation).
     pub fn write(&mut self, frame: &RgbImage) -> Result<()> {
         if frame.dimensions() != self.size {
-            return Err(Error::Option {
-                option: "--save-video".into(),
-                reason: format!(
-                    "{}: frame is {}x{}, the video is {}x{}",
-                    self.path.display(),
-                    frame.width(),
-                    frame.height(),
-                    self.size.0,
-                    self.size.1
-                ),
-            });
+            return Err(self.broken(&format!(
+                "frame is {}x{}, the video is {}x{}",
+                frame.width(),
+                frame.height(),
+                self.size.0,
+                self.size.1
+            )));
         }
         let Some(stdin) = self.stdin.as_mut() else {
             return Err(self.broken("already closed"));
@@ -130,10 +124,7 @@ impl VideoWriter {
     }
 
     fn broken(&self, reason: &str) -> Error {
-        Error::Option {
-            option: "--save-video".into(),
-            reason: format!("{}: {reason}", self.path.display()),
-        }
+        Error::output(format!("--save-video {}", self.path.display()), reason)
     }
 }
 

@@ -50,10 +50,25 @@ fn describe_node(path: &Path) -> String {
     }
 }
 
-fn camera_error(reason: String) -> Error {
-    Error::Option {
-        option: "--source".into(),
-        reason,
+/// A camera spec that cannot name a camera (an argument error).
+fn spec_error(reason: String) -> Error {
+    Error::option("--source", reason)
+}
+
+/// A camera that cannot be opened or configured; `camera` names it (`camera /dev/video0 (C270)`).
+fn open_error(camera: impl Into<String>, reason: impl Into<String>) -> Error {
+    Error::SourceOpen {
+        source_name: camera.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A camera that failed while streaming.
+#[cfg_attr(not(all(target_os = "linux", feature = "v4l")), allow(dead_code))]
+fn lost_error(camera: impl Into<String>, reason: impl Into<String>) -> Error {
+    Error::SourceLost {
+        source_name: camera.into(),
+        reason: reason.into(),
     }
 }
 
@@ -69,21 +84,22 @@ fn missing_camera(spec: &str, path: &Path) -> Error {
 
 /// The error for a missing camera, given the descriptions of the devices present.
 fn missing_camera_among(spec: &str, path: &Path, devices: &[String]) -> Error {
-    let what = if spec == path.to_string_lossy() {
-        format!("camera {spec} not found")
+    let camera = if spec == path.to_string_lossy() {
+        format!("camera {spec}")
     } else {
-        format!("camera {spec} ({}) not found", path.display())
+        format!("camera {spec} ({})", path.display())
     };
     if devices.is_empty() {
-        camera_error(format!(
-            "{what}: no /dev/video* devices found: is the camera plugged in and the uvcvideo \
-             module loaded?"
-        ))
+        open_error(
+            camera,
+            "not found: no /dev/video* devices found: is the camera plugged in and the uvcvideo \
+             module loaded?",
+        )
     } else {
-        camera_error(format!(
-            "{what}; video devices here: {}",
-            devices.join(", ")
-        ))
+        open_error(
+            camera,
+            format!("not found; video devices here: {}", devices.join(", ")),
+        )
     }
 }
 
@@ -91,14 +107,14 @@ fn missing_camera_among(spec: &str, path: &Path, devices: &[String]) -> Error {
 pub fn camera_path(spec: &str) -> Result<PathBuf> {
     let spec_t = spec.trim();
     if spec_t.is_empty() || spec_t.contains('\0') {
-        return Err(camera_error(format!(
+        return Err(spec_error(format!(
             "{spec:?} is not a camera: give a number (0) or a device path (/dev/video0)"
         )));
     }
     if spec_t.bytes().all(|b| b.is_ascii_digit()) {
         return match spec_t.parse::<u32>() {
             Ok(n) => Ok(PathBuf::from(format!("/dev/video{n}"))),
-            Err(_) => Err(camera_error(format!("camera number {spec_t} is too large"))),
+            Err(_) => Err(spec_error(format!("camera number {spec_t} is too large"))),
         };
     }
     if let Some(n) = spec_t.strip_prefix("video") {
@@ -122,25 +138,38 @@ pub fn open_camera_pooled(
     req: &CameraRequest,
     pool: FramePool,
 ) -> Result<Box<dyn FrameSource>> {
-    let path = camera_path(spec)?;
     #[cfg(all(target_os = "linux", feature = "v4l"))]
     {
+        let path = camera_path(spec)?;
         if std::fs::symlink_metadata(&path).is_err() {
             return Err(missing_camera(spec, &path));
         }
         Ok(Box::new(v4l_camera::CameraSource::open(&path, req, pool)?))
     }
-    #[cfg(not(all(target_os = "linux", feature = "v4l")))]
+    #[cfg(all(feature = "nokhwa", any(target_os = "macos", target_os = "windows")))]
     {
+        use crate::source::desktop_camera::{camera_index, DesktopCamera};
+        let index = camera_index(spec)?;
+        Ok(Box::new(DesktopCamera::open(index, req, pool)?))
+    }
+    #[cfg(not(any(
+        all(target_os = "linux", feature = "v4l"),
+        all(feature = "nokhwa", any(target_os = "macos", target_os = "windows"))
+    )))]
+    {
+        let path = camera_path(spec)?;
         let _ = (req, pool);
-        let why = if cfg!(target_os = "linux") {
-            "this build of vigia has no camera support (rebuild with `--features v4l`, which \
-             needs clang and libclang-dev)"
-        } else {
-            "USB cameras are read through V4L2, which only exists on Linux; use a video file or \
-             stream, or an ffmpeg pipe from the camera"
-        };
-        Err(camera_error(format!("camera {}: {why}", path.display())))
+        if cfg!(target_os = "linux") {
+            return Err(Error::FeatureMissing {
+                feature: "v4l",
+                what: format!("camera {}", path.display()),
+            });
+        }
+        Err(open_error(
+            format!("camera {}", path.display()),
+            "USB cameras are read through V4L2 on Linux; on macOS and Windows build with the \
+             `nokhwa` feature, or use a video file, a stream or an ffmpeg pipe from the camera",
+        ))
     }
 }
 
@@ -267,10 +296,10 @@ impl BufferDecoder {
         self.bad_in_a_row += 1;
         if self.bad_in_a_row >= MAX_BAD_IN_A_ROW {
             self.bad_in_a_row = 0;
-            return Err(camera_error(format!(
-                "camera {}: {MAX_BAD_IN_A_ROW} frames in a row could not be decoded (last: {why})",
-                self.path.display()
-            )));
+            return Err(lost_error(
+                format!("camera {}", self.path.display()),
+                format!("{MAX_BAD_IN_A_ROW} frames in a row could not be decoded (last: {why})"),
+            ));
         }
         Ok(None)
     }
@@ -335,7 +364,7 @@ mod v4l_camera {
     use v4l::video::Capture;
     use v4l::{Device, Format, FourCC};
 
-    use super::{camera_error, choose_size, BufferDecoder, CameraRequest, SizeRange};
+    use super::{choose_size, lost_error, open_error, BufferDecoder, CameraRequest, SizeRange};
     use crate::error::{Error, Result};
     use crate::source::pixfmt::{self, PixelFormat};
     use crate::source::pool::FramePool;
@@ -371,6 +400,9 @@ mod v4l_camera {
             .to_string()
     }
 
+    /// What a failed dequeue is reported as (a failure while streaming, not while opening).
+    const CAPTURE_FAILED: &str = "capture failed";
+
     /// An I/O error of the device, with the usual remedies spelled out.
     fn io_error(path: &Path, doing: &str, e: &io::Error) -> Error {
         // Linux errno values: EACCES, EBUSY, ENODEV, ENOTTY, ENOSPC.
@@ -387,7 +419,13 @@ mod v4l_camera {
             }
             _ => "",
         };
-        camera_error(format!("camera {}: {doing}: {e}{hint}", path.display()))
+        let camera = format!("camera {}", path.display());
+        let reason = format!("{doing}: {e}{hint}");
+        if doing == CAPTURE_FAILED {
+            lost_error(camera, reason)
+        } else {
+            open_error(camera, reason)
+        }
     }
 
     fn sizes_offered(dev: &Device, fourcc: FourCC) -> Vec<SizeRange> {
@@ -416,9 +454,10 @@ mod v4l_camera {
             let shown = path.display();
             let meta = std::fs::metadata(path).map_err(|e| io_error(path, "cannot open", &e))?;
             if !meta.file_type().is_char_device() {
-                return Err(camera_error(format!(
-                    "camera {shown}: not a device node (a camera is /dev/videoN)"
-                )));
+                return Err(open_error(
+                    format!("camera {shown}"),
+                    "not a device node (a camera is /dev/videoN)",
+                ));
             }
             let device = Device::with_path(path).map_err(|e| io_error(path, "cannot open", &e))?;
             let caps = device
@@ -434,16 +473,16 @@ mod v4l_camera {
                 } else {
                     "cannot capture video"
                 };
-                return Err(camera_error(format!(
-                    "camera {shown} ({}, driver {}) {what}",
-                    caps.card, caps.driver
-                )));
+                return Err(open_error(
+                    format!("camera {shown} ({}, driver {})", caps.card, caps.driver),
+                    format!("it {what}"),
+                ));
             }
             if !caps.capabilities.contains(CapFlags::STREAMING) {
-                return Err(camera_error(format!(
-                    "camera {shown} ({}) does not support streaming I/O",
-                    caps.card
-                )));
+                return Err(open_error(
+                    format!("camera {shown} ({})", caps.card),
+                    "it does not support streaming I/O",
+                ));
             }
 
             let formats = device
@@ -457,16 +496,18 @@ mod v4l_camera {
                 let list: Vec<String> = formats.iter().map(|f| fourcc_text(f.fourcc)).collect();
                 let readable: Vec<String> =
                     PixelFormat::ALL.iter().map(|f| f.to_string()).collect();
-                return Err(camera_error(format!(
-                    "camera {shown} ({}) offers {} which vigia cannot read (it reads {})",
-                    caps.card,
-                    if list.is_empty() {
-                        "no video formats".to_string()
-                    } else {
-                        format!("only {}", list.join(", "))
-                    },
-                    readable.join(", ")
-                )));
+                return Err(open_error(
+                    format!("camera {shown} ({})", caps.card),
+                    format!(
+                        "it offers {} which vigia cannot read (it reads {})",
+                        if list.is_empty() {
+                            "no video formats".to_string()
+                        } else {
+                            format!("only {}", list.join(", "))
+                        },
+                        readable.join(", ")
+                    ),
+                ));
             };
 
             let fourcc = FourCC::new(&chosen.fourcc());
@@ -480,17 +521,22 @@ mod v4l_camera {
                 .set_format(&Format::new(w, h, fourcc))
                 .map_err(|e| io_error(path, &format!("cannot set {chosen} {w}x{h}"), &e))?;
             let format = PixelFormat::from_fourcc(actual.fourcc.repr).ok_or_else(|| {
-                camera_error(format!(
-                    "camera {shown}: asked for {chosen}, the driver chose {}, which vigia \
-                     cannot read",
-                    fourcc_text(actual.fourcc)
-                ))
+                open_error(
+                    format!("camera {shown}"),
+                    format!(
+                        "asked for {chosen}, the driver chose {}, which vigia cannot read",
+                        fourcc_text(actual.fourcc)
+                    ),
+                )
             })?;
             if actual.width == 0 || actual.height == 0 {
-                return Err(camera_error(format!(
-                    "camera {shown}: the driver set an empty frame size {}x{}",
-                    actual.width, actual.height
-                )));
+                return Err(open_error(
+                    format!("camera {shown}"),
+                    format!(
+                        "the driver set an empty frame size {}x{}",
+                        actual.width, actual.height
+                    ),
+                ));
             }
             let stride = (actual.stride > 0 && format != PixelFormat::Mjpeg)
                 .then_some(actual.stride as usize);
@@ -548,7 +594,7 @@ mod v4l_camera {
         fn next_frame(&mut self) -> Result<Option<Frame>> {
             loop {
                 let (buf, meta) = CaptureStream::next(&mut self.stream)
-                    .map_err(|e| io_error(&self.path, "capture failed", &e))?;
+                    .map_err(|e| io_error(&self.path, CAPTURE_FAILED, &e))?;
                 let used = (meta.bytesused as usize).min(buf.len());
                 let data = if used == 0 { buf } else { &buf[..used] };
                 let flagged = meta.flags.contains(BufferFlags::ERROR);
@@ -602,7 +648,7 @@ mod tests {
             Err(e) => e.to_string(),
         };
         eprintln!("{spec}: {err}");
-        assert!(err.contains("--source"), "{spec}: {err}");
+        assert!(err.contains(spec.trim()), "{spec}: {err}");
         for m in must {
             assert!(err.contains(m), "{spec}: {err:?} lacks {m:?}");
         }
@@ -632,12 +678,12 @@ mod tests {
         let err = missing_camera_among("2", Path::new("/dev/video2"), &devices).to_string();
         assert_eq!(
             err,
-            "invalid value for --source: camera 2 (/dev/video2) not found; video devices here: \
+            "cannot open source camera 2 (/dev/video2): not found; video devices here: \
              /dev/video0 (HD Webcam C270), /dev/video1"
         );
         let err = missing_camera_among("/dev/video2", Path::new("/dev/video2"), &[]).to_string();
         assert!(
-            err.contains("camera /dev/video2 not found: no /dev/video*"),
+            err.contains("camera /dev/video2: not found: no /dev/video*"),
             "{err}"
         );
     }
@@ -697,11 +743,20 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    #[cfg(not(all(target_os = "linux", feature = "v4l")))]
+    #[cfg(not(any(
+        all(target_os = "linux", feature = "v4l"),
+        all(feature = "nokhwa", any(target_os = "macos", target_os = "windows"))
+    )))]
     #[test]
     fn builds_without_v4l_say_so() {
         let err = assert_clean_error("0", &["/dev/video0"]);
         assert!(err.contains("v4l") || err.contains("V4L2"), "{err}");
+    }
+
+    #[cfg(all(feature = "nokhwa", any(target_os = "macos", target_os = "windows")))]
+    #[test]
+    fn desktop_cameras_are_numbers() {
+        assert_clean_error("/dev/video0", &["a number (0 for the first)"]);
     }
 
     fn decoder(format: PixelFormat, w: u32, h: u32) -> BufferDecoder {

@@ -83,8 +83,8 @@ pub fn is_image_path(p: &Path) -> bool {
 /// Expands `--source` into image paths: a file, a folder (its images, sorted, not recursive) or a glob.
 pub fn list_images(spec: &str) -> Result<Vec<PathBuf>> {
     let path = Path::new(spec);
-    let not_found = |reason: String| Error::Option {
-        option: "--source".into(),
+    let not_found = |reason: String| Error::SourceOpen {
+        source_name: spec.to_string(),
         reason,
     };
     if path.is_file() {
@@ -102,26 +102,25 @@ pub fn list_images(spec: &str) -> Result<Vec<PathBuf>> {
         files.sort();
         if files.is_empty() {
             return Err(not_found(format!(
-                "folder {spec} holds no images ({})",
+                "the folder holds no images ({})",
                 IMAGE_EXTENSIONS.join(", ")
             )));
         }
         return Ok(files);
     }
     if spec.contains(['*', '?', '[']) {
-        let pattern =
-            glob::glob(spec).map_err(|e| not_found(format!("bad glob pattern {spec}: {e}")))?;
+        let pattern = glob::glob(spec).map_err(|e| not_found(format!("bad glob pattern: {e}")))?;
         let mut files: Vec<PathBuf> = pattern
             .filter_map(|p| p.ok())
             .filter(|p| p.is_file())
             .collect();
         files.sort();
         if files.is_empty() {
-            return Err(not_found(format!("pattern {spec} matches no files")));
+            return Err(not_found("the pattern matches no files".into()));
         }
         return Ok(files);
     }
-    Err(not_found(format!("{spec}: no such file or folder")))
+    Err(not_found("no such file or folder".into()))
 }
 
 /// Decodes an image file into RGB8; errors name the file.
@@ -159,7 +158,7 @@ mod tests {
     fn missing_source_is_a_clear_error() {
         let e = list_images("/nonexistent/x.jpg").unwrap_err().to_string();
         assert!(
-            e.contains("--source") && e.contains("/nonexistent/x.jpg"),
+            e.contains("cannot open source") && e.contains("/nonexistent/x.jpg"),
             "{e}"
         );
         let e = list_images("/nonexistent/*.jpg").unwrap_err().to_string();

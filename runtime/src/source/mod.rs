@@ -2,6 +2,12 @@
 //! (through an `ffmpeg` pipe), cameras, and a synthetic scene.
 
 pub mod camera;
+// Compiled for tests everywhere: its format choice and frame decoding are tested on Linux.
+#[cfg(any(
+    test,
+    all(feature = "nokhwa", any(target_os = "macos", target_os = "windows"))
+))]
+pub mod desktop_camera;
 pub mod images;
 pub mod pipe;
 pub mod pixfmt;
@@ -126,15 +132,15 @@ pub enum SourceKind {
 pub fn classify_source(spec: &str) -> Result<SourceKind> {
     let lower = spec.to_ascii_lowercase();
     let index = |rest: &str| {
-        rest.trim_matches('/')
-            .parse::<u32>()
-            .map_err(|_| crate::Error::Option {
-                option: "--source".into(),
-                reason: format!(
+        rest.trim_matches('/').parse::<u32>().map_err(|_| {
+            crate::Error::option(
+                "--source",
+                format!(
                     "{spec}: expected a camera number after the scheme, e.g. {}0",
                     &spec[..spec.len() - rest.len()]
                 ),
-            })
+            )
+        })
     };
     Ok(if lower.starts_with("synthetic://") {
         SourceKind::Synthetic

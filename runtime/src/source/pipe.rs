@@ -6,7 +6,6 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -95,6 +94,7 @@ impl StallWatch {
             let (limit, silent) = self.silence();
             if silent >= limit {
                 self.stalled.store(true, Ordering::Relaxed);
+                #[cfg(unix)]
                 if let Ok(pgid) = i32::try_from(pgid) {
                     // SAFETY: plain syscall; the group is ours and not yet reaped (`done` is false
                     // and cannot become true while this lock is held).
@@ -102,9 +102,32 @@ impl StallWatch {
                         libc::kill(-pgid, libc::SIGKILL);
                     }
                 }
+                // The process and its children; its id stays ours while `done` is false.
+                #[cfg(windows)]
+                let _ = Command::new("taskkill")
+                    .args(["/F", "/T", "/PID", &pgid.to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
                 return;
             }
         }
+    }
+}
+
+/// Starts the process of `cmd` in a process group of its own, out of reach of a Ctrl-C aimed at
+/// vigia.
+pub(crate) fn own_process_group(cmd: &mut Command) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::process::CommandExt;
+        const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+        cmd.creation_flags(CREATE_NEW_PROCESS_GROUP);
     }
 }
 
@@ -146,15 +169,16 @@ impl PipeSource {
     ) -> Result<Self> {
         let program = cmd.get_program().to_string_lossy().into_owned();
         if info.width == 0 || info.height == 0 {
-            return Err(Error::Option {
-                option: "--source".into(),
-                reason: format!("{}: frame size unknown", info.name),
+            return Err(Error::SourceOpen {
+                source_name: info.name.clone(),
+                reason: "frame size unknown".into(),
             });
         }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
+        own_process_group(
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
         let mut child = cmd.spawn().map_err(|e| spawn_error(&program, e))?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -172,10 +196,7 @@ impl PipeSource {
                     }
                 }
             })
-            .map_err(|e| Error::Option {
-                option: "--source".into(),
-                reason: format!("cannot start a thread: {e}"),
-            })?;
+            .map_err(|e| Error::thread_spawn("capture log", e))?;
         let watch = if info.live {
             let watch = Arc::new(StallWatch::new());
             let w = watch.clone();
@@ -183,10 +204,7 @@ impl PipeSource {
             std::thread::Builder::new()
                 .name("vigia-src-watch".into())
                 .spawn(move || w.run(pgid))
-                .map_err(|e| Error::Option {
-                    option: "--source".into(),
-                    reason: format!("cannot start a thread: {e}"),
-                })?;
+                .map_err(|e| Error::thread_spawn("stall watch", e))?;
             Some(watch)
         } else {
             None
@@ -227,14 +245,10 @@ impl PipeSource {
         self.finished = true;
         watch.set_done();
         let _ = self.child.wait();
-        Some(Error::Option {
-            option: "--source".into(),
-            reason: format!(
-                "{}: stalled, no frame for {} s ({} stopped)",
-                self.info.name,
-                limit.as_secs(),
-                self.program
-            ),
+        Some(Error::SourceStalled {
+            source_name: self.info.name.clone(),
+            seconds: limit.as_secs(),
+            stopped: self.program.clone(),
         })
     }
 
@@ -267,11 +281,10 @@ impl PipeSource {
         let tail: Vec<&str> = log.tail.iter().map(String::as_str).collect();
         let ok = status.is_some_and(|s| s.success());
         if self.next_index == 0 {
-            return Err(Error::Option {
-                option: "--source".into(),
+            return Err(Error::SourceLost {
+                source_name: self.info.name.clone(),
                 reason: format!(
-                    "{}: {} produced no frame ({}){}",
-                    self.info.name,
+                    "{} produced no frame ({}){}",
                     self.program,
                     status.map(|s| s.to_string()).unwrap_or_default(),
                     if tail.is_empty() {
@@ -422,8 +435,8 @@ pub fn spawn_error(program: &str, e: std::io::Error) -> Error {
     } else {
         format!("cannot start {program}: {e}")
     };
-    Error::Option {
-        option: "--source".into(),
+    Error::Program {
+        program: program.to_string(),
         reason,
     }
 }

@@ -369,9 +369,9 @@ mod tests {
                 if self.end_cleanly {
                     return Ok(None);
                 }
-                return Err(Error::Option {
-                    option: "--source".into(),
-                    reason: "test camera unplugged".into(),
+                return Err(Error::SourceLost {
+                    source_name: "test camera".into(),
+                    reason: "unplugged".into(),
                 });
             }
             let shade = (self.life * 40 % 256) as u8;
@@ -405,9 +405,9 @@ mod tests {
             if pending > 0 {
                 s.pending = Some(pending - 1);
                 s.failed_opens += 1;
-                return Err(Error::Option {
-                    option: "--source".into(),
-                    reason: "test camera: no such device".into(),
+                return Err(Error::SourceOpen {
+                    source_name: "test camera".into(),
+                    reason: "no such device".into(),
                 });
             }
             s.pending = None;

@@ -63,9 +63,9 @@ pub fn probe(input: &str) -> Result<SourceInfo> {
         .stdin(Stdio::null())
         .output()
         .map_err(|e| spawn_error("ffprobe", e))?;
-    let bad = |reason: String| Error::Option {
-        option: "--source".into(),
-        reason: format!("{input}: {reason}"),
+    let bad = |reason: String| Error::SourceOpen {
+        source_name: input.to_string(),
+        reason,
     };
     if !out.status.success() {
         let msg = String::from_utf8_lossy(&out.stderr);
@@ -117,9 +117,9 @@ fn parse_rate(r: &str) -> Option<f64> {
 /// Opens a video file or stream through `ffmpeg`, decoding to RGB frames.
 pub fn open_ffmpeg(input: &str, stride: u64, pool: FramePool) -> Result<PipeSource> {
     if !is_stream_url(input) && !Path::new(input).is_file() {
-        return Err(Error::Option {
-            option: "--source".into(),
-            reason: format!("{input}: no such file"),
+        return Err(Error::SourceOpen {
+            source_name: input.to_string(),
+            reason: "no such file".into(),
         });
     }
     let info = probe(input)?;

@@ -1,0 +1,119 @@
+//! Graph passes applied to ONNX models before tract optimizes them.
+//!
+//! Each pass recognizes a pattern in the ONNX protobuf and replaces it by something tract runs
+//! faster, with the same results: [`pad_fold`] and [`yolo_head_cut`]. Passes only fire when every
+//! part of the pattern is checked (operators, attributes and constant values, single consumers);
+//! anything else leaves the graph as it is. `VIGIA_NO_REWRITE=1` turns them all off.
+
+pub mod pad_fold;
+mod proto;
+pub mod yolo_head_cut;
+
+use tract_onnx::pb;
+
+/// Environment variable that disables every rewrite when set to anything but `0` or empty.
+pub const DISABLE_ENV: &str = "VIGIA_NO_REWRITE";
+
+/// What the passes changed in one graph.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RewriteReport {
+    /// `Pad` nodes folded into the following convolution(s).
+    pub pads_folded: usize,
+    /// Ultralytics DFL heads cut (0 or 1).
+    pub dfl_heads_cut: usize,
+    /// Nodes removed from the graph in total.
+    pub nodes_removed: usize,
+}
+
+impl RewriteReport {
+    /// True when no pass changed anything.
+    pub fn is_empty(&self) -> bool {
+        self.pads_folded == 0 && self.dfl_heads_cut == 0
+    }
+
+    /// One line for load messages, e.g. `28 Pad folded into Conv, DFL head cut`.
+    pub fn summary(&self) -> String {
+        let mut parts = vec![];
+        if self.pads_folded > 0 {
+            parts.push(format!("{} Pad folded into Conv", self.pads_folded));
+        }
+        if self.dfl_heads_cut > 0 {
+            parts.push("YOLO DFL head decoded in Rust".to_string());
+        }
+        if parts.is_empty() {
+            "none".to_string()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// True unless [`DISABLE_ENV`] is set to a value other than `0` or empty.
+pub fn enabled() -> bool {
+    match std::env::var(DISABLE_ENV) {
+        Ok(v) => v.is_empty() || v == "0",
+        Err(_) => true,
+    }
+}
+
+/// What a pass knows about the model besides its graph.
+#[derive(Debug, Clone, Copy)]
+pub struct PassContext<'a> {
+    /// The fixed input shape the model will run with (NCHW or NHWC, batch 1).
+    pub input_shape: &'a [usize],
+    /// The default-domain opset version.
+    pub opset: i64,
+}
+
+/// One rewrite of an ONNX graph: finds its pattern and rewrites it in place, counting what it
+/// changed in the report (and changing nothing when the pattern is not all there).
+pub trait GraphPass {
+    /// Short name, for logs.
+    fn name(&self) -> &'static str;
+    /// Rewrites `graph` in place and records what changed.
+    fn apply(&self, graph: &mut pb::GraphProto, ctx: &PassContext, report: &mut RewriteReport);
+}
+
+/// The passes in the order they run.
+pub fn default_passes() -> Vec<Box<dyn GraphPass>> {
+    vec![
+        Box::new(pad_fold::PadFold),
+        Box::new(yolo_head_cut::YoloHeadCut),
+    ]
+}
+
+/// Runs every pass on a copy of `model` for an input of `input_shape` (NCHW or NHWC, batch 1);
+/// `None` when no pass applies.
+pub fn rewrite(
+    model: &pb::ModelProto,
+    input_shape: &[usize],
+) -> Option<(pb::ModelProto, RewriteReport)> {
+    model.graph.as_ref()?;
+    let ctx = PassContext {
+        input_shape,
+        opset: opset(model),
+    };
+    let mut out = model.clone();
+    let g = out.graph.as_mut()?;
+    let before = g.node.len();
+    let mut report = RewriteReport::default();
+    for pass in default_passes() {
+        pass.apply(g, &ctx, &mut report);
+    }
+    if report.is_empty() {
+        return None;
+    }
+    proto::prune_dead_nodes(g);
+    report.nodes_removed = before - g.node.len();
+    Some((out, report))
+}
+
+/// Default-domain opset version (1 when absent).
+fn opset(model: &pb::ModelProto) -> i64 {
+    model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .unwrap_or(1)
+}
