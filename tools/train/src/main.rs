@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use vigia_train::autolabel::{autolabel, AutolabelArgs};
+use vigia_train::classify::run::{classify, ClassifyArgs};
 use vigia_train::detect::run::{detect, DetectArgs};
-use vigia_train::run::{classify, export, ClassifyArgs, ExportArgs};
+use vigia_train::export::{export, ExportArgs};
 
 /// Train models for vigia and export them as ONNX with a model card.
 #[derive(Parser)]

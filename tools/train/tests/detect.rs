@@ -10,12 +10,12 @@ use burn::tensor::{Device, Tensor, TensorData};
 use clap::Parser;
 use image::RgbImage;
 use vigia::BBox;
+use vigia_train::common::parity::PARITY_TOLERANCE;
 use vigia_train::detect::data::{read_coco, read_yolo, DataYaml, MissingLabels};
 use vigia_train::detect::loss::{assign, ciou, level_for, TargetBox};
 use vigia_train::detect::metrics::{mean_average_precision, GroundTruth, Prediction};
 use vigia_train::detect::model::DetNetConfig;
 use vigia_train::detect::run::{detect, DetectArgs};
-use vigia_train::run::PARITY_TOLERANCE;
 
 fn shared_images() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/images");
@@ -271,8 +271,8 @@ fn detector_trains_exports_and_runs_in_vigia() {
 
     // `vigia-train export` takes the detector's checkpoint as well.
     let exported = root.join("again.onnx");
-    let p = vigia_train::run::export(
-        &vigia_train::run::ExportArgs {
+    let p = vigia_train::export::export(
+        &vigia_train::export::ExportArgs {
             checkpoint: out.join("checkpoint"),
             best: false,
             out: exported.clone(),
@@ -289,7 +289,7 @@ fn detector_trains_exports_and_runs_in_vigia() {
     // Resume continues the run; a checkpoint of another network is refused.
     let mut more = a.clone();
     more.epochs = 25;
-    more.resume = Some(out.join("checkpoint"));
+    more.run.resume = Some(out.join("checkpoint"));
     more.no_vigia_eval = true;
     let r2 = detect(&more, "test").expect("resume");
     assert_eq!(r2.history.len(), 25);
@@ -578,7 +578,7 @@ fn map_of_hand_made_cases() {
 
 #[test]
 fn augmentation_moves_boxes_with_the_pixels_and_is_seeded() {
-    use vigia_train::data::Rng;
+    use vigia_train::common::rng::Rng;
     use vigia_train::detect::data::{augment_into, Augment, Letterboxed};
     // A white 20x30 block at (70, 20) on black, 128x96.
     let (w, h) = (128usize, 96usize);

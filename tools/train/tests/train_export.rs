@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use clap::Parser;
-use vigia_train::data::{ColorMode, Dataset, Format, LoadSpec};
-use vigia_train::run::{classify, ClassifyArgs, PARITY_TOLERANCE};
+use vigia_train::classify::data::{ColorMode, Dataset, Format, LoadSpec};
+use vigia_train::classify::run::{classify, ClassifyArgs};
+use vigia_train::common::parity::PARITY_TOLERANCE;
 
 /// `../shared` relative to the workspace root, when present.
 fn shared() -> Option<PathBuf> {
@@ -134,13 +135,13 @@ fn cnn_trains_exports_and_matches_tract_and_vigia_on_image_folders() {
     // Resume continues from the checkpoint; a checkpoint of another network is refused.
     let mut more = a.clone();
     more.epochs = 5;
-    more.resume = Some(out.join("checkpoint"));
-    more.out = dir.join("run2");
+    more.run.resume = Some(out.join("checkpoint"));
+    more.run.out = dir.join("run2");
     more.no_agreement = true;
     let r2 = classify(&more, "test").unwrap();
     assert!(r2.parity.max_abs_err < PARITY_TOLERANCE);
     let mut other = more.clone();
-    other.arch = vigia_train::model::Arch::Mlp;
+    other.arch = vigia_train::classify::model::Arch::Mlp;
     let e = format!("{:#}", classify(&other, "test").unwrap_err());
     assert!(e.contains("another network"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
@@ -223,7 +224,7 @@ fn committed_mnist_model_classifies_held_out_digits_in_vigia() {
     let dir = tmp("committed");
     // Compare against the labels: vigia's accuracy on digits the model never saw.
     let preds: Vec<usize> = held.labels.iter().map(|l| *l as usize).collect();
-    let a = vigia_train::export::vigia_agreement(&onnx, &held, &preds, &dir).unwrap();
+    let a = vigia_train::classify::export::vigia_agreement(&onnx, &held, &preds, &dir).unwrap();
     assert!(
         a.vigia_accuracy >= 0.975,
         "held-out accuracy {}",

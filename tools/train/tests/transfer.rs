@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use vigia_train::run::{classify, ClassifyArgs, PARITY_TOLERANCE};
-use vigia_train::transfer::Pretrained;
+use vigia_train::classify::run::{classify, ClassifyArgs};
+use vigia_train::classify::transfer::Pretrained;
+use vigia_train::common::parity::PARITY_TOLERANCE;
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("vigia-train-{name}-{}", std::process::id()));
@@ -175,7 +176,7 @@ fn init_freeze_keeps_frozen_layers_replaces_head_and_exports() {
     let hist = std::fs::read_to_string(frozen_out.join("history.csv")).unwrap();
     assert_eq!(hist.lines().count(), 3, "{hist}");
     // The exported head is sized for two classes.
-    let onnx = vigia_train::export::engine_outputs(
+    let onnx = vigia_train::common::parity::engine_outputs(
         &frozen.onnx,
         vigia::model::Task::Classify,
         &[vec![0.5; 256]],

@@ -14,12 +14,12 @@ use vigia::preprocess::Preprocessor;
 use vigia::BBox;
 
 use super::loss::TargetBox;
-use crate::data::Rng;
+use crate::common::card::SCALE;
+use crate::common::onnx::INPUT_NAME;
+use crate::common::rng::Rng;
 
 /// Grey level of letterbox padding (Ultralytics' 114).
 pub const PAD: u8 = 114;
-/// Pixel scale fed to the network: `x = pixel / 255`.
-pub const SCALE: f32 = 1.0 / 255.0;
 
 /// One labelled box, normalised to the image (0..1).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -554,7 +554,7 @@ pub struct DetSet {
 /// vigia's input spec for the detector's input: RGB, letterboxed with grey 114, pixel / 255.
 pub fn input_spec(width: usize, height: usize) -> InputSpec {
     InputSpec {
-        name: Some(crate::export::INPUT_NAME.into()),
+        name: Some(INPUT_NAME.into()),
         layout: Layout::Nchw,
         width: width as u32,
         height: height as u32,
@@ -652,10 +652,6 @@ impl Augment {
     };
 }
 
-fn unit(rng: &mut Rng) -> f32 {
-    (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-}
-
 /// Writes image `item` into `dst` (`3 * H * W`, pixel / 255) with augmentation drawn from `rng`,
 /// and returns its boxes after the same transform (boxes mostly cut off are dropped).
 pub fn augment_into(
@@ -666,24 +662,24 @@ pub fn augment_into(
     rng: &mut Rng,
     dst: &mut [f32],
 ) -> Vec<TargetBox> {
-    let flip = unit(rng) < aug.flip;
-    let s = 1.0 + aug.scale * (2.0 * unit(rng) - 1.0);
+    let flip = rng.unit() < aug.flip;
+    let s = 1.0 + aug.scale * (2.0 * rng.unit() - 1.0);
     // Shift so the zoomed image still covers a random part of the frame.
     let free_x = (w as f32 * (1.0 - s)).abs();
     let free_y = (h as f32 * (1.0 - s)).abs();
     let tx = if aug.scale > 0.0 {
         let lo = (w as f32 * (1.0 - s)).min(0.0);
-        lo + unit(rng) * free_x
+        lo + rng.unit() * free_x
     } else {
         0.0
     };
     let ty = if aug.scale > 0.0 {
         let lo = (h as f32 * (1.0 - s)).min(0.0);
-        lo + unit(rng) * free_y
+        lo + rng.unit() * free_y
     } else {
         0.0
     };
-    let jitter = |rng: &mut Rng| 1.0 + aug.color * (2.0 * unit(rng) - 1.0);
+    let jitter = |rng: &mut Rng| 1.0 + aug.color * (2.0 * rng.unit() - 1.0);
     let (bright, contrast, sat) = (jitter(rng), jitter(rng), jitter(rng));
     let plane = w * h;
     let src = &item.pixels;

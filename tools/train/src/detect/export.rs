@@ -7,12 +7,17 @@ use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use burn_onnx::export::OnnxExporter;
-use vigia::model::{ModelCard, OutputFamily, OutputSpec, Provenance, Task};
+use vigia::model::{ModelCard, OutputFamily, OutputSpec, Task};
 
 use super::data::input_spec;
-use super::model::{DetNetConfig, YoloNet};
-use super::train::load_detector;
-use crate::export::{card_files, engine_outputs, rename_io, sha256_hex, CardFiles};
+use super::model::{decode, load_detector, DetNetConfig, YoloNet};
+use super::train::DetCheckpointState;
+use crate::common::card::CardFiles;
+use crate::common::checkpoint::{export_notes, CheckpointPaths};
+use crate::common::onnx::export_graph;
+use crate::common::parity::{engine_outputs, max_abs_diff, Parity, PARITY_TOLERANCE};
+use crate::common::rng::Rng;
+use crate::common::tensor::host;
 
 /// Name of the exported detector's output (Ultralytics' name).
 pub const DETECT_OUTPUT_NAME: &str = "output0";
@@ -29,17 +34,15 @@ pub fn export_detector(
     let model = load_detector(net, weights, &device)?.valid();
     let sample = Tensor::<4>::zeros([1, 3, net.height, net.width], &device);
     let cfg = net.clone();
-    let onnx = OnnxExporter::new()
-        .export(&model, sample, move |m: &YoloNet, x: Tensor<4>| {
-            m.forward(x, &cfg)
-        })
-        .map_err(|e| anyhow::anyhow!("ONNX export of {} failed: {e}", weights.display()))?;
-    let bytes = rename_io(onnx.as_bytes(), producer, DETECT_OUTPUT_NAME)
-        .with_context(|| format!("rewriting the exported graph for {}", out.display()))?;
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    std::fs::write(out, bytes).with_context(|| format!("cannot write {}", out.display()))
+    export_graph(
+        &model,
+        sample,
+        move |m: &YoloNet, x: Tensor<4>| m.forward(x, &cfg),
+        weights,
+        out,
+        producer,
+        DETECT_OUTPUT_NAME,
+    )
 }
 
 /// Writes the model card `<onnx stem>.toml` (family `yolov8`, letterbox) and the labels file.
@@ -50,45 +53,31 @@ pub fn write_detector_card(
     notes: &str,
     source: &str,
 ) -> Result<PathBuf> {
-    let CardFiles {
-        stem,
-        file,
-        dir,
-        labels_name,
-        bytes,
-    } = card_files(onnx, names)?;
+    let files = CardFiles::new(onnx, names)?;
     let card = ModelCard {
-        name: stem.clone(),
+        name: files.stem.clone(),
         task: Task::Detect,
-        model: Some(file),
+        model: Some(files.file.clone()),
         input: input_spec(net.width, net.height),
         output: OutputSpec {
             family: OutputFamily::Yolov8,
-            labels: Some(labels_name),
+            labels: Some(files.labels_name.clone()),
             softmax: None,
             num_classes: Some(net.classes),
         },
-        provenance: Provenance {
-            license: Some("Apache-2.0".into()),
-            source: Some(source.into()),
-            notes: Some(notes.into()),
-            sha256: Some(sha256_hex(&bytes)),
-        },
+        provenance: files.provenance(source, notes),
     };
-    let path = dir.join(format!("{stem}.toml"));
-    let text = format!(
-        "# {stem}: YOLO-style detector trained with vigia-train (burn), exported with burn-onnx.\n\
+    let header = format!(
+        "# {}: YOLO-style detector trained with vigia-train (burn), exported with burn-onnx.\n\
          # Input: RGB {}x{} letterboxed (grey 114), pixel / 255; output [1, 4 + {}, {}]: cx, cy, w, h\n\
-         # in input pixels, then sigmoid(objectness) * sigmoid(class) per class.\n{}",
+         # in input pixels, then sigmoid(objectness) * sigmoid(class) per class.\n",
+        files.stem,
         net.width,
         net.height,
         net.classes,
         net.cells(),
-        card.to_toml()
     );
-    ModelCard::from_toml(&text, &path).context("the written model card does not parse")?;
-    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(path)
+    files.write_card(&header, &card)
 }
 
 /// burn vs vigia's engine on the exported detector.
@@ -114,27 +103,6 @@ impl DetParity {
             .max(self.score_abs_err)
             .max(self.box_norm_err)
     }
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> Result<f32> {
-    if a.len() != b.len() {
-        anyhow::bail!("tract gives {} output values, burn {}", a.len(), b.len());
-    }
-    Ok(a.iter().zip(b).fold(0f32, |m, (x, y)| {
-        let d = (x - y).abs();
-        if d.is_nan() {
-            f32::INFINITY
-        } else {
-            m.max(d)
-        }
-    }))
-}
-
-fn host3(t: Tensor<3>) -> Vec<f32> {
-    t.into_data_as::<f32>()
-        .as_slice::<f32>()
-        .map(|s| s.to_vec())
-        .unwrap_or_default()
 }
 
 /// Compares `model` (burn, CPU, weights from `weights`) with the ONNX at `onnx` in vigia's engine
@@ -180,14 +148,14 @@ pub fn detector_parity(
         let burn_raw = m.forward_raw(x);
         p.raw_abs_err = p
             .raw_abs_err
-            .max(max_diff(&raw[k], &host3(burn_raw.clone()))?);
-        let burn_out = host3(super::model::decode(burn_raw, net));
+            .max(max_abs_diff(&raw[k], &host(burn_raw.clone()))?);
+        let burn_out = host(decode(burn_raw, net));
         let t = &decoded[k];
-        p.box_abs_err = p.box_abs_err.max(max_diff(
+        p.box_abs_err = p.box_abs_err.max(max_abs_diff(
             &t[..4 * n.min(t.len() / 4)],
             &burn_out[..4 * n.min(burn_out.len() / 4)],
         )?);
-        p.score_abs_err = p.score_abs_err.max(max_diff(
+        p.score_abs_err = p.score_abs_err.max(max_abs_diff(
             t.get(4 * n..).unwrap_or_default(),
             burn_out.get(4 * n..).unwrap_or_default(),
         )?);
@@ -229,4 +197,34 @@ fn tract_raw(path: &Path, inputs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
         out.push(v);
     }
     Ok(out)
+}
+
+/// `vigia-train export` of detector checkpoint `dir`: ONNX + card at `out`, checked with tract.
+pub fn export_checkpoint(
+    dir: &Path,
+    state: &DetCheckpointState,
+    best: bool,
+    out: &Path,
+    command_line: &str,
+) -> Result<Parity> {
+    let p = CheckpointPaths::new(dir);
+    let net = &state.config.net;
+    let weights = p.weights(best);
+    export_detector(net, weights, out, command_line)?;
+    let notes = export_notes(weights, state.epochs_done);
+    write_detector_card(out, net, &state.names, &notes, command_line)?;
+    let mut rng = Rng::new(7);
+    let n = 3 * net.width * net.height;
+    let inputs: Vec<Vec<f32>> = (0..2).map(|_| rng.noise(n)).collect();
+    let parity = detector_parity(out, weights, net, &inputs)?;
+    if parity.max_err() >= PARITY_TOLERANCE {
+        anyhow::bail!(
+            "export parity failed: burn and tract differ by {:.3e} ({parity:?})",
+            parity.max_err()
+        );
+    }
+    Ok(Parity {
+        inputs: parity.inputs,
+        max_abs_err: parity.max_err(),
+    })
 }

@@ -11,6 +11,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::model::{DetNetConfig, STRIDES};
+use crate::common::tensor::host;
 
 /// Box weight (YOLOv5 gains at a 320-pixel input: box 0.05, objectness 0.25, classes 0.125).
 pub const BOX_GAIN: f32 = 0.05;
@@ -197,12 +198,7 @@ pub fn detection_loss(raw: Tensor<3>, net: &DetNetConfig, targets: &[Vec<TargetB
         let tbox = Tensor::<2>::from_data(TensorData::new(tbox, [p, 4]), &device);
         let (ci, iou) = ciou(pred_boxes, tbox);
         let box_mean = (ci.neg() + 1.0).mean();
-        let iou_host = iou
-            .detach()
-            .into_data_as::<f32>()
-            .as_slice::<f32>()
-            .map(|s| s.to_vec())
-            .unwrap_or_default();
+        let iou_host = host(iou.detach());
         for (k, &i) in a.index.iter().enumerate() {
             obj_target[i as usize] = iou_host.get(k).copied().unwrap_or(0.0).max(0.0);
         }

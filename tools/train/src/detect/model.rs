@@ -8,6 +8,8 @@
 //! `score_k = sigmoid(obj) * sigmoid(cls_k)`. Constants hold the per-cell grid, so the exported
 //! graph uses only Conv, BatchNormalization, Sigmoid, Mul, Add, Resize, Concat, Reshape and Slice.
 
+use std::path::Path;
+
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::interpolate::{Interpolate2d, Interpolate2dConfig, InterpolateMode};
@@ -15,6 +17,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
+
+use crate::common::checkpoint::load_module;
 
 /// Output strides of the three prediction levels.
 pub const STRIDES: [usize; 3] = [8, 16, 32];
@@ -305,4 +309,9 @@ pub fn decode(raw: Tensor<3>, net: &DetNetConfig) -> Tensor<3> {
         Tensor::cat(vec![obj; c], 1)
     };
     Tensor::cat(vec![xy, wh, obj * cls], 1)
+}
+
+/// Loads trained weights (`.bpk`) into a fresh detector on `device`.
+pub fn load_detector(net: &DetNetConfig, path: &Path, device: &Device) -> anyhow::Result<YoloNet> {
+    load_module(net.init(device), path)
 }

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use burn::module::Module;
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 use vigia::decode::DecodeParams;
@@ -13,17 +12,30 @@ use vigia::model::Task;
 use vigia::resolve::{load_model, LoadOptions};
 use vigia::BBox;
 
-use super::data::{read_coco, read_yolo, Augment, DetDataset, DetSet, MissingLabels, SCALE};
+use super::data::{read_coco, read_yolo, Augment, DetDataset, DetSet, MissingLabels, Sample};
+use super::eval::{evaluate, EVAL_CONF, EVAL_MAX_DET, EVAL_NMS_IOU};
 use super::export::{detector_parity, export_detector, write_detector_card, DetParity};
 use super::metrics::{mean_average_precision, GroundTruth, MapReport, Prediction};
-use super::model::DetNetConfig;
-use super::train::{
-    evaluate, load_detector, train_detector, DetEpochStats, DetTrainConfig, EVAL_CONF,
-    EVAL_MAX_DET, EVAL_NMS_IOU,
-};
-use crate::data::Rng;
-use crate::run::{DeviceKind, PARITY_TOLERANCE};
-use crate::train::{OptimSettings, OptimizerKind, RunOptions, Schedule};
+use super::model::{load_detector, DetNetConfig};
+use super::train::{train_detector, DetEpochStats, DetTrainConfig};
+use crate::common::args::{parse_wxh, CommandDefaults, OptimArgs, RunArgs};
+use crate::common::card::SCALE;
+use crate::common::parity::PARITY_TOLERANCE;
+use crate::common::plot;
+use crate::common::rng::Rng;
+use crate::common::run_dir::RunDir;
+
+/// `detect`'s defaults in the shared option groups.
+#[derive(Debug, Clone)]
+pub struct DetectDefaults;
+
+impl CommandDefaults for DetectDefaults {
+    const LR: &'static str = "0.002";
+    const SCHEDULE: &'static str = "cosine";
+    const SCHEDULE_HELP: &'static str = "Learning-rate schedule over epochs";
+    const LR_STEP: &'static str = "10";
+    const OUT: &'static str = "runs/detect";
+}
 
 /// Dataset layout of `vigia-train detect`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -60,27 +72,9 @@ pub struct DetectArgs {
     /// Channel multiplier of the network (stages of w, 2w, 4w, 8w, 8w channels)
     #[arg(long, default_value_t = 16)]
     pub width: usize,
-    /// Optimizer
-    #[arg(long, value_enum, default_value = "adam")]
-    pub optimizer: OptimizerKind,
-    /// Learning rate
-    #[arg(long, default_value_t = 2e-3)]
-    pub lr: f64,
-    /// Momentum (SGD, RMSProp)
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f64,
-    /// L2 weight decay
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f64,
-    /// Learning-rate schedule over epochs
-    #[arg(long, value_enum, default_value = "cosine")]
-    pub schedule: Schedule,
-    /// Epochs between step decays (--schedule step)
-    #[arg(long, default_value_t = 10)]
-    pub lr_step: usize,
-    /// Step-decay factor (--schedule step)
-    #[arg(long, default_value_t = 0.5)]
-    pub lr_gamma: f64,
+    /// Optimizer and learning-rate schedule.
+    #[command(flatten)]
+    pub optim: OptimArgs<DetectDefaults>,
     /// Optimizer steps of linear learning-rate warm-up
     #[arg(long, default_value_t = 50)]
     pub warmup_steps: usize,
@@ -102,18 +96,9 @@ pub struct DetectArgs {
     /// Augmentation: brightness, contrast and saturation factors in [1 - c, 1 + c]
     #[arg(long, default_value_t = 0.3)]
     pub color_jitter: f32,
-    /// Run folder: checkpoints, plots, metrics
-    #[arg(long, default_value = "runs/detect")]
-    pub out: PathBuf,
-    /// ONNX to write (default: OUT/model.onnx); its model card and labels go next to it
-    #[arg(long)]
-    pub export: Option<PathBuf>,
-    /// Resume from a checkpoint folder (OUT/checkpoint of an earlier run)
-    #[arg(long)]
-    pub resume: Option<PathBuf>,
-    /// Training device
-    #[arg(long, value_enum, default_value = "flex")]
-    pub device: DeviceKind,
+    /// Run folder, export path, resume and device.
+    #[command(flatten)]
+    pub run: RunArgs<DetectDefaults>,
     /// Skip the check of the export through vigia's detector on the validation images
     #[arg(long)]
     pub no_vigia_eval: bool,
@@ -123,17 +108,9 @@ pub struct DetectArgs {
 }
 
 fn parse_imgsz(s: &str) -> std::result::Result<(usize, usize), String> {
-    let (w, h) = s
-        .split_once(['x', 'X'])
-        .ok_or_else(|| format!("`{s}` is not WxH (e.g. 320x256)"))?;
-    let p = |v: &str| {
-        v.trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (64..=4096).contains(n) && n.is_multiple_of(32))
-            .ok_or_else(|| format!("`{v}` in `{s}` is not a multiple of 32 in 64..=4096"))
-    };
-    Ok((p(w)?, p(h)?))
+    parse_wxh(s, "320x256", "a multiple of 32 in 64..=4096", |n| {
+        (64..=4096).contains(&n) && n.is_multiple_of(32)
+    })
 }
 
 impl DetectArgs {
@@ -146,15 +123,7 @@ impl DetectArgs {
                 classes,
                 base: self.width,
             },
-            optim: OptimSettings {
-                optimizer: self.optimizer,
-                lr: self.lr,
-                momentum: self.momentum,
-                weight_decay: self.weight_decay,
-                schedule: self.schedule,
-                lr_step: self.lr_step,
-                lr_gamma: self.lr_gamma,
-            },
+            optim: self.optim.settings(),
             batch_size: self.batch_size,
             epochs: self.epochs,
             seed: self.seed,
@@ -243,30 +212,18 @@ pub fn detect(args: &DetectArgs, command_line: &str) -> Result<DetectReport> {
             args.data.display()
         );
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let ckpt = args.out.join("checkpoint");
+    let run = RunDir::create(&args.run.out)?;
+    let ckpt = run.checkpoint();
     let t0 = Instant::now();
     let trained = train_detector(
         &cfg,
         &ds.names,
         &train_set,
         &val_set,
-        RunOptions {
-            device: args.device.device(),
-            checkpoint: Some(&ckpt),
-            resume: args.resume.as_deref(),
-            progress: !args.quiet,
-            init: None,
-        },
+        args.run.options(&ckpt, !args.quiet),
     )?;
     let train_seconds = t0.elapsed().as_secs_f64();
-    let final_weights = args.out.join("final.bpk");
-    trained
-        .model
-        .clone()
-        .save_file(&final_weights)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", final_weights.display()))?;
+    let final_weights = run.save_final(&trained.model)?;
 
     // Evaluate the final weights on the CPU, loaded as they are exported.
     let cpu = Device::flex();
@@ -278,12 +235,9 @@ pub fn detect(args: &DetectArgs, command_line: &str) -> Result<DetectReport> {
         val_set.len(),
         train_seconds
     );
-    write_history(&args.out, &trained.history)?;
+    write_history(&run, &trained.history)?;
 
-    let onnx = args
-        .export
-        .clone()
-        .unwrap_or_else(|| args.out.join("model.onnx"));
+    let onnx = run.onnx(args.run.export.as_deref());
     export_detector(&cfg.net, &final_weights, &onnx, command_line)?;
     let notes = format!(
         "{} train / {} val images from {}, seed {}, {} epochs; validation mAP@0.5 {:.4} (burn)",
@@ -354,22 +308,13 @@ pub fn parity_inputs(set: &DetSet, k: usize, seed: u64) -> Vec<Vec<f32>> {
         .take(k)
         .map(|i| i.pixels.iter().map(|&p| p as f32 * SCALE).collect())
         .collect();
-    let mut rng = Rng::new(seed);
-    out.push(
-        (0..3 * set.width * set.height)
-            .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
-            .collect(),
-    );
+    out.push(Rng::new(seed).noise(3 * set.width * set.height));
     out
 }
 
 /// mAP@0.5 of the ONNX at `onnx` run by vigia's detector (its loader, preprocessing, decoder and
 /// NMS) on `samples`, against their labels, in source pixels. Undecodable images are skipped.
-pub fn vigia_map(
-    onnx: &Path,
-    samples: &[super::data::Sample],
-    classes: usize,
-) -> Result<MapReport> {
+pub fn vigia_map(onnx: &Path, samples: &[Sample], classes: usize) -> Result<MapReport> {
     let spec = onnx.to_string_lossy();
     let loaded = load_model(Some(&spec), Some(Task::Detect), &LoadOptions::default())
         .map_err(|e| anyhow::anyhow!("vigia cannot load {}: {e}", onnx.display()))?;
@@ -407,29 +352,28 @@ pub fn vigia_map(
     Ok(mean_average_precision(&preds, &gts, classes, 0.5))
 }
 
-/// Writes `history.csv` and `curves.png` (loss, mAP@0.5) into `out`.
-fn write_history(out: &Path, history: &[DetEpochStats]) -> Result<()> {
-    let mut csv =
-        String::from("epoch,lr,train_loss,box_loss,obj_loss,cls_loss,val_loss,val_map50,seconds\n");
-    for s in history {
-        csv += &format!(
-            "{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.3}\n",
-            s.epoch,
-            s.lr,
-            s.train_loss,
-            s.box_loss,
-            s.obj_loss,
-            s.cls_loss,
-            s.val_loss,
-            s.val_map50,
-            s.seconds
-        );
-    }
-    let p = out.join("history.csv");
-    std::fs::write(&p, csv).with_context(|| format!("cannot write {}", p.display()))?;
+/// Writes `history.csv` and `curves.png` (loss, mAP@0.5) into the run folder.
+fn write_history(run: &RunDir, history: &[DetEpochStats]) -> Result<()> {
+    run.write_history(
+        "epoch,lr,train_loss,box_loss,obj_loss,cls_loss,val_loss,val_map50,seconds",
+        history.iter().map(|s| {
+            format!(
+                "{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.3}",
+                s.epoch,
+                s.lr,
+                s.train_loss,
+                s.box_loss,
+                s.obj_loss,
+                s.cls_loss,
+                s.val_loss,
+                s.val_map50,
+                s.seconds
+            )
+        }),
+    )?;
     let col = |f: fn(&DetEpochStats) -> f64| history.iter().map(f).collect::<Vec<_>>();
-    crate::plot::curves_titled(
-        &out.join("curves.png"),
+    plot::curves(
+        &run.join("curves.png"),
         "mAP@0.5",
         &col(|s| s.train_loss),
         &col(|s| s.val_loss),

@@ -2,31 +2,19 @@
 //! on the validation split after every epoch, checkpoints (the classifier's format) and resume.
 
 use std::path::Path;
-use std::time::Instant;
 
 use anyhow::{bail, Result};
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
-use vigia::{BBox, Detection};
 
 use super::data::{batch, Augment, DetSet};
+use super::eval::evaluate;
 use super::loss::detection_loss;
-use super::metrics::{mean_average_precision, GroundTruth, MapReport, Prediction};
 use super::model::{DetNetConfig, YoloNet};
-use crate::data::Rng;
-use crate::train::{
-    epoch_bar, load_module, load_optimizer, read_state, save_checkpoint_files, CheckpointPaths,
-    OptimSettings, RunOptions,
-};
-
-/// Score threshold of the detections that enter the mAP (low, as COCO/VOC evaluations use).
-pub const EVAL_CONF: f32 = 0.001;
-/// NMS IoU threshold of the evaluation.
-pub const EVAL_NMS_IOU: f32 = 0.6;
-/// Detections kept per image in the evaluation.
-pub const EVAL_MAX_DET: usize = 300;
+use crate::common::checkpoint::{read_state, resume, save_checkpoint, CheckpointPaths, TrainState};
+use crate::common::fit::{check_batches, check_loss, Epoch, RunOptions};
+use crate::common::optim::OptimSettings;
 
 /// A detector training recipe (saved with every checkpoint).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,12 +40,7 @@ impl DetTrainConfig {
     pub fn validate(&self) -> Result<()> {
         self.net.validate()?;
         self.optim.validate()?;
-        if self.batch_size == 0 {
-            bail!("--batch-size must be at least 1");
-        }
-        if self.epochs == 0 {
-            bail!("--epochs must be at least 1");
-        }
+        check_batches(self.batch_size, self.epochs)?;
         let a = &self.augment;
         if !(0.0..=1.0).contains(&a.flip) {
             bail!("--flip must be a probability in [0, 1], got {}", a.flip);
@@ -121,119 +104,24 @@ impl DetCheckpointState {
     }
 }
 
+impl TrainState for DetCheckpointState {
+    type Net = DetNetConfig;
+
+    fn net(&self) -> &DetNetConfig {
+        &self.config.net
+    }
+
+    fn epochs_done(&self) -> usize {
+        self.epochs_done
+    }
+}
+
 /// The result of a training run.
 pub struct DetTrained {
     /// The model after the last epoch.
     pub model: YoloNet,
     /// Per-epoch metrics, including resumed epochs.
     pub history: Vec<DetEpochStats>,
-}
-
-/// Loads trained weights (`.bpk`) into a fresh detector on `device`.
-pub fn load_detector(net: &DetNetConfig, path: &Path, device: &Device) -> Result<YoloNet> {
-    load_module(net.init(device), path)
-}
-
-/// Host copy of a float tensor.
-fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data_as::<f32>()
-        .as_slice::<f32>()
-        .map(|s| s.to_vec())
-        .unwrap_or_default()
-}
-
-/// Detections of one image from its decoded output `[4 + C, N]` (row-major): best class per
-/// cell, score >= `conf`, per-class NMS at `iou`, at most `max_det`.
-pub fn detections_from(
-    out: &[f32],
-    classes: usize,
-    n: usize,
-    conf: f32,
-    iou: f32,
-    max_det: usize,
-) -> Vec<Detection> {
-    let mut dets = Vec::new();
-    for j in 0..n {
-        let (mut best, mut k) = (f32::NEG_INFINITY, 0);
-        for c in 0..classes {
-            let s = out[(4 + c) * n + j];
-            if s > best {
-                best = s;
-                k = c;
-            }
-        }
-        if best >= conf {
-            let b = BBox::from_cxcywh(out[j], out[n + j], out[2 * n + j], out[3 * n + j]);
-            dets.push(Detection {
-                bbox: b,
-                score: best,
-                class_id: k,
-            });
-        }
-    }
-    vigia::nms::nms(&mut dets, iou, false, max_det);
-    dets
-}
-
-/// Validation of a model: mean loss and mAP@0.5 (boxes in input pixels).
-pub struct DetEvaluation {
-    /// Mean loss per batch.
-    pub loss: f64,
-    /// mAP@0.5 and per-class AP.
-    pub map: MapReport,
-    /// Detections per image (input pixels), for reports.
-    pub detections: Vec<Vec<Detection>>,
-}
-
-/// Runs `model` (inference mode) over `set` and scores it.
-pub fn evaluate(
-    model: &YoloNet,
-    net: &DetNetConfig,
-    set: &DetSet,
-    device: &Device,
-    batch_size: usize,
-) -> DetEvaluation {
-    let n = net.cells();
-    let c = net.classes;
-    let idx: Vec<usize> = (0..set.len()).collect();
-    let (mut preds, mut gts, mut all) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut loss, mut batches) = (0.0f64, 0usize);
-    for chunk in idx.chunks(batch_size.max(1)) {
-        let (x, targets) = batch(set, chunk, device, None);
-        let raw = model.forward_raw(x);
-        let parts = detection_loss(raw.clone(), net, &targets);
-        loss += parts.total.into_scalar::<f32>() as f64;
-        batches += 1;
-        let out = host(super::model::decode(raw, net));
-        let per = (4 + c) * n;
-        for (k, &i) in chunk.iter().enumerate() {
-            let dets = detections_from(
-                &out[k * per..(k + 1) * per],
-                c,
-                n,
-                EVAL_CONF,
-                EVAL_NMS_IOU,
-                EVAL_MAX_DET,
-            );
-            preds.extend(dets.iter().map(|d| Prediction {
-                image: i,
-                class: d.class_id,
-                score: d.score,
-                bbox: d.bbox,
-            }));
-            gts.extend(targets[k].iter().map(|t| GroundTruth {
-                image: i,
-                class: t.class,
-                bbox: BBox::from_cxcywh(t.cx, t.cy, t.w, t.h),
-            }));
-            all.push(dets);
-        }
-    }
-    DetEvaluation {
-        loss: loss / batches.max(1) as f64,
-        map: mean_average_precision(&preds, &gts, c, 0.5),
-        detections: all,
-    }
 }
 
 /// Trains `cfg.net` on `train`, reporting mAP@0.5 on `val` after every epoch.
@@ -248,29 +136,14 @@ pub fn train_detector(
     if train.is_empty() {
         bail!("the training split has no image");
     }
-    let device = opts.device.clone().autodiff();
-    let eval_device = opts.device.clone();
-    device.seed(cfg.seed);
+    let (device, eval_device) = opts.devices(cfg.seed);
     let (mut model, mut optim, mut state) = match opts.resume {
-        Some(dir) => {
-            let state = DetCheckpointState::read(dir)?;
-            if state.config.net != cfg.net {
-                bail!(
-                    "checkpoint {} was made for another network: it holds {:?}, this run builds {:?}",
-                    dir.display(),
-                    state.config.net,
-                    cfg.net
-                );
-            }
-            let model = load_module(cfg.net.init(&device), &CheckpointPaths::new(dir).model)?;
-            let optim = load_optimizer(cfg.optim.optimizer(), dir)?;
-            eprintln!(
-                "vigia-train: resumed {} after epoch {}",
-                dir.display(),
-                state.epochs_done
-            );
-            (model, optim, state)
-        }
+        Some(dir) => resume::<DetCheckpointState, _>(
+            dir,
+            &cfg.net,
+            cfg.net.init(&device),
+            cfg.optim.optimizer(),
+        )?,
         None => (
             cfg.net.init(&device),
             cfg.optim.optimizer(),
@@ -286,28 +159,24 @@ pub fn train_detector(
         ),
     };
     state.config = cfg.clone();
-    let steps = train.len().div_ceil(cfg.batch_size);
     for epoch in state.epochs_done..cfg.epochs {
-        // Per-epoch seeded streams: a resumed run continues as an uninterrupted one.
-        device.seed(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
-        let mut rng = Rng::new(cfg.seed.wrapping_add(0x9E37 * (epoch as u64 + 1)));
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        rng.shuffle(&mut order);
+        let mut ep = Epoch::start(
+            &device,
+            cfg.seed,
+            epoch,
+            cfg.epochs,
+            train.len(),
+            cfg.batch_size,
+            opts.progress,
+        );
         let lr = cfg.optim.lr_at(epoch, cfg.epochs);
-        let bar = epoch_bar(steps, epoch, cfg.epochs, opts.progress);
-        let t0 = Instant::now();
         let (mut sum, mut sbox, mut sobj, mut scls, mut seen) = (0f64, 0f64, 0f64, 0f64, 0usize);
-        for chunk in order.chunks(cfg.batch_size) {
-            let (x, targets) = batch(train, chunk, &device, Some((&cfg.augment, &mut rng)));
+        for chunk in ep.order.chunks(cfg.batch_size) {
+            let (x, targets) = batch(train, chunk, &device, Some((&cfg.augment, &mut ep.rng)));
             let raw = model.forward_raw(x);
             let parts = detection_loss(raw, &cfg.net, &targets);
             let lv = parts.total.clone().into_scalar::<f32>() as f64;
-            if !lv.is_finite() {
-                bail!(
-                    "training diverged at epoch {} (loss {lv}); lower --lr",
-                    epoch + 1
-                );
-            }
+            check_loss(lv, epoch)?;
             let warm = if cfg.warmup_steps > 0 {
                 ((state.steps_done + 1) as f64 / cfg.warmup_steps as f64).min(1.0)
             } else {
@@ -321,16 +190,15 @@ pub fn train_detector(
             sobj += parts.obj_loss as f64;
             scls += parts.cls_loss as f64;
             seen += 1;
-            bar.inc(1);
-            bar.set_message(format!(
+            ep.bar.inc(1);
+            ep.bar.set_message(format!(
                 "loss {:.4} (box {:.3} obj {:.4})",
                 sum / seen as f64,
                 sbox / seen as f64,
                 sobj / seen as f64
             ));
         }
-        let seconds = t0.elapsed().as_secs_f64();
-        bar.finish_and_clear();
+        let seconds = ep.finish();
         let ev = (!val.is_empty()).then(|| {
             evaluate(
                 &model.valid().fork(&eval_device),
@@ -373,7 +241,7 @@ pub fn train_detector(
             state.best_epoch = epoch + 1;
         }
         if let Some(dir) = opts.checkpoint {
-            save_checkpoint_files(dir, &model, &optim, &state, improved)?;
+            save_checkpoint(dir, &model, &optim, &state, improved)?;
         }
     }
     Ok(DetTrained {

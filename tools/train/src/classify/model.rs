@@ -1,5 +1,7 @@
 //! The classifier networks: the classic small CNN and an MLP baseline.
 
+use std::path::Path;
+
 use burn::module::Module;
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -8,6 +10,9 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
+
+use crate::common::checkpoint::load_module;
+use crate::common::tensor::host;
 
 /// Which network to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -135,29 +140,22 @@ pub const CNN_LAYERS: [&str; 3] = ["conv1", "conv2", "fc1"];
 impl Cnn {
     /// Host copies of the transferable parameters (`conv1.weight` .. `fc1.bias`) with shapes.
     pub fn backbone_tensors(&self) -> Vec<(&'static str, Vec<usize>, Vec<f32>)> {
-        fn host<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f32>) {
-            let shape = t.dims().to_vec();
-            let data = t.into_data_as::<f32>();
-            (
-                shape,
-                data.as_slice::<f32>()
-                    .map(|s| s.to_vec())
-                    .unwrap_or_default(),
-            )
+        fn shaped<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f32>) {
+            (t.dims().to_vec(), host(t))
         }
         fn bias(b: &Option<Param<Tensor<1>>>) -> (Vec<usize>, Vec<f32>) {
-            b.as_ref().map(|p| host(p.val())).unwrap_or_default()
+            b.as_ref().map(|p| shaped(p.val())).unwrap_or_default()
         }
         let mut out = Vec::new();
-        let (s, v) = host(self.conv1.weight.val());
+        let (s, v) = shaped(self.conv1.weight.val());
         out.push(("conv1.weight", s, v));
         let (s, v) = bias(&self.conv1.bias);
         out.push(("conv1.bias", s, v));
-        let (s, v) = host(self.conv2.weight.val());
+        let (s, v) = shaped(self.conv2.weight.val());
         out.push(("conv2.weight", s, v));
         let (s, v) = bias(&self.conv2.bias);
         out.push(("conv2.bias", s, v));
-        let (s, v) = host(self.fc1.weight.val());
+        let (s, v) = shaped(self.fc1.weight.val());
         out.push(("fc1.weight", s, v));
         let (s, v) = bias(&self.fc1.bias);
         out.push(("fc1.bias", s, v));
@@ -250,4 +248,17 @@ impl Net {
             Net::Mlp(m) => m.forward(x),
         }
     }
+
+    /// Freezes the first `n` CNN layers (no gradients, so no updates); the MLP is unchanged.
+    pub fn freeze(self, n: usize) -> Net {
+        match self {
+            Net::Cnn(c) if n > 0 => Net::Cnn(c.freeze(n)),
+            m => m,
+        }
+    }
+}
+
+/// Loads trained weights (`.bpk`) into a fresh network on `device`.
+pub fn load_weights(net: &NetConfig, path: &Path, device: &Device) -> anyhow::Result<Net> {
+    load_module(net.init(device), path)
 }

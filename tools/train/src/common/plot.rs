@@ -134,20 +134,9 @@ fn panel(
     }
 }
 
-/// Loss and accuracy per epoch (train and validation) as a two-panel PNG.
-pub fn curves(
-    path: &Path,
-    train_loss: &[f64],
-    val_loss: &[f64],
-    train_acc: &[f64],
-    val_acc: &[f64],
-) -> Result<()> {
-    curves_titled(path, "accuracy", train_loss, val_loss, train_acc, val_acc)
-}
-
 /// Loss and a 0..1 score per epoch (train and validation) as a two-panel PNG; `score` titles the
 /// right panel (e.g. "accuracy", "mAP@0.5"). A series may be empty.
-pub fn curves_titled(
+pub fn curves(
     path: &Path,
     score: &str,
     train_loss: &[f64],

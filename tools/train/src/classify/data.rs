@@ -1,11 +1,16 @@
-//! Image classification datasets: MNIST idx files, pixel CSV files and image folders.
+//! Image classification datasets: MNIST idx files, pixel CSV files and image folders, and their
+//! batches as tensors.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use image::imageops::FilterType;
+
+use crate::common::card::SCALE;
+use crate::common::rng::Rng;
 
 /// Colour mode of the decoded images.
 #[derive(
@@ -201,38 +206,6 @@ impl Dataset {
 
 fn unreachable_format(path: &Path) -> Result<Dataset> {
     bail!("cannot tell the format of {}", path.display())
-}
-
-/// A small deterministic PRNG (SplitMix64), independent of any crate's version.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator seeded with `seed`.
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform integer in `0..n` (n > 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    /// Fisher-Yates shuffle.
-    pub fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            v.swap(i, self.below(i + 1));
-        }
-    }
 }
 
 fn detect_format(path: &Path) -> Result<Format> {
@@ -567,6 +540,56 @@ fn load_folder(dir: &Path, spec: &LoadSpec) -> Result<Dataset> {
         classes: classes.into_iter().map(|(n, _)| n).collect(),
         skipped,
     })
+}
+
+/// Converts samples `idx` of `ds` to a normalised `[B, C, H, W]` tensor and their labels,
+/// translating each image by up to `shift` pixels when `rng` is given.
+pub fn batch(
+    ds: &Dataset,
+    idx: &[usize],
+    device: &Device,
+    mut aug: Option<(&mut Rng, usize)>,
+) -> (Tensor<4>, Tensor<1, Int>) {
+    let (c, h, w) = (ds.channels, ds.height, ds.width);
+    let n = ds.sample_len();
+    let mut x = vec![0f32; idx.len() * n];
+    for (b, &i) in idx.iter().enumerate() {
+        let src = ds.sample(i);
+        let dst = &mut x[b * n..(b + 1) * n];
+        match aug.as_mut() {
+            Some((rng, s)) if *s > 0 => {
+                let s = *s as i64;
+                let dx = rng.below(2 * s as usize + 1) as i64 - s;
+                let dy = rng.below(2 * s as usize + 1) as i64 - s;
+                for k in 0..c {
+                    for y in 0..h as i64 {
+                        let sy = y - dy;
+                        if sy < 0 || sy >= h as i64 {
+                            continue;
+                        }
+                        for xx in 0..w as i64 {
+                            let sx = xx - dx;
+                            if sx < 0 || sx >= w as i64 {
+                                continue;
+                            }
+                            dst[k * h * w + y as usize * w + xx as usize] =
+                                src[k * h * w + sy as usize * w + sx as usize] as f32 * SCALE;
+                        }
+                    }
+                }
+            }
+            _ => {
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d = *s as f32 * SCALE;
+                }
+            }
+        }
+    }
+    let labels: Vec<i64> = idx.iter().map(|&i| ds.labels[i] as i64).collect();
+    (
+        Tensor::from_data(TensorData::new(x, [idx.len(), c, h, w]), device),
+        Tensor::from_data(TensorData::new(labels, [idx.len()]), device),
+    )
 }
 
 /// Writes each sample as a PNG (`DIR/00042_label7.png`), grey or RGB.

@@ -1,5 +1,6 @@
 //! Transfer learning for the classifier CNN: pretrained backbone weights from a vigia-train
-//! checkpoint or from an ONNX classifier that vigia-train exported.
+//! checkpoint or from an ONNX classifier that vigia-train exported, and the network a run starts
+//! from.
 //!
 //! Only vigia-train's own CNN can be loaded: the convolutions `conv1`, `conv2` and the hidden
 //! linear layer `fc1` are matched by name (`Cnn.conv1.weight`, ... in the ONNX; the module tree
@@ -13,8 +14,10 @@ use burn::tensor::Device;
 use prost::Message;
 use tract_onnx::pb::{tensor_proto::DataType, ModelProto, TensorProto};
 
-use crate::model::{Arch, Cnn, NetConfig, CNN_LAYERS};
-use crate::train::{load_weights, CheckpointPaths, CheckpointState};
+use super::checkpoint::CheckpointState;
+use super::config::TrainConfig;
+use super::model::{load_weights, Arch, Cnn, Net, NetConfig, CNN_LAYERS};
+use crate::common::checkpoint::CheckpointPaths;
 
 /// Pretrained CNN parameters by name (`conv1.weight`, ..., `fc1.bias`), burn layout.
 #[derive(Debug, Clone)]
@@ -69,7 +72,7 @@ impl Pretrained {
             );
         }
         let model = load_weights(net, &weights, &Device::flex())?;
-        let crate::model::Net::Cnn(cnn) = model else {
+        let Net::Cnn(cnn) = model else {
             bail!("--init {}: not a CNN checkpoint", path.display());
         };
         Ok(Pretrained {
@@ -180,6 +183,37 @@ impl Pretrained {
         }
         Ok((cnn.with_tensors(&chosen, device), loaded))
     }
+}
+
+/// The network a fresh run starts from: `init`'s pretrained layers when given.
+pub fn initial_model(cfg: &TrainConfig, init: Option<&Pretrained>, device: &Device) -> Result<Net> {
+    let fresh = cfg.net.init(device);
+    let Some(pre) = init else {
+        return Ok(fresh);
+    };
+    let Net::Cnn(cnn) = fresh else {
+        bail!(
+            "--init {}: only the CNN (--arch cnn) can start from pretrained weights",
+            pre.source.display()
+        );
+    };
+    let (cnn, loaded) = pre.apply(cnn, &cfg.net, device)?;
+    if cfg.freeze > loaded.len() {
+        bail!(
+            "--freeze {} needs {} pretrained layers, {} provides {}",
+            cfg.freeze,
+            cfg.freeze,
+            pre.source.display(),
+            loaded.join(", ")
+        );
+    }
+    eprintln!(
+        "vigia-train: started from {} ({}; new {}-class head)",
+        pre.source.display(),
+        loaded.join(", "),
+        cfg.net.classes
+    );
+    Ok(Net::Cnn(cnn))
 }
 
 /// Shape and `f32` values of an ONNX tensor (raw or typed storage).

@@ -1,50 +1,37 @@
-//! The `classify` and `export` commands: load, split, train, evaluate, plot, export, verify.
+//! The `classify` command: load, split, train, evaluate, plot, export, verify.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use burn::module::Module;
 use burn::tensor::Device;
-use clap::{Args, ValueEnum};
+use clap::Args;
 
-use crate::data::{ColorMode, Dataset, Format, LoadSpec};
-use crate::export::{
-    export_onnx, parity_inputs, tract_parity, vigia_agreement, write_card, Agreement, Parity,
+use super::checkpoint::EpochStats;
+use super::config::TrainConfig;
+use super::data::{ColorMode, Dataset, Format, LoadSpec};
+use super::eval::{evaluate_logits, predict_logits, Evaluation};
+use super::export::{
+    export_onnx, parity_inputs, tract_parity, vigia_agreement, write_card, Agreement,
 };
-use crate::model::{Arch, NetConfig};
-use crate::train::{
-    evaluate_logits, load_weights, predict_logits, train, CheckpointPaths, CheckpointState,
-    Evaluation, OptimizerKind, RunOptions, Schedule, TrainConfig,
-};
+use super::model::{load_weights, Arch, NetConfig};
+use super::train::train;
+use super::transfer::Pretrained;
+use crate::common::args::{parse_wxh, CommandDefaults, OptimArgs, RunArgs};
+use crate::common::parity::{Parity, PARITY_TOLERANCE};
+use crate::common::plot;
+use crate::common::run_dir::RunDir;
 
-/// Largest logit difference between burn and tract that the export accepts.
-pub const PARITY_TOLERANCE: f32 = 1e-4;
+/// `classify`'s defaults in the shared option groups.
+#[derive(Debug, Clone)]
+pub struct ClassifyDefaults;
 
-/// Where training runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DeviceKind {
-    /// burn's pure-Rust CPU backend.
-    Flex,
-    /// The first NVIDIA GPU (built with `--features cuda`).
-    #[cfg(feature = "cuda")]
-    Cuda,
-    /// The default wgpu adapter (built with `--features wgpu`).
-    #[cfg(feature = "wgpu")]
-    Wgpu,
-}
-
-impl DeviceKind {
-    /// The burn device.
-    pub fn device(self) -> Device {
-        match self {
-            DeviceKind::Flex => Device::flex(),
-            #[cfg(feature = "cuda")]
-            DeviceKind::Cuda => Device::cuda(0),
-            #[cfg(feature = "wgpu")]
-            DeviceKind::Wgpu => Device::wgpu(Default::default()),
-        }
-    }
+impl CommandDefaults for ClassifyDefaults {
+    const LR: &'static str = "0.001";
+    const SCHEDULE: &'static str = "constant";
+    const SCHEDULE_HELP: &'static str = "Learning-rate schedule";
+    const LR_STEP: &'static str = "5";
+    const OUT: &'static str = "runs/train";
 }
 
 /// Arguments of `vigia-train classify`.
@@ -77,27 +64,9 @@ pub struct ClassifyArgs {
     /// Dropout probability before the last layer
     #[arg(long, default_value_t = 0.5)]
     pub dropout: f64,
-    /// Optimizer
-    #[arg(long, value_enum, default_value = "adam")]
-    pub optimizer: OptimizerKind,
-    /// Learning rate
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
-    /// Momentum (SGD, RMSProp)
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f64,
-    /// L2 weight decay
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f64,
-    /// Learning-rate schedule
-    #[arg(long, value_enum, default_value = "constant")]
-    pub schedule: Schedule,
-    /// Epochs between step decays (--schedule step)
-    #[arg(long, default_value_t = 5)]
-    pub lr_step: usize,
-    /// Step-decay factor (--schedule step)
-    #[arg(long, default_value_t = 0.5)]
-    pub lr_gamma: f64,
+    /// Optimizer and learning-rate schedule.
+    #[command(flatten)]
+    pub optim: OptimArgs<ClassifyDefaults>,
     /// Samples per batch
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
@@ -128,18 +97,9 @@ pub struct ClassifyArgs {
     /// Freeze the first N CNN layers (order: conv1, conv2, fc1) so training leaves them unchanged
     #[arg(long, default_value_t = 0)]
     pub freeze: usize,
-    /// Run folder: checkpoints, plots, metrics
-    #[arg(long, default_value = "runs/train")]
-    pub out: PathBuf,
-    /// ONNX to write (default: OUT/model.onnx); its model card and labels go next to it
-    #[arg(long)]
-    pub export: Option<PathBuf>,
-    /// Resume from a checkpoint folder (OUT/checkpoint of an earlier run)
-    #[arg(long)]
-    pub resume: Option<PathBuf>,
-    /// Training device
-    #[arg(long, value_enum, default_value = "flex")]
-    pub device: DeviceKind,
+    /// Run folder, export path, resume and device.
+    #[command(flatten)]
+    pub run: RunArgs<ClassifyDefaults>,
     /// Skip the vigia agreement check (held-out images as PNG files through vigia's classifier)
     #[arg(long)]
     pub no_agreement: bool,
@@ -149,17 +109,9 @@ pub struct ClassifyArgs {
 }
 
 fn parse_size(s: &str) -> std::result::Result<(usize, usize), String> {
-    let (w, h) = s
-        .split_once(['x', 'X'])
-        .ok_or_else(|| format!("`{s}` is not WxH (e.g. 28x28)"))?;
-    let p = |v: &str| {
-        v.trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=4096).contains(n))
-            .ok_or_else(|| format!("`{v}` in `{s}` is not a size in 1..=4096"))
-    };
-    Ok((p(w)?, p(h)?))
+    parse_wxh(s, "28x28", "a size in 1..=4096", |n| {
+        (1..=4096).contains(&n)
+    })
 }
 
 fn parse_pair(s: &str) -> std::result::Result<[usize; 2], String> {
@@ -212,13 +164,7 @@ impl ClassifyArgs {
                 hidden: self.hidden,
                 dropout: self.dropout,
             },
-            optimizer: self.optimizer,
-            lr: self.lr,
-            momentum: self.momentum,
-            weight_decay: self.weight_decay,
-            schedule: self.schedule,
-            lr_step: self.lr_step,
-            lr_gamma: self.lr_gamma,
+            optim: self.optim.settings(),
             batch_size: self.batch_size,
             epochs: self.epochs,
             seed: self.seed,
@@ -243,11 +189,7 @@ pub fn classify(args: &ClassifyArgs, command_line: &str) -> Result<ClassifyRepor
     }
     let cfg = args.config(&ds);
     cfg.validate()?;
-    let pretrained = args
-        .init
-        .as_deref()
-        .map(crate::transfer::Pretrained::load)
-        .transpose()?;
+    let pretrained = args.init.as_deref().map(Pretrained::load).transpose()?;
     let (mut train_set, val_set) = ds.split(args.val_split, args.seed)?;
     if let Some(k) = args.per_class_limit {
         if k == 0 {
@@ -275,30 +217,18 @@ pub fn classify(args: &ClassifyArgs, command_line: &str) -> Result<ClassifyRepor
     if val_set.is_empty() {
         bail!("the validation split is empty: raise --val-split");
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let ckpt = args.out.join("checkpoint");
-    let device = args.device.device();
+    let run = RunDir::create(&args.run.out)?;
+    let ckpt = run.checkpoint();
     let t0 = Instant::now();
     let trained = train(
         &cfg,
         &train_set,
         &val_set,
-        RunOptions {
-            device: device.clone(),
-            checkpoint: Some(&ckpt),
-            resume: args.resume.as_deref(),
-            progress: !args.quiet,
-            init: pretrained.as_ref(),
-        },
+        args.run.options(&ckpt, !args.quiet),
+        pretrained.as_ref(),
     )?;
     let train_seconds = t0.elapsed().as_secs_f64();
-    let final_weights = args.out.join("final.bpk");
-    trained
-        .model
-        .clone()
-        .save_file(&final_weights)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", final_weights.display()))?;
+    let final_weights = run.save_final(&trained.model)?;
 
     // Evaluate the final weights on the CPU, as exported.
     let cpu = Device::flex();
@@ -313,19 +243,16 @@ pub fn classify(args: &ClassifyArgs, command_line: &str) -> Result<ClassifyRepor
         eval.loss,
         train_seconds
     );
-    write_reports(&args.out, &trained.history, &eval, &ds.classes)?;
+    write_reports(&run, &trained.history, &eval, &ds.classes)?;
     let mut preds = String::from("image,label,burn_prediction\n");
     for (i, (l, p)) in val_set.labels.iter().zip(&eval.predictions).enumerate() {
         preds += &format!("{i:05}_label{l}.png,{l},{p}\n");
     }
-    let preds_path = args.out.join("heldout-predictions.csv");
+    let preds_path = run.join("heldout-predictions.csv");
     std::fs::write(&preds_path, preds)
         .with_context(|| format!("cannot write {}", preds_path.display()))?;
 
-    let onnx = args
-        .export
-        .clone()
-        .unwrap_or_else(|| args.out.join("model.onnx"));
+    let onnx = run.onnx(args.run.export.as_deref());
     export_onnx(&cfg.net, &final_weights, &onnx, command_line)?;
     let notes = format!(
         "{} samples from {} split {}/{} with seed {}; held-out accuracy {:.2}% (burn), {} epochs",
@@ -360,7 +287,7 @@ pub fn classify(args: &ClassifyArgs, command_line: &str) -> Result<ClassifyRepor
     let agreement = if args.no_agreement {
         None
     } else {
-        let dir = args.out.join("heldout-png");
+        let dir = run.join("heldout-png");
         if dir.exists() {
             std::fs::remove_dir_all(&dir)
                 .with_context(|| format!("cannot clear {}", dir.display()))?;
@@ -391,151 +318,36 @@ pub fn classify(args: &ClassifyArgs, command_line: &str) -> Result<ClassifyRepor
     })
 }
 
-/// Writes `history.csv`, `curves.png` and `confusion.png` into `out`.
+/// Writes `history.csv`, `curves.png` and `confusion.png` into the run folder.
 fn write_reports(
-    out: &Path,
-    history: &[crate::train::EpochStats],
+    run: &RunDir,
+    history: &[EpochStats],
     eval: &Evaluation,
     classes: &[String],
 ) -> Result<()> {
-    let mut csv = String::from("epoch,lr,train_loss,train_acc,val_loss,val_acc,seconds\n");
-    for s in history {
-        csv += &format!(
-            "{},{},{:.6},{:.6},{:.6},{:.6},{:.3}\n",
-            s.epoch, s.lr, s.train_loss, s.train_acc, s.val_loss, s.val_acc, s.seconds
-        );
-    }
-    let p = out.join("history.csv");
-    std::fs::write(&p, csv).with_context(|| format!("cannot write {}", p.display()))?;
-    let col = |f: fn(&crate::train::EpochStats) -> f64| history.iter().map(f).collect::<Vec<_>>();
-    crate::plot::curves(
-        &out.join("curves.png"),
+    let p = run.write_history(
+        "epoch,lr,train_loss,train_acc,val_loss,val_acc,seconds",
+        history.iter().map(|s| {
+            format!(
+                "{},{},{:.6},{:.6},{:.6},{:.6},{:.3}",
+                s.epoch, s.lr, s.train_loss, s.train_acc, s.val_loss, s.val_acc, s.seconds
+            )
+        }),
+    )?;
+    let col = |f: fn(&EpochStats) -> f64| history.iter().map(f).collect::<Vec<_>>();
+    plot::curves(
+        &run.join("curves.png"),
+        "accuracy",
         &col(|s| s.train_loss),
         &col(|s| s.val_loss),
         &col(|s| s.train_acc),
         &col(|s| s.val_acc),
     )?;
-    crate::plot::confusion(&out.join("confusion.png"), &eval.confusion, classes)?;
+    plot::confusion(&run.join("confusion.png"), &eval.confusion, classes)?;
     eprintln!(
         "vigia-train: wrote {}, curves.png and confusion.png in {}",
         p.file_name().unwrap_or_default().to_string_lossy(),
-        out.display()
+        run.path().display()
     );
     Ok(())
-}
-
-/// Arguments of `vigia-train export`.
-#[derive(Debug, Clone, Args)]
-pub struct ExportArgs {
-    /// Checkpoint folder (RUN/checkpoint)
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// Export the best-validation weights instead of the latest
-    #[arg(long)]
-    pub best: bool,
-    /// ONNX to write; the model card and labels go next to it
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Class names, one per line (default: 0..N-1)
-    #[arg(long)]
-    pub labels: Option<PathBuf>,
-}
-
-/// Runs `vigia-train export`: checkpoint weights to ONNX + card, checked against tract.
-pub fn export(args: &ExportArgs, command_line: &str) -> Result<Parity> {
-    let p = CheckpointPaths::new(&args.checkpoint);
-    if let Ok(det) = crate::detect::train::DetCheckpointState::read(&args.checkpoint) {
-        return export_detector_checkpoint(args, &det, command_line);
-    }
-    let state = CheckpointState::read(&p.state)?;
-    let net = &state.config.net;
-    let weights = if args.best { &p.best } else { &p.model };
-    let classes: Vec<String> = match &args.labels {
-        Some(f) => std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read {}", f.display()))?
-            .lines()
-            .map(|l| l.trim().to_string())
-            .filter(|l| !l.is_empty())
-            .collect(),
-        None => (0..net.classes).map(|c| c.to_string()).collect(),
-    };
-    if classes.len() != net.classes {
-        bail!(
-            "{} names {} classes, the network has {}",
-            args.labels
-                .as_deref()
-                .unwrap_or(Path::new("labels"))
-                .display(),
-            classes.len(),
-            net.classes
-        );
-    }
-    export_onnx(net, weights, &args.out, command_line)?;
-    let notes = format!(
-        "exported from {} after {} epochs",
-        weights.display(),
-        state.epochs_done
-    );
-    write_card(&args.out, net, &classes, &notes, command_line)?;
-    let cpu = Device::flex();
-    let model = load_weights(net, weights, &cpu)?;
-    let mut rng = crate::data::Rng::new(7);
-    let n = net.channels * net.height * net.width;
-    let inputs: Vec<Vec<f32>> = (0..4)
-        .map(|_| {
-            (0..n)
-                .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
-                .collect()
-        })
-        .collect();
-    let parity = tract_parity(&args.out, &model, net, &inputs)?;
-    if parity.max_abs_err >= PARITY_TOLERANCE {
-        bail!(
-            "export parity failed: burn and tract logits differ by {:.3e}",
-            parity.max_abs_err
-        );
-    }
-    Ok(parity)
-}
-
-/// `vigia-train export` of a detector checkpoint (`vigia-train detect`'s): ONNX + card, parity.
-fn export_detector_checkpoint(
-    args: &ExportArgs,
-    state: &crate::detect::train::DetCheckpointState,
-    command_line: &str,
-) -> Result<Parity> {
-    use crate::detect::export::{detector_parity, export_detector, write_detector_card};
-    let p = CheckpointPaths::new(&args.checkpoint);
-    let net = &state.config.net;
-    let weights = if args.best { &p.best } else { &p.model };
-    if args.labels.is_some() {
-        bail!("--labels: a detector checkpoint carries its class names");
-    }
-    export_detector(net, weights, &args.out, command_line)?;
-    let notes = format!(
-        "exported from {} after {} epochs",
-        weights.display(),
-        state.epochs_done
-    );
-    write_detector_card(&args.out, net, &state.names, &notes, command_line)?;
-    let mut rng = crate::data::Rng::new(7);
-    let n = 3 * net.width * net.height;
-    let inputs: Vec<Vec<f32>> = (0..2)
-        .map(|_| {
-            (0..n)
-                .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
-                .collect()
-        })
-        .collect();
-    let parity = detector_parity(&args.out, weights, net, &inputs)?;
-    if parity.max_err() >= PARITY_TOLERANCE {
-        bail!(
-            "export parity failed: burn and tract differ by {:.3e} ({parity:?})",
-            parity.max_err()
-        );
-    }
-    Ok(Parity {
-        inputs: parity.inputs,
-        max_abs_err: parity.max_err(),
-    })
 }
