@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs a cross-built vigia under qemu-user on models/samples/person.jpg and checks its detections
-# equal the x86-64 build's: same classes, boxes within 1 px, scores within 1e-3. Also runs
-# `vigia doctor` and the model cache (cold write, then cached read) on the ARM binary.
+# equal the x86-64 build's: same classes, boxes within 1 px, scores within 1e-3. Also classifies
+# the same photo with EfficientNet-Lite0, whose depthwise convolutions run on vigia's own kernels
+# (NEON on ARM, AVX on x86-64), and checks both builds give the same top-5; and runs `vigia doctor`
+# and the model cache (cold write, then cached read) on the ARM binary.
 #
 #   targets/qemu-smoke.sh <triple|board> [--release]
 #
@@ -58,8 +60,15 @@ t2=$(date +%s.%N)
 "${runner[@]}" "$cross_bin" "${args[@]}" --cache-dir "$work/cache" > "$work/arm-cached.json"
 t3=$(date +%s.%N)
 ls "$work/cache"/*.nnef.tar >/dev/null || { echo "qemu-smoke.sh: the ARM binary wrote no cache entry" >&2; exit 1; }
+classify=(classify models/samples/person.jpg --model models/efficientnet-lite0-224.onnx --threads 1 --no-cache -q)
+"$host_bin" "${classify[@]}" > "$work/x86-classify.json"
+"${runner[@]}" "$cross_bin" "${classify[@]}" > "$work/arm-classify.json"
 "${runner[@]}" "$cross_bin" doctor > "$work/doctor.txt"
 grep -q "tract 0.23" "$work/doctor.txt" || { cat "$work/doctor.txt"; echo "qemu-smoke.sh: doctor report incomplete" >&2; exit 1; }
+case "$what" in
+  armv7*|rpi4-32|rpi3-32) ;;
+  *) grep -qE "^  vigia kernels +neon" "$work/doctor.txt" || { cat "$work/doctor.txt"; echo "qemu-smoke.sh: the ARM binary does not use the NEON kernels" >&2; exit 1; } ;;
+esac
 
 python3 - "$work" <<'EOF'
 import json, sys, os
@@ -81,9 +90,20 @@ for name in ("arm.json", "arm-cold.json", "arm-cached.json"):
         assert worst <= 1.0, f"{name}: box {g['box']} vs {r['box']} ({worst:.2f} px)"
 print(f"qemu-smoke: {len(ref)} detections identical to x86 (boxes within 1 px, scores within 1e-3), "
       "uncached, cold-cache and cached runs")
+def top(name):
+    with open(os.path.join(work, name)) as f:
+        lines = [json.loads(l) for l in f if l.strip()]
+    assert len(lines) == 1 and "top" in lines[0], f"{name}: {lines}"
+    return lines[0]["top"]
+ref, got = top("x86-classify.json"), top("arm-classify.json")
+assert [c["class_id"] for c in got] == [c["class_id"] for c in ref], f"top-5 {got} vs {ref}"
+worst = max(abs(a["score"] - b["score"]) for a, b in zip(ref, got))
+assert worst <= 1e-3, f"classify scores differ by {worst}"
+print(f"qemu-smoke: EfficientNet-Lite0 top-5 identical to x86 ({ref[0]['label']} {ref[0]['score']}), "
+      f"scores within {worst:.1e}")
 EOF
 sed -n '1p' "$work/doctor.txt"
-grep -E "^  (cpu|chosen) " "$work/doctor.txt"
+grep -E "^  (cpu|chosen|vigia kernels) " "$work/doctor.txt"
 python3 -c 'import sys; t = [float(x) for x in sys.argv[3:]]
 print(f"qemu-smoke: x86 {t[1]-t[0]:.1f} s, {sys.argv[1]} under qemu ({sys.argv[2]}) {t[2]-t[1]:.1f} s (uncached), "
       f"{t[3]-t[2]:.1f} s (cache write + cached read)")' "$what" "$QEMU_CPU" "$t0" "$t1" "$t2" "$t3"

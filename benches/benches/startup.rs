@@ -27,10 +27,12 @@ fn startup(c: &mut Criterion) {
         let uncached = BuildOptions {
             half,
             cache_dir: None,
+            ..BuildOptions::default()
         };
         let cached = BuildOptions {
             half,
             cache_dir: Some(cache_dir.clone()),
+            ..BuildOptions::default()
         };
         // Write the entry once, outside the measurement.
         let graph = OnnxGraph::open(source.clone()).expect("nanodet-m-416.onnx");

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::decode::infer_family;
+use crate::engine::passes::conv_kernels::Kernels;
 use crate::engine::{Engine, LoadReport, ModelSource, OnnxGraph, TractEngine};
 use crate::error::{Error, Result};
 pub use crate::loaded_model::LoadedModel;
@@ -41,6 +42,8 @@ pub struct LoadOptions {
     pub half: bool,
     /// tract: directory of cached pre-decluttered models (`None`: no cache).
     pub cache_dir: Option<PathBuf>,
+    /// tract: which kernels compute the convolutions.
+    pub kernels: Kernels,
 }
 
 /// Which inference engine runs the graph.
@@ -75,6 +78,7 @@ pub fn build_engine(
             let build = crate::engine::BuildOptions {
                 half: opts.half,
                 cache_dir: opts.cache_dir.clone(),
+                kernels: opts.kernels,
             };
             let (e, r) = TractEngine::build_with(graph, shape, &build)?;
             Ok((Box::new(e), r))
@@ -127,6 +131,7 @@ pub fn load_model(
         let build = crate::engine::BuildOptions {
             half: opts.half,
             cache_dir: opts.cache_dir.clone(),
+            kernels: opts.kernels,
         };
         if let Some((engine, report)) =
             crate::engine::tract::load_cached(&source, &bytes, &card.input.shape(), &build)

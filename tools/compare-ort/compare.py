@@ -68,7 +68,7 @@ def cpu_name():
 class Vigia:
     """A `vigia bench --stdin-rounds` process holding one loaded model."""
 
-    def __init__(self, exe, model, threads, imgsz, workdir, env=None):
+    def __init__(self, exe, model, threads, imgsz, workdir, env=None, extra=()):
         workdir.mkdir(parents=True, exist_ok=True)
         self.input_path = workdir / "input.f32"
         self.output_dir = workdir / "outputs"
@@ -79,6 +79,7 @@ class Vigia:
         ]
         if imgsz:
             cmd += ["--imgsz", str(imgsz)]
+        cmd += list(extra)
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=env,
@@ -145,18 +146,24 @@ def compare_outputs(ours, theirs):
 
 def measure(args, label, model, imgsz, threads, workdir):
     vigia = Vigia(args.vigia, model, threads, imgsz, workdir)
+    # The same binary with tract's own convolution kernels, timed in the same rounds.
+    tract = Vigia(args.vigia, model, threads, imgsz, workdir / "tract-kernels",
+                  extra=["--kernels", "tract"]) if args.tract_kernels else None
     try:
         x = vigia.input()
         sess = ort_session(model, threads)
         feed = {sess.get_inputs()[0].name: x}
         for _ in range(2):
             outs = sess.run(None, feed)
-        v_times, o_times = [], []
+        v_times, o_times, t_times = [], [], []
+        sides = ["vigia", "ort"] + (["tract"] if tract else [])
         for r in range(args.rounds):
-            order = ("vigia", "ort") if r % 2 == 0 else ("ort", "vigia")
+            order = sides[r % len(sides):] + sides[:r % len(sides)]
             for who in order:
                 if who == "vigia":
                     v_times += vigia.run(args.runs)
+                elif who == "tract":
+                    t_times += tract.run(args.runs)
                 else:
                     for _ in range(args.runs):
                         t = time.perf_counter()
@@ -176,7 +183,10 @@ def measure(args, label, model, imgsz, threads, workdir):
         report = vigia.report
     finally:
         vigia.close()
+        if tract:
+            tract.close()
     v_ms, o_ms = statistics.median(v_times), statistics.median(o_times)
+    t_ms = statistics.median(t_times) if t_times else None
     flops = (report.get("flops") or {}).get("flops")
     peak = report.get("peak_gflops")
     pct = lambda ms: (100.0 * flops / (ms * 1e-3) / 1e9 / peak) if flops and peak else None
@@ -189,6 +199,9 @@ def measure(args, label, model, imgsz, threads, workdir):
         "vigia_ms": v_ms,
         "ort_ms": o_ms,
         "ratio": v_ms / o_ms,
+        "tract_kernels_ms": t_ms,
+        "tract_kernels_ratio": t_ms / o_ms if t_ms else None,
+        "vigia_kernels": report.get("kernels"),
         "vigia_min_ms": min(v_times),
         "ort_min_ms": min(o_times),
         "pairs": len(v_times),
@@ -250,6 +263,8 @@ def main():
     p.add_argument("--tolerance", type=float, default=1e-3,
                    help="largest output difference accepted, relative to max(1, max |ORT output|)")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    p.add_argument("--tract-kernels", action="store_true",
+                   help="also time vigia with tract's own convolution kernels (--kernels tract)")
     args = p.parse_args()
     args.threads = args.threads or ([1] if args.quick else [1, 2])
     args.rounds = args.rounds or (3 if args.quick else 8)
@@ -267,10 +282,13 @@ def main():
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
     print(f"# {args.rounds} interleaved rounds x {args.runs} runs per side; median ms; "
           f"ratio = vigia / ORT (above 1: vigia slower)\n", flush=True)
-    header = ("| model | input | threads | vigia ms | ORT ms | ratio | GFLOP | vigia % peak | "
-              "ORT % peak | max abs diff | agree |")
+    tk = args.tract_kernels
+    header = ("| model | input | threads | vigia ms | ORT ms | ratio | "
+              + ("tract-kernels ms | tract-kernels ratio | " if tk else "")
+              + "GFLOP | vigia % peak | ORT % peak | max abs diff | agree |")
     print(header)
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | " + ("---: | ---: | " if tk else "")
+          + "---: | ---: | ---: | ---: | --- |")
     failures = 0
     with tempfile.TemporaryDirectory(prefix="vigia-compare-ort-") as tmp:
         for label, path, imgsz in todo:
@@ -289,8 +307,10 @@ def main():
                 agree = "yes" if r["agree"] else "**NO** " + "; ".join(r["notes"])
                 if r["agreement_checked_on"] != "as timed":
                     agree += " (head cut; checked uncut)"
+                tract_cols = (f"{ms(r['tract_kernels_ms'])} | {r['tract_kernels_ratio']:.2f} | "
+                              if tk else "")
                 print(f"| {label} | {shape} | {threads} | {ms(r['vigia_ms'])} | {ms(r['ort_ms'])} | "
-                      f"{r['ratio']:.2f} | {fmt(r['gflops'], '.3f')} | "
+                      f"{r['ratio']:.2f} | {tract_cols}{fmt(r['gflops'], '.3f')} | "
                       f"{fmt(r['vigia_peak_percent'], '.1f')} | {fmt(r['ort_peak_percent'], '.1f')} | "
                       f"{r['max_abs_diff']:.2e} | {agree} |", flush=True)
     peak = next((r["peak_gflops"] for r in results if r["threads"] == 1 and r["peak_gflops"]), None)

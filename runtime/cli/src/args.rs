@@ -37,6 +37,9 @@ pub struct ModelArgs {
     /// Inference engine: tract (built in) or ort (ONNX Runtime, builds with the `ort` feature)
     #[arg(long, default_value = "tract", value_name = "tract|ort")]
     pub engine: vigia::resolve::EngineKind,
+    /// Convolution kernels (tract engine): vigia's where they apply, or tract's throughout
+    #[arg(long, default_value = "vigia", value_name = "vigia|tract")]
+    pub kernels: vigia::engine::passes::conv_kernels::Kernels,
     /// ONNX Runtime library for --engine ort: libonnxruntime.so* or its folder [env: ORT_DYLIB_PATH]
     #[arg(long, value_name = "PATH")]
     pub ort_lib: Option<PathBuf>,

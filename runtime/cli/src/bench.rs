@@ -17,7 +17,8 @@ use clap::Args;
 use serde_json::json;
 
 use vigia::engine::flops::{self, CpuPeak, FlopCount};
-use vigia::engine::{self, Engine, LoadReport, ModelSource, OnnxGraph, TractEngine};
+use vigia::engine::passes::conv_kernels::Kernels;
+use vigia::engine::{self, BuildOptions, Engine, LoadReport, ModelSource, OnnxGraph, TractEngine};
 use vigia::preprocess::Preprocessor;
 use vigia::resolve::{self, LoadOptions};
 use vigia::source::images::load_rgb;
@@ -37,6 +38,9 @@ pub struct BenchArgs {
     /// Input size (square) to fix the graph to, overriding the card
     #[arg(long)]
     imgsz: Option<u32>,
+    /// Convolution kernels: vigia's where they apply (the default) or tract's throughout
+    #[arg(long, default_value = "vigia", value_name = "vigia|tract")]
+    kernels: Kernels,
     /// Timed runs
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     runs: u32,
@@ -194,6 +198,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 "optimize": round(prepared.report.optimize_ms, 2),
                 "plan": round(prepared.report.plan_ms, 2),
             },
+            "kernels": prepared.report.kernels,
             "runs": args.runs,
             "warmup": args.warmup,
             "latency_ms": latency,
@@ -253,6 +258,7 @@ fn prepare(args: &BenchArgs) -> anyhow::Result<Prepared> {
         None,
         &LoadOptions {
             imgsz: args.imgsz,
+            kernels: args.kernels,
             ..LoadOptions::default()
         },
     ) {
@@ -302,7 +308,11 @@ fn prepare(args: &BenchArgs) -> anyhow::Result<Prepared> {
                     _ => 1,
                 })
                 .collect();
-            let Ok((engine, report)) = TractEngine::build(&graph, &shape) else {
+            let build = BuildOptions {
+                kernels: args.kernels,
+                ..BuildOptions::default()
+            };
+            let Ok((engine, report)) = TractEngine::build_with(&graph, &shape, &build) else {
                 return Err(load_error.into());
             };
             let mut engine: Box<dyn Engine> = Box::new(engine);
@@ -430,6 +440,7 @@ fn print_text(
         r.optimize_ms,
         r.plan_ms
     );
+    println!("kernels    vigia: {}", r.kernels.summary());
     println!("runs       {} after {} warm-up", times.len(), args.warmup);
     println!(
         "latency    mean {:.2} ms  p50 {:.2}  p90 {:.2}  p99 {:.2}  min {:.2}  max {:.2}  (sd {:.2})",

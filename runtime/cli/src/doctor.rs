@@ -125,6 +125,7 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
                 "online": machine.online_cpus,
             },
             "tract_isa": isa.nickname(),
+            "vigia_kernels_isa": vigia::kernels::Isa::detect(),
             "memory_mib": machine.memory_mib,
             "tools": tools.iter().map(|(t, p, v)| json!({
                 "name": t.name, "path": p, "version": v,
@@ -195,6 +196,13 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
             } else {
                 ""
             }
+        ),
+    );
+    row(
+        "vigia kernels",
+        &format!(
+            "{} (depthwise convolutions; --kernels tract uses tract's own)",
+            vigia::kernels::Isa::detect().name()
         ),
     );
     row(

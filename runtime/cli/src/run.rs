@@ -48,6 +48,7 @@ pub fn load(args: &ModelArgs, task: Task) -> anyhow::Result<LoadedModel> {
             ort_lib: args.ort_lib.clone(),
             half: settings.half && args.engine == EngineKind::Tract,
             cache_dir: settings.cache_dir.clone(),
+            kernels: args.kernels,
         },
     )?;
     if !args.quiet {
@@ -82,6 +83,9 @@ pub fn load(args: &ModelArgs, task: Task) -> anyhow::Result<LoadedModel> {
             settings.profile.name,
             settings.why
         );
+        if r.kernels.depthwise > 0 {
+            eprintln!("vigia: kernels: {}", r.kernels.summary());
+        }
         for a in &model.assumptions {
             eprintln!("vigia: assumed {a}");
         }

@@ -219,7 +219,10 @@ impl CacheEntry {
 
     /// The cached model optimized for the entry's shape, or `None` (absent, damaged: then rebuilt
     /// from ONNX, with a warning for a damaged one).
-    pub(crate) fn load_optimized(&self) -> Option<CachedModel> {
+    pub(crate) fn load_optimized(
+        &self,
+        before_optimize: &mut dyn FnMut(&mut TypedModel) -> TractResult<()>,
+    ) -> Option<CachedModel> {
         let t = Instant::now();
         let model = self.cache.load(&self.path)?;
         let read_ms = ms(t.elapsed());
@@ -234,6 +237,7 @@ impl CacheEntry {
             }
             // The entry is decluttered already: only kernel selection and weight packing remain.
             let mut model = model;
+            before_optimize(&mut model).map_err(|e| format!("{e:#}"))?;
             model.optimize().map_err(|e| format!("{e:#}"))?;
             Ok(model)
         }));

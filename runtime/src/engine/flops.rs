@@ -258,7 +258,7 @@ fn cpuinfo_mhz(cpuinfo: &str) -> Option<f64> {
 
 /// ISA name, f32 lanes, FMA issue per cycle and a note on the assumption.
 #[cfg(target_arch = "x86_64")]
-fn vector_units(_cpuinfo: &str) -> (String, u32, u32, String) {
+fn vector_units(cpuinfo: &str) -> (String, u32, u32, String) {
     if std::arch::is_x86_feature_detected!("avx512f") {
         (
             "AVX-512".into(),
@@ -269,7 +269,17 @@ fn vector_units(_cpuinfo: &str) -> (String, u32, u32, String) {
     } else if std::arch::is_x86_feature_detected!("fma")
         && std::arch::is_x86_feature_detected!("avx2")
     {
-        ("AVX2+FMA".into(), 8, 2, String::new())
+        if is_zen1(cpuinfo) {
+            // Zen/Zen+ split each 256-bit FMA over its two 128-bit pipes.
+            (
+                "AVX2+FMA".into(),
+                8,
+                1,
+                "AMD Zen 1: 256-bit FMA at half rate".into(),
+            )
+        } else {
+            ("AVX2+FMA".into(), 8, 2, String::new())
+        }
     } else if std::arch::is_x86_feature_detected!("avx") {
         (
             "AVX (no FMA)".into(),
@@ -280,6 +290,24 @@ fn vector_units(_cpuinfo: &str) -> (String, u32, u32, String) {
     } else {
         ("SSE".into(), 4, 1, "one mul + one add per cycle".into())
     }
+}
+
+/// AMD family 17h models below 30h (Zen, Zen+: EPYC 7001, Ryzen 1000/2000), whose vector units
+/// are 128 bits wide.
+#[cfg(target_arch = "x86_64")]
+fn is_zen1(cpuinfo: &str) -> bool {
+    let field = |key: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    field("vendor_id").as_deref() == Some("AuthenticAMD")
+        && field("cpu family").as_deref() == Some("23")
+        && field("model")
+            .and_then(|m| m.parse::<u32>().ok())
+            .is_some_and(|m| m < 0x30)
 }
 
 /// ISA name, f32 lanes, FMA issue per cycle and a note on the assumption.
@@ -355,6 +383,21 @@ pub fn arm_core(implementer: Option<&str>, part: Option<&str>) -> (&'static str,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn zen1_is_told_from_later_amd_cores() {
+        let info = |family: u32, model: u32| {
+            format!("vendor_id\t: AuthenticAMD\ncpu family\t: {family}\nmodel\t\t: {model}\n")
+        };
+        assert!(is_zen1(&info(23, 1)));
+        assert!(is_zen1(&info(23, 8)));
+        assert!(!is_zen1(&info(23, 49)));
+        assert!(!is_zen1(&info(25, 1)));
+        assert!(!is_zen1(
+            "vendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 85\n"
+        ));
+    }
 
     #[test]
     fn arm_cores_of_common_boards() {

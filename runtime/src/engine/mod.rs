@@ -9,6 +9,7 @@ pub mod cache;
 pub mod flops;
 pub mod half;
 pub mod onnx;
+pub mod ops;
 #[cfg(feature = "ort")]
 pub mod ort;
 pub mod passes;
@@ -64,6 +65,8 @@ pub struct LoadReport {
     pub cache_ms: f64,
     /// What the model cache did.
     pub cache: CacheUse,
+    /// Convolutions moved to vigia's kernels.
+    pub kernels: passes::conv_kernels::KernelReport,
 }
 
 impl LoadReport {

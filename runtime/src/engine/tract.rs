@@ -11,8 +11,10 @@ use tract_onnx::tract_core::ndarray::ArrayViewD;
 
 use super::cache::{content_digest, entry_for, CacheEntry, CacheUse};
 use super::onnx::{ModelSource, OnnxGraph};
+use super::passes::conv_kernels::{replace_convs, Kernels};
 use super::{chain, model_err, ms, tract_version, Engine, LoadReport};
 use crate::error::Result;
+use crate::kernels::Isa;
 
 /// How the tract engine prepares a graph beyond the fixed input shape.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,6 +23,8 @@ pub struct BuildOptions {
     pub half: bool,
     /// Cache directory for pre-decluttered models (`None`: no cache).
     pub cache_dir: Option<PathBuf>,
+    /// Which kernels compute the convolutions.
+    pub kernels: Kernels,
 }
 
 /// The tract engine: an optimized plan and one reused state.
@@ -67,7 +71,10 @@ impl TractEngine {
             opts.half,
             opts.cache_dir.as_deref(),
         );
-        if let Some(engine) = entry.as_ref().and_then(|e| from_cache(e, &mut report)) {
+        if let Some(engine) = entry
+            .as_ref()
+            .and_then(|e| from_cache(e, opts, &mut report))
+        {
             return Ok((engine, report));
         }
         let mut decluttered = None;
@@ -142,6 +149,8 @@ impl TractEngine {
                 .into_typed()?;
             report.typing_ms = ms(t.elapsed());
             let typed = prepare(typed, opts, report, decluttered)?;
+            let typed =
+                with_vigia_kernels(typed, opts, report, opts.half || opts.cache_dir.is_some())?;
             let t = Instant::now();
             let optimized = typed.into_optimized()?;
             report.optimize_ms = ms(t.elapsed());
@@ -278,7 +287,7 @@ pub fn load_cached(
     }
     let hash_ms = ms(t.elapsed());
     let mut report = LoadReport::default();
-    let engine = from_cache(&entry, &mut report)?;
+    let engine = from_cache(&entry, opts, &mut report)?;
     report.cache_ms += hash_ms;
     Some((engine, report))
 }
@@ -306,9 +315,48 @@ pub(crate) fn prepare(
     Ok(model)
 }
 
+/// Moves supported convolutions to vigia's kernels when `opts` ask for them (and graph passes are
+/// not turned off); declutters first unless `decluttered` says that was done.
+fn with_vigia_kernels(
+    typed: TypedModel,
+    opts: &BuildOptions,
+    report: &mut LoadReport,
+    decluttered: bool,
+) -> TractResult<TypedModel> {
+    if !uses_vigia_kernels(opts) {
+        return Ok(typed);
+    }
+    let t = Instant::now();
+    let mut model = if decluttered {
+        typed
+    } else {
+        typed.into_decluttered()?
+    };
+    report.kernels = replace_convs(&mut model, Isa::detect())?;
+    report.declutter_ms += ms(t.elapsed());
+    Ok(model)
+}
+
+/// Whether `opts` put convolutions on vigia's kernels (`VIGIA_NO_REWRITE` turns them off too).
+fn uses_vigia_kernels(opts: &BuildOptions) -> bool {
+    opts.kernels == Kernels::Vigia && super::passes::enabled() && !opts.half
+}
+
 /// The engine from a cache entry, or `None` (absent, damaged: then rebuilt from ONNX).
-fn from_cache(entry: &CacheEntry, report: &mut LoadReport) -> Option<TractEngine> {
-    let cached = entry.load_optimized()?;
+fn from_cache(
+    entry: &CacheEntry,
+    opts: &BuildOptions,
+    report: &mut LoadReport,
+) -> Option<TractEngine> {
+    let mut kernels = Default::default();
+    let cached = entry.load_optimized(&mut |model: &mut TypedModel| {
+        if uses_vigia_kernels(opts) {
+            // Entries hold weights behind casts and reshapes: fold them into constants first.
+            model.declutter()?;
+            kernels = replace_convs(model, Isa::detect())?;
+        }
+        Ok(())
+    })?;
     let t = Instant::now();
     let shape = entry.shape().to_vec();
     let planned = catch_unwind(AssertUnwindSafe(|| {
@@ -321,6 +369,7 @@ fn from_cache(entry: &CacheEntry, report: &mut LoadReport) -> Option<TractEngine
                 optimize_ms: cached.optimize_ms,
                 plan_ms: ms(t.elapsed()),
                 cache: CacheUse::Hit,
+                kernels,
                 ..LoadReport::default()
             };
             Some(engine)

@@ -1,10 +1,12 @@
-//! Graph passes applied to ONNX models before tract optimizes them.
+//! Graph passes applied to models before tract optimizes them.
 //!
-//! Each pass recognizes a pattern in the ONNX protobuf and replaces it by something tract runs
-//! faster, with the same results: [`pad_fold`] and [`yolo_head_cut`]. Passes only fire when every
+//! Each pass recognizes a pattern and replaces it by something that runs faster, with the same
+//! results: on the ONNX protobuf, [`pad_fold`] and [`yolo_head_cut`] (behind [`GraphPass`]); on
+//! tract's decluttered model, [`conv_kernels`] (vigia's convolution kernels). Passes only fire when every
 //! part of the pattern is checked (operators, attributes and constant values, single consumers);
 //! anything else leaves the graph as it is. `VIGIA_NO_REWRITE=1` turns them all off.
 
+pub mod conv_kernels;
 pub mod pad_fold;
 mod proto;
 pub mod yolo_head_cut;

@@ -1,0 +1,204 @@
+//! Depthwise convolution per layer shape, one thread: tract's own path against vigia's kernels
+//! (through the graph, as models run them, and the bare kernel per instruction set this CPU has).
+//! Throughput is in FLOPs (2 per multiply-add), so criterion's `elem/s` reads as FLOP/s.
+//!
+//! The shapes are the depthwise layers of MobileNetV2 / EfficientNet-Lite0 at 224x224 and of
+//! CenterNet-MobileNetV3 at 512x512, each followed by ReLU6 as in those networks.
+
+use std::time::Duration;
+
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
+use tract_onnx::pb;
+use tract_onnx::prelude::*;
+use vigia::engine::passes::conv_kernels::replace_convs;
+use vigia::kernels::depthwise::{DepthwiseConv, DepthwiseGeometry};
+use vigia::kernels::{Activation, Isa};
+use vigia_benches::use_threads;
+
+/// (channels, input side, kernel, stride) with "same" padding.
+const SHAPES: [(usize, usize, usize, usize); 12] = [
+    (32, 112, 3, 1),
+    (96, 112, 3, 2),
+    (144, 56, 3, 1),
+    (144, 56, 5, 2),
+    (240, 28, 5, 1),
+    (240, 28, 3, 2),
+    (480, 14, 3, 1),
+    (672, 14, 5, 1),
+    (672, 14, 5, 2),
+    (1152, 7, 5, 1),
+    (72, 128, 3, 2),
+    (120, 64, 5, 1),
+];
+
+fn kernel_benches(c: &mut Criterion) {
+    use_threads(1);
+    for (channels, side, k, stride) in SHAPES {
+        let pad = k / 2;
+        let g = DepthwiseGeometry::new(
+            channels,
+            (side, side),
+            (k, k),
+            (stride, stride),
+            (pad, pad),
+            (pad, pad),
+        )
+        .expect("valid geometry");
+        let label = format!("dw{k}x{k}s{stride}_{channels}x{side}x{side}");
+        let mut group = c.benchmark_group(format!("kernels_{label}"));
+        group.sampling_mode(SamplingMode::Flat);
+        group.sample_size(20);
+        group.warm_up_time(Duration::from_millis(500));
+        group.measurement_time(Duration::from_secs(2));
+        group.throughput(Throughput::Elements(g.flops()));
+
+        let weights = ramp(channels * k * k, 0.37);
+        let bias = ramp(channels, 0.11);
+        let input = ramp(g.input_len(), 0.013);
+        let relu6 = Activation::Clip { min: 0.0, max: 6.0 };
+
+        let (tract_plan, vigia_plan) = plans(&g, &weights, &bias);
+        let x: TValue = Tensor::from_shape(&[1, channels, side, side], &input)
+            .expect("input tensor")
+            .into_tvalue();
+        group.bench_function("tract", |b| {
+            b.iter(|| tract_plan.run(tvec!(x.clone())).expect("tract run"))
+        });
+        group.bench_function("vigia_graph", |b| {
+            b.iter(|| vigia_plan.run(tvec!(x.clone())).expect("vigia run"))
+        });
+
+        let conv = DepthwiseConv::new(g, weights.clone(), bias.clone(), relu6).expect("conv");
+        let mut out = vec![0f32; g.output_len()];
+        for isa in Isa::all_supported() {
+            group.bench_with_input(BenchmarkId::new("vigia", isa.name()), &isa, |b, &isa| {
+                b.iter(|| conv.run(isa, &input, &mut out))
+            });
+        }
+        group.finish();
+    }
+}
+
+/// `n` values cycling through [-1, 1) with step `step`.
+fn ramp(n: usize, step: f32) -> Vec<f32> {
+    (0..n).map(|i| (i as f32 * step) % 2.0 - 1.0).collect()
+}
+
+type Plan = std::sync::Arc<TypedSimplePlan>;
+
+/// The one-layer ONNX graph (Conv, group = channels, then Clip 0..6) optimized by tract as it is,
+/// and with vigia's kernels put in.
+fn plans(g: &DepthwiseGeometry, weights: &[f32], bias: &[f32]) -> (Plan, Plan) {
+    let proto = depthwise_proto(g, weights, bias);
+    let decluttered = tract_onnx::onnx()
+        .model_for_proto_model(&proto)
+        .and_then(|m| m.into_typed())
+        .and_then(|m| m.into_decluttered())
+        .expect("one-layer model");
+    let tract = decluttered
+        .clone()
+        .into_optimized()
+        .and_then(|m| m.into_runnable())
+        .expect("tract plan");
+    let mut with_vigia = decluttered;
+    let report = replace_convs(&mut with_vigia, Isa::detect()).expect("replace");
+    assert_eq!(
+        report.depthwise, 1,
+        "the depthwise convolution was replaced"
+    );
+    let vigia = with_vigia
+        .into_optimized()
+        .and_then(|m| m.into_runnable())
+        .expect("vigia plan");
+    (tract, vigia)
+}
+
+fn depthwise_proto(g: &DepthwiseGeometry, weights: &[f32], bias: &[f32]) -> pb::ModelProto {
+    let c = g.channels as i64;
+    let (k, s) = (g.kernel_h as i64, g.stride_h as i64);
+    let pad = g.pad_top as i64;
+    let ints = |name: &str, v: Vec<i64>| pb::AttributeProto {
+        name: name.into(),
+        r#type: pb::attribute_proto::AttributeType::Ints as i32,
+        ints: v,
+        ..Default::default()
+    };
+    let int = |name: &str, v: i64| pb::AttributeProto {
+        name: name.into(),
+        r#type: pb::attribute_proto::AttributeType::Int as i32,
+        i: v,
+        ..Default::default()
+    };
+    let tensor = |name: &str, dims: Vec<i64>, data: Vec<f32>| pb::TensorProto {
+        name: name.into(),
+        dims,
+        data_type: pb::tensor_proto::DataType::Float as i32,
+        float_data: data,
+        ..Default::default()
+    };
+    let value = |name: &str, dims: &[i64]| pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: pb::tensor_proto::DataType::Float as i32,
+                shape: Some(pb::TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| pb::tensor_shape_proto::Dimension {
+                            value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(d)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let node = |op: &str, inputs: &[&str], output: &str, attribute| pb::NodeProto {
+        op_type: op.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        attribute,
+        ..Default::default()
+    };
+    let graph = pb::GraphProto {
+        node: vec![
+            node(
+                "Conv",
+                &["x", "w", "b"],
+                "conv",
+                vec![
+                    int("group", c),
+                    ints("kernel_shape", vec![k, k]),
+                    ints("strides", vec![s, s]),
+                    ints("pads", vec![pad, pad, pad, pad]),
+                ],
+            ),
+            node("Clip", &["conv", "lo", "hi"], "y", vec![]),
+        ],
+        initializer: vec![
+            tensor("w", vec![c, 1, k, k], weights.to_vec()),
+            tensor("b", vec![c], bias.to_vec()),
+            tensor("lo", vec![], vec![0.0]),
+            tensor("hi", vec![], vec![6.0]),
+        ],
+        input: vec![value("x", &[1, c, g.in_h as i64, g.in_w as i64])],
+        output: vec![value("y", &[1, c, g.out_h as i64, g.out_w as i64])],
+        ..Default::default()
+    };
+    pb::ModelProto {
+        ir_version: 7,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(graph),
+        ..Default::default()
+    }
+}
+
+criterion_group!(benches, kernel_benches);
+criterion_main!(benches);

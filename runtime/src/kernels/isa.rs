@@ -1,0 +1,65 @@
+//! The instruction set the kernels use on this CPU, detected once at run time.
+
+use std::sync::OnceLock;
+
+/// Instruction sets the kernels are written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isa {
+    /// x86-64 with AVX-512F (16 lanes).
+    Avx512,
+    /// x86-64 with AVX2 and FMA (8 lanes).
+    Avx2Fma,
+    /// aarch64 Advanced SIMD (4 lanes; always present on aarch64).
+    Neon,
+    /// Plain Rust, vectorized by the compiler for the build's baseline.
+    Portable,
+}
+
+impl Isa {
+    /// The best instruction set this CPU supports (cached; `VIGIA_ISA=portable|avx2|neon`
+    /// lowers it, for comparisons and tests).
+    pub fn detect() -> Isa {
+        static ISA: OnceLock<Isa> = OnceLock::new();
+        *ISA.get_or_init(|| {
+            let best = Self::best_supported();
+            match std::env::var("VIGIA_ISA").ok().as_deref() {
+                Some("portable") => Isa::Portable,
+                Some("avx2") if best == Isa::Avx512 => Isa::Avx2Fma,
+                _ => best,
+            }
+        })
+    }
+
+    /// Every instruction set this CPU can run, best first (for tests that compare them).
+    pub fn all_supported() -> Vec<Isa> {
+        let mut all = vec![];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") {
+                all.push(Isa::Avx512);
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                all.push(Isa::Avx2Fma);
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        all.push(Isa::Neon);
+        all.push(Isa::Portable);
+        all
+    }
+
+    fn best_supported() -> Isa {
+        Self::all_supported()[0]
+    }
+
+    /// Short name for reports (`avx512`, `avx2+fma`, `neon`, `portable`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2Fma => "avx2+fma",
+            Isa::Neon => "neon",
+            Isa::Portable => "portable",
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! vigia's convolution kernels give the outputs of tract's own path on real models, at 1 and 2
+//! threads, and really replace the convolutions they support.
+
+mod common;
+
+use std::path::Path;
+
+use vigia::engine::passes::conv_kernels::Kernels;
+use vigia::engine::{set_threads, BuildOptions, Engine, ModelSource, OnnxGraph, TractEngine};
+
+/// Runs `path` with `kernels` on a fixed pseudo-random input; the outputs and how many depthwise
+/// convolutions vigia's kernels took.
+fn run(path: &Path, kernels: Kernels) -> (Vec<Vec<f32>>, usize) {
+    let graph = OnnxGraph::open(ModelSource::File(path.to_path_buf())).unwrap();
+    let shape: Vec<usize> = graph.input_dims().iter().map(|d| d.unwrap_or(1)).collect();
+    let opts = BuildOptions {
+        kernels,
+        ..BuildOptions::default()
+    };
+    let (mut engine, report) = TractEngine::build_with(&graph, &shape, &opts)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    for v in engine.input_mut() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        *v = (state >> 40) as f32 / (1u64 << 24) as f32;
+    }
+    engine.run().unwrap();
+    let outputs = engine
+        .outputs()
+        .unwrap()
+        .iter()
+        .map(|o| o.iter().copied().collect())
+        .collect();
+    (outputs, report.kernels.depthwise)
+}
+
+#[test]
+fn vigia_kernels_match_tract_on_real_models_at_one_and_two_threads() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    // (model, whether it has depthwise convolutions)
+    let mut models = vec![
+        (common::models_dir().join("nanodet-m-416.onnx"), false),
+        (
+            common::models_dir().join("efficientnet-lite0-224.onnx"),
+            true,
+        ),
+        (common::models_dir().join("mnist-cnn.onnx"), false),
+        (shared.join("models/mnist-cnn-reference.onnx"), false),
+        (shared.join("models/centernet-mbv3-512.onnx"), true),
+        (shared.join("models/yolo/yolo11n-320.onnx"), true),
+    ];
+    for light in [
+        "bvlc_alexnet",
+        "densenet121",
+        "inception_v1",
+        "inception_v2",
+        "resnet50",
+        "shufflenet",
+        "squeezenet",
+        "vgg19",
+        "zfnet512",
+    ] {
+        let path = shared.join(format!("models/onnx-light/light_{light}.onnx"));
+        models.push((path, light == "shufflenet"));
+    }
+    for threads in [1, 2] {
+        set_threads(threads);
+        for (path, has_depthwise) in &models {
+            if !path.is_file() {
+                common::skip(format!("skipping {}: not found", path.display()));
+                continue;
+            }
+            let (want, none) = run(path, Kernels::Tract);
+            let (got, replaced) = run(path, Kernels::Vigia);
+            assert_eq!(
+                none,
+                0,
+                "{}: --kernels tract replaced convolutions",
+                path.display()
+            );
+            assert_eq!(
+                replaced > 0,
+                *has_depthwise,
+                "{}: {replaced} depthwise convolutions replaced",
+                path.display()
+            );
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.len(), w.len());
+                let worst = g
+                    .iter()
+                    .zip(w)
+                    .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+                    .fold(0.0f32, f32::max);
+                assert!(
+                    worst <= 1e-4,
+                    "{} at {threads} thread(s): worst relative difference {worst}",
+                    path.display()
+                );
+            }
+        }
+    }
+    set_threads(1);
+}
