@@ -14,6 +14,7 @@ pub mod detector;
 pub mod engine;
 pub mod error;
 pub mod follow;
+pub mod heatmap_peaks;
 pub mod kernels;
 pub mod loaded_model;
 pub mod model;

@@ -1,5 +1,6 @@
 //! Graph rewrites keep the models' results: the rewritten graphs run in tract on real images and
-//! give the same outputs (Pad folding) or the same detections (YOLO head cut) as the originals.
+//! give the same outputs (Pad folding) or the same detections (YOLO head cut, CenterNet top-K cut)
+//! as the originals.
 
 mod common;
 
@@ -132,11 +133,21 @@ fn graphs_without_a_pattern_are_left_alone() {
 /// Detections of both graphs through the production decoder: the full head's `[1,84,N]` and the
 /// cut head's two outputs.
 fn detections(outputs: &[Tensor], size: u32, params: &DecodeParams) -> Vec<Detection> {
+    decoded(OutputFamily::Yolov8, outputs, size, params)
+}
+
+/// Detections of `outputs` through the production decoder of `family`.
+fn decoded(
+    family: OutputFamily,
+    outputs: &[Tensor],
+    size: u32,
+    params: &DecodeParams,
+) -> Vec<Detection> {
     let views: Vec<_> = outputs
         .iter()
         .map(|t| t.to_plain_array_view::<f32>().unwrap())
         .collect();
-    let mut d = DetectorDecoder::new(OutputFamily::Yolov8, size, size, None);
+    let mut d = DetectorDecoder::new(family, size, size, None);
     let mut out = vec![];
     d.decode(&views, params, &mut out).unwrap();
     out
@@ -233,4 +244,55 @@ fn yolo_head_cut_gives_the_same_boxes_and_detections() {
             );
         }
     }
+}
+
+/// An RGB image stretched to `size` x `size`, NHWC f32 in 0..255 (CenterNet's input).
+fn nhwc_255(path: &Path, size: u32) -> Tensor {
+    let img = load_rgb(path).unwrap();
+    let img = image::imageops::resize(&img, size, size, image::imageops::FilterType::Triangle);
+    let data: Vec<f32> = img.as_raw().iter().map(|&v| v as f32).collect();
+    Tensor::from_shape(&[1, size as usize, size as usize, 3], &data).unwrap()
+}
+
+#[test]
+fn centernet_topk_cut_gives_the_same_detections() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let original = proto(&shared.join("models/centernet-mbv3-512.onnx"));
+    let (cut, report) = rewrite(&original, &[1, 512, 512, 3]).expect("CenterNet has a top-K tail");
+    assert_eq!(report.topk_heads_cut, 1, "{report:?}");
+    assert_eq!(count_ops(&original, "TopK"), 1);
+    assert_eq!(count_ops(&cut, "TopK"), 0);
+    assert_eq!(count_ops(&cut, "MaxPool"), 0);
+    for image in ["person.jpg", "dog.jpg"] {
+        let input = nhwc_255(&shared.join("data/images").join(image), 512);
+        let full = run(&original, &input);
+        let maps = run(&cut, &input);
+        assert_eq!(full.len(), 3, "{image}");
+        assert_eq!(maps.len(), 2, "{image}");
+        for conf in [0.05, 0.3] {
+            let params = DecodeParams {
+                conf,
+                ..DecodeParams::default()
+            };
+            let want = decoded(OutputFamily::Centernet, &full, 512, &params);
+            let got = decoded(OutputFamily::Centernet, &maps, 512, &params);
+            assert!(!got.is_empty(), "{image} at {conf}: nothing found");
+            same_detections(&want, &got, image);
+        }
+    }
+    // The known answer (MODELS.md): person 0.671 at [187,111,276,375] on person.jpg.
+    let input = nhwc_255(&shared.join("data/images/person.jpg"), 512);
+    let got = decoded(
+        OutputFamily::Centernet,
+        &run(&cut, &input),
+        512,
+        &DecodeParams {
+            conf: 0.3,
+            ..DecodeParams::default()
+        },
+    );
+    let person = got.iter().find(|d| d.class_id == 0).expect("a person");
+    assert!((person.score - 0.671).abs() < 0.02, "{person:?}");
 }

@@ -136,7 +136,7 @@ impl DetectorDecoder {
                 &mut self.nanodet_plan,
                 out,
             ),
-            OutputFamily::Centernet => centernet::decode(outputs, params, out),
+            OutputFamily::Centernet => centernet::decode(outputs, self.input_width, params, out),
             OutputFamily::Classification => Err(decode_error(
                 OutputFamily::Classification,
                 format!(
@@ -181,6 +181,17 @@ pub fn infer_family(
                 ));
             }
             let refs: Vec<&[usize]> = many.iter().map(|s| s.as_slice()).collect();
+            if let Some((heat, sizes)) = centernet::maps_layout_of(&refs) {
+                return Some((
+                    OutputFamily::Centernet,
+                    format!(
+                        "outputs {}: CenterNet heat map {} and size map {}, peaks and top-K found in Rust",
+                        fmt_shapes(many),
+                        fmt_shape(&many[heat]),
+                        fmt_shape(&many[sizes])
+                    ),
+                ));
+            }
             if yolov8_dfl::is_cut_layout(&refs, w, h) {
                 return Some((
                     OutputFamily::Yolov8,
@@ -575,6 +586,9 @@ mod tests {
         .unwrap();
         assert_eq!(f, OutputFamily::Centernet);
         assert!(why.contains("[1,100,6]"), "{why}");
+        let (f, why) = fam(&[&[1, 128, 128, 4], &[1, 128, 128, 80]], 512, 512).unwrap();
+        assert_eq!(f, OutputFamily::Centernet);
+        assert!(why.contains("heat map [1,128,128,80]"), "{why}");
         // Old YOLOv5 exports add per-level raw outputs next to the decoded one.
         let (f, _) = fam(
             &[&[1, 25200, 85], &[1, 3, 80, 80, 85], &[1, 3, 40, 40, 85]],

@@ -1,13 +1,16 @@
 //! Graph passes applied to models before tract optimizes them.
 //!
 //! Each pass recognizes a pattern and replaces it by something that runs faster, with the same
-//! results: on the ONNX protobuf, [`pad_fold`] and [`yolo_head_cut`] (behind [`GraphPass`]); on
+//! results: on the ONNX protobuf, [`pad_fold`], [`yolo_head_cut`] and [`centernet_topk_cut`]
+//! (behind [`GraphPass`]); on
 //! tract's decluttered model, [`conv_kernels`] (vigia's convolution kernels). Passes only fire when every
 //! part of the pattern is checked (operators, attributes and constant values, single consumers);
 //! anything else leaves the graph as it is. `VIGIA_NO_REWRITE=1` turns them all off.
 
+pub mod centernet_topk_cut;
 pub mod conv_kernels;
 pub mod pad_fold;
+mod probe;
 mod proto;
 pub mod yolo_head_cut;
 
@@ -23,6 +26,8 @@ pub struct RewriteReport {
     pub pads_folded: usize,
     /// Ultralytics DFL heads cut (0 or 1).
     pub dfl_heads_cut: usize,
+    /// CenterNet top-K tails cut (0 or 1).
+    pub topk_heads_cut: usize,
     /// Nodes removed from the graph in total.
     pub nodes_removed: usize,
 }
@@ -30,7 +35,7 @@ pub struct RewriteReport {
 impl RewriteReport {
     /// True when no pass changed anything.
     pub fn is_empty(&self) -> bool {
-        self.pads_folded == 0 && self.dfl_heads_cut == 0
+        self.pads_folded == 0 && self.dfl_heads_cut == 0 && self.topk_heads_cut == 0
     }
 
     /// One line for load messages, e.g. `28 Pad folded into Conv, DFL head cut`.
@@ -41,6 +46,9 @@ impl RewriteReport {
         }
         if self.dfl_heads_cut > 0 {
             parts.push("YOLO DFL head decoded in Rust".to_string());
+        }
+        if self.topk_heads_cut > 0 {
+            parts.push("CenterNet top-K found in Rust".to_string());
         }
         if parts.is_empty() {
             "none".to_string()
@@ -81,6 +89,7 @@ pub fn default_passes() -> Vec<Box<dyn GraphPass>> {
     vec![
         Box::new(pad_fold::PadFold),
         Box::new(yolo_head_cut::YoloHeadCut),
+        Box::new(centernet_topk_cut::CenternetTopkCut),
     ]
 }
 

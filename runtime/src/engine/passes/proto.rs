@@ -35,6 +35,15 @@ pub(super) fn graph_outputs(graph: &pb::GraphProto) -> HashSet<&str> {
     graph.output.iter().map(|o| o.name.as_str()).collect()
 }
 
+/// `(height, width)` of an NCHW or NHWC batch-1 image input.
+pub(super) fn image_hw(shape: &[usize]) -> Option<(usize, usize)> {
+    match *shape {
+        [1, c, h, w] if c <= 4 => Some((h, w)),
+        [1, h, w, c] if c <= 4 => Some((h, w)),
+        _ => None,
+    }
+}
+
 pub(super) fn attr<'a>(node: &'a pb::NodeProto, name: &str) -> Option<&'a pb::AttributeProto> {
     node.attribute.iter().find(|a| a.name == name)
 }

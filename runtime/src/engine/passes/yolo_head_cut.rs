@@ -8,7 +8,8 @@ use std::collections::{HashMap, HashSet};
 
 use tract_onnx::pb;
 
-use super::proto::{attr_int, consumers, graph_outputs, producers, Constants};
+use super::probe::{run_region, ProbeInput};
+use super::proto::{attr_int, consumers, graph_outputs, image_hw, producers, Constants};
 use super::{GraphPass, PassContext, RewriteReport};
 use crate::anchor_grid::{dfl_expectation, AnchorGrid};
 
@@ -117,15 +118,6 @@ fn plan(graph: &pb::GraphProto, input_shape: &[usize], opset: i64) -> Option<Dfl
     None
 }
 
-/// `(height, width)` of an NCHW or NHWC batch-1 image input.
-fn image_hw(shape: &[usize]) -> Option<(usize, usize)> {
-    match *shape {
-        [1, c, h, w] if c <= 4 => Some((h, w)),
-        [1, h, w, c] if c <= 4 => Some((h, w)),
-        _ => None,
-    }
-}
-
 /// The nodes of a head's box branch (in graph order) and the final `Concat`.
 struct BoxRegion {
     nodes: Vec<usize>,
@@ -209,57 +201,16 @@ fn verify_box_region(
     (w, h): (usize, usize),
     opset: i64,
 ) -> bool {
-    use tract_onnx::prelude::*;
     let concat = &graph.node[region.concat];
-    let mut sub = pb::GraphProto {
-        name: "dfl-probe".into(),
-        ..Default::default()
-    };
-    let needed: HashSet<&str> = region
-        .nodes
-        .iter()
-        .flat_map(|&i| graph.node[i].input.iter().map(String::as_str))
-        .collect();
-    sub.initializer = graph
-        .initializer
-        .iter()
-        .filter(|t| needed.contains(t.name.as_str()))
-        .cloned()
-        .collect();
-    sub.node = graph
-        .node
-        .iter()
-        .filter(|c| c.op_type == "Constant" && c.output.iter().any(|o| needed.contains(o.as_str())))
-        .cloned()
-        .chain(region.nodes.iter().map(|&i| graph.node[i].clone()))
-        .collect();
-    sub.input.push(float_input(start, &[1, 4 * bins, n]));
-    sub.output.push(pb::ValueInfoProto {
-        name: concat.input[0].clone(),
-        ..Default::default()
-    });
     let probe: Vec<f32> = (0..4 * bins * n)
         .map(|i| ((i.wrapping_mul(2654435761) >> 7) % 1000) as f32 / 125.0 - 4.0)
         .collect();
-    let run = || -> TractResult<Tensor> {
-        let model = pb::ModelProto {
-            ir_version: 8,
-            opset_import: vec![pb::OperatorSetIdProto {
-                domain: String::new(),
-                version: opset,
-            }],
-            graph: Some(sub.clone()),
-            ..Default::default()
-        };
-        let input = Tensor::from_shape(&[1, 4 * bins, n], &probe)?;
-        let plan = tract_onnx::onnx()
-            .model_for_proto_model(&model)?
-            .with_input_fact(0, f32::fact([1, 4 * bins, n]).into())?
-            .into_optimized()?
-            .into_runnable()?;
-        Ok(plan.run(tvec![input.into()])?.remove(0).into_tensor())
+    let input = ProbeInput {
+        name: start,
+        shape: &[1, 4 * bins, n],
+        values: &probe,
     };
-    let Ok(Ok(out)) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) else {
+    let Some(out) = run_region(graph, &region.nodes, &[input], &concat.input[0], opset) else {
         return false;
     };
     let Ok(got) = out.to_plain_array_view::<f32>() else {
@@ -291,30 +242,6 @@ fn verify_box_region(
         }
     }
     true
-}
-
-/// A graph input of f32 values with a fixed shape.
-fn float_input(name: &str, shape: &[usize]) -> pb::ValueInfoProto {
-    use pb::tensor_shape_proto::{dimension::Value as Dim, Dimension};
-    const FLOAT: i32 = 1;
-    let dim = shape
-        .iter()
-        .map(|&d| Dimension {
-            value: Some(Dim::DimValue(d as i64)),
-            ..Default::default()
-        })
-        .collect();
-    pb::ValueInfoProto {
-        name: name.to_string(),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: FLOAT,
-                shape: Some(pb::TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
 }
 
 /// Replaces the head's output by the raw distributions and the class scores.
