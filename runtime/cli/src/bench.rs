@@ -178,6 +178,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             prepared.engine.input_mut(),
             args.warmup.max(1),
             args.runs,
+            args.kernels,
         )?)
     } else {
         None
@@ -503,7 +504,7 @@ impl Profile {
     fn print(&self) {
         let per = |ms: f64| ms / self.runs as f64;
         println!(
-            "\nprofile    {:.2} ms per run summed over nodes ({} runs, one thread timing each node)",
+            "\nprofile    {:.2} ms per run summed over nodes ({} runs, one thread timing each node; the graph as exported, ONNX rewrites not applied)",
             per(self.total_ms),
             self.runs
         );
@@ -536,10 +537,18 @@ fn profile_nodes(
     input: &[f32],
     warmup: u32,
     runs: u32,
+    kernels: Kernels,
 ) -> anyhow::Result<Profile> {
     use tract_onnx::prelude::*;
-    let model = flops::typed_model(source, shape, true)?;
-    let plan = model.into_runnable()?;
+    // The graph as exported (ONNX rewrites not applied), on the kernels asked for.
+    let mut model = flops::typed_model(source, shape, false)?;
+    if kernels == Kernels::Vigia && vigia::engine::passes::enabled() {
+        vigia::engine::passes::conv_kernels::replace_convs(
+            &mut model,
+            vigia::kernels::Isa::detect(),
+        )?;
+    }
+    let plan = model.into_optimized()?.into_runnable()?;
     let mut state = plan.spawn()?;
     let tensor: Tensor =
         tract_onnx::tract_core::ndarray::ArrayD::from_shape_vec(shape, input.to_vec())
