@@ -33,20 +33,27 @@ impl Isa {
 
     /// Every instruction set this CPU can run, best first (for tests that compare them).
     pub fn all_supported() -> Vec<Isa> {
-        let mut all = vec![];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f") {
-                all.push(Isa::Avx512);
+        [Isa::Avx512, Isa::Avx2Fma, Isa::Neon, Isa::Portable]
+            .into_iter()
+            .filter(|isa| isa.is_supported())
+            .collect()
+    }
+
+    /// Whether this CPU (and this build's architecture) can run the kernels of `self`.
+    pub fn is_supported(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => std::is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => {
+                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
             }
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                all.push(Isa::Avx2Fma);
-            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => true,
+            Isa::Portable => true,
+            // Another architecture's instruction set.
+            _ => false,
         }
-        #[cfg(target_arch = "aarch64")]
-        all.push(Isa::Neon);
-        all.push(Isa::Portable);
-        all
     }
 
     fn best_supported() -> Isa {
