@@ -232,15 +232,18 @@ impl CpuPeak {
     }
 }
 
+/// The value of the first `key : value` line of `/proc/cpuinfo` text, when not empty.
+fn cpuinfo_field(cpuinfo: &str, key: &str) -> Option<String> {
+    cpuinfo
+        .lines()
+        .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
 fn cpu_name(cpuinfo: &str) -> String {
-    let field = |key: &str| {
-        cpuinfo
-            .lines()
-            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
+    let field = |key: &str| cpuinfo_field(cpuinfo, key);
     field("model name")
         .or_else(|| field("Model"))
         .or_else(|| field("Hardware"))
@@ -296,13 +299,7 @@ fn vector_units(cpuinfo: &str) -> (String, u32, u32, String) {
 /// are 128 bits wide.
 #[cfg(target_arch = "x86_64")]
 fn is_zen1(cpuinfo: &str) -> bool {
-    let field = |key: &str| {
-        cpuinfo
-            .lines()
-            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
-    };
+    let field = |key: &str| cpuinfo_field(cpuinfo, key);
     field("vendor_id").as_deref() == Some("AuthenticAMD")
         && field("cpu family").as_deref() == Some("23")
         && field("model")
