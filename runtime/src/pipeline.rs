@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::follow::Command as FollowCommand;
 use crate::source::pool::FramePool;
 use crate::source::{Frame, FrameSource, SourceHealth, SourceInfo};
+use crate::track::appearance::Appearances;
 use crate::track::{Track, Tracker};
 
 /// Running statistics of one stage's latency.
@@ -90,6 +91,8 @@ pub struct FrameResult {
     pub detections: Vec<Detection>,
     /// Tracks after this frame (empty without a tracker).
     pub tracks: Vec<Track>,
+    /// Appearance of the tracks, when the tracker re-identifies people.
+    pub appearances: Appearances,
     /// The follow command the per-frame hook produced for this frame, when following.
     pub follow: Option<FollowCommand>,
     /// This frame's stage latencies in ms: preprocess, inference, decode, track.
@@ -211,9 +214,14 @@ pub fn run(
         // false when the output thread is gone.
         let mut deliver = |frame: Frame, dets: Vec<Detection>, t: StageTimes| -> Result<bool> {
             let t_track = Instant::now();
-            let tracks = match tracker.as_deref_mut() {
-                Some(tr) => tr.update(&dets, frame.timestamp).to_vec(),
-                None => vec![],
+            let (tracks, appearances) = match tracker.as_deref_mut() {
+                Some(tr) => {
+                    let tracks = tr
+                        .update_frame(&frame.image, &dets, frame.timestamp)?
+                        .to_vec();
+                    (tracks, tr.appearances().cloned().unwrap_or_default())
+                }
+                None => (vec![], Appearances::default()),
             };
             let track_ms = if tracker.is_some() {
                 ms(t_track.elapsed())
@@ -230,6 +238,7 @@ pub fn run(
                 frame,
                 detections: dets,
                 tracks,
+                appearances,
                 follow: None,
                 times: [t.preprocess_ms, t.inference_ms, t.decode_ms, track_ms],
             };

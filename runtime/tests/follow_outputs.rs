@@ -202,6 +202,7 @@ mod mavlink_wire {
             to: FollowState::Locked,
             target_id: Some(17),
             reason: EventReason::TargetChanged { previous: 3 },
+            appearance: None,
         })
         .unwrap();
         let (_, m) = decode(&recv(&sock));
@@ -237,6 +238,7 @@ fn udp_json_sink_sends_one_json_line_per_datagram() {
         to: FollowState::Coasting,
         target_id: Some(3),
         reason: EventReason::TargetOccluded,
+        appearance: None,
     })
     .unwrap();
     let first = recv(&sock);
@@ -347,6 +349,7 @@ mod serial_wire {
             to: FollowState::Lost,
             target_id: Some(3),
             reason: EventReason::Timeout,
+            appearance: None,
         })
         .unwrap();
 

@@ -164,6 +164,29 @@ pub fn unit_interval(s: &str) -> Result<f32, String> {
     }
 }
 
+/// Seconds, as `30`, `30s`, `2m` or `1.5h`.
+pub fn seconds(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (seconds, or with s, m or h)"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v * scale)
+    } else {
+        Err(format!("'{s}' must be a duration >= 0"))
+    }
+}
+
 /// `WIDTHxHEIGHT`.
 pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let (w, h) = s
@@ -175,4 +198,20 @@ pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
         return Err(format!("'{s}' is out of range"));
     }
     Ok((w, h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units_and_refuse_nonsense() {
+        assert_eq!(seconds("30"), Ok(30.0));
+        assert_eq!(seconds("30s"), Ok(30.0));
+        assert_eq!(seconds(" 2m "), Ok(120.0));
+        assert_eq!(seconds("1.5h"), Ok(5400.0));
+        assert!(seconds("-1").is_err());
+        assert!(seconds("soon").unwrap_err().contains("soon"));
+        assert!(seconds("nan").is_err());
+    }
 }

@@ -9,10 +9,11 @@ use clap::Args;
 
 use super::args::{DecodeArgs, ModelArgs, OutputArgs, SourceArgs};
 use super::run::{run_source, RunRequest};
-use super::track::TrackerArgs;
+use super::track::{ReidMode, TrackerArgs};
 use vigia::follow::Command as FollowCommand;
 use vigia::follow::{
-    open_sink, CommandSink, Follower, FollowerConfig, OutputSpec, SinkSet, TargetPolicy, Watchdog,
+    open_sink, AppearanceGate, CommandSink, Follower, FollowerConfig, OutputSpec, SinkSet,
+    TargetPolicy, Watchdog,
 };
 use vigia::pipeline::FrameResult;
 
@@ -53,6 +54,13 @@ pub struct FollowArgs {
     /// Desired target height as a fraction of the frame (following distance)
     #[arg(long, default_value_t = 0.5)]
     pub follow_height: f32,
+    /// How long a target out of view is looked for by appearance (seconds; 60 or 60s)
+    #[arg(long, default_value = "60", value_parser = super::args::seconds)]
+    pub follow_memory: f64,
+    /// After giving up on the target, follow anyone the --target policy picks once this long has
+    /// passed (default: never; a stranger is not followed)
+    #[arg(long, value_name = "SECS", value_parser = super::args::seconds)]
+    pub follow_any_after: Option<f64>,
 }
 
 /// Runs the follower on a source.
@@ -64,9 +72,17 @@ pub fn follow(a: FollowArgs, stop: Arc<AtomicBool>) -> anyhow::Result<ExitCode> 
         lost_timeout: a.follow_lost_timeout,
         watchdog: a.follow_watchdog,
         target_height: a.follow_height,
+        appearance: AppearanceGate {
+            threshold: a.tracker.reid_threshold,
+            margin: a.tracker.reid_margin,
+            memory: a.follow_memory,
+            any_after: a.follow_any_after,
+            ..AppearanceGate::default()
+        },
         ..FollowerConfig::default()
     };
     let mut follower = Follower::new(config)?;
+    let use_appearance = a.tracker.reid != ReidMode::Off;
     let mut specs = a.follow_out.clone();
     if let Some(m) = &a.mavlink {
         specs.push(m.parse()?);
@@ -83,14 +99,12 @@ pub fn follow(a: FollowArgs, stop: Arc<AtomicBool>) -> anyhow::Result<ExitCode> 
     );
     let mut hook = |r: &FrameResult| -> vigia::Result<Option<FollowCommand>> {
         let (w, h) = r.frame.image.dimensions();
-        let out = follower.update(&r.tracks, r.frame.timestamp, w, h);
+        let appearances = use_appearance.then_some(&r.appearances);
+        let out = follower.update_with(&r.tracks, appearances, r.frame.timestamp, w, h);
         {
             let mut s = sinks.lock().unwrap_or_else(|p| p.into_inner());
             for ev in &out.events {
-                eprintln!(
-                    "vigia: follow {:?} -> {:?} target {:?} ({:?})",
-                    ev.from, ev.to, ev.target_id, ev.reason
-                );
+                eprintln!("vigia: follow {ev}");
                 s.send_event(ev)?;
             }
             s.send(&out.command)?;

@@ -4,6 +4,7 @@ mod args;
 mod bench;
 mod classify;
 mod doctor;
+mod eval_reid;
 mod follow;
 mod inspect;
 mod run;
@@ -26,6 +27,7 @@ use crate::args::{DecodeArgs, ModelArgs, OutputArgs, SourceArgs};
 use crate::bench::{bench, BenchArgs};
 use crate::classify::{classify, ClassifyArgs};
 use crate::doctor::{doctor, DoctorArgs};
+use crate::eval_reid::{eval_reid, EvalReidArgs};
 use crate::follow::{follow, FollowArgs};
 use crate::inspect::{inspect, InspectArgs};
 use crate::run::{run_source, RunRequest};
@@ -53,6 +55,8 @@ enum Command {
     Inspect(InspectArgs),
     /// Score MOTChallenge tracks against ground truth (MOTA, MOTP, IDF1, ID switches)
     EvalMot(EvalMotArgs),
+    /// Score an appearance embedding on tracked people: retrieval mAP and rank-1
+    EvalReid(EvalReidArgs),
     /// Time a model: latency percentiles, FPS, FLOPs and the share of the CPU's f32 peak
     Bench(BenchArgs),
     /// Show the board, CPU features, tools, cameras and cache, and the profile vigia picks
@@ -135,6 +139,7 @@ fn main() -> ExitCode {
         Command::Classify(a) => classify(a),
         Command::Inspect(a) => inspect(a),
         Command::EvalMot(a) => eval_mot(a),
+        Command::EvalReid(a) => eval_reid(a),
         Command::Bench(a) => bench(a),
         Command::Doctor(a) => doctor(a),
     };

@@ -216,7 +216,7 @@ pub fn run_source(
     };
     let source_fps = info.fps.map(|f| f / req.source.vid_stride as f64);
     let mut tracker = tracker_args
-        .map(|t| t.build(source_fps.or(req.source.image_fps).unwrap_or(30.0)))
+        .map(|t| t.build_for_frames(source_fps.or(req.source.image_fps).unwrap_or(30.0)))
         .transpose()?;
     if req.save_mot.is_some() && tracker.is_none() {
         bail!("--save-mot needs tracks: use `vigia track`");
@@ -240,6 +240,9 @@ pub fn run_source(
     )?;
     if !req.model.quiet {
         eprintln!("vigia: source {}", pipeline::describe_source(&info));
+        if let Some(t) = tracker_args {
+            eprintln!("vigia: {}", t.describe_reid());
+        }
         if let Some(v) = &video {
             eprintln!("vigia: annotated video -> {}", v.display());
         }
@@ -254,7 +257,7 @@ pub fn run_source(
     let summary = pipeline::run(
         source,
         &mut detector,
-        tracker.as_mut().map(|t| t as &mut dyn Tracker),
+        tracker.as_mut().map(|t| &mut **t as &mut dyn Tracker),
         hook,
         Box::new(outputs),
         pool,

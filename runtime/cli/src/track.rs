@@ -9,8 +9,33 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use vigia::mot::{detections_by_frame, evaluate, read_mot, write_mot_line};
+use vigia::reid::HistogramEmbedder;
 use vigia::track::bytetrack::{ByteTrackConfig, ByteTracker};
+use vigia::track::reid::{ReidConfig, ReidTracker};
 use vigia::track::Tracker;
+
+/// How people who leave and come back are recognised (`--reid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReidMode {
+    /// Motion only: an absence longer than the track buffer ends the identity.
+    Off,
+    /// Colour histograms per body third (no model).
+    Hist,
+}
+
+impl std::str::FromStr for ReidMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" | "none" => Ok(ReidMode::Off),
+            "hist" | "histogram" => Ok(ReidMode::Hist),
+            _ => Err(format!(
+                "'{s}' is not a re-identification mode: use hist or off"
+            )),
+        }
+    }
+}
 
 /// ByteTrack settings.
 #[derive(Args, Clone)]
@@ -30,13 +55,61 @@ pub struct TrackerArgs {
     /// Frames (at 30 fps; scaled by the source rate) a lost track is kept
     #[arg(long, default_value_t = 30)]
     pub track_buffer: u32,
+    /// Re-identify people who leave and come back by their look: hist (colour histograms per
+    /// body third) or off (motion only)
+    #[arg(long, default_value = "hist")]
+    pub reid: ReidMode,
+    /// How long a person out of view is remembered for re-identification (seconds; 30 or 30s)
+    #[arg(long, default_value = "30", value_parser = super::args::seconds)]
+    pub reid_memory: f64,
+    /// Least appearance similarity (cosine) for a returning person, and for the follower's target
+    #[arg(long, default_value_t = 0.93)]
+    pub reid_threshold: f32,
+    /// Least lead of the best-matching person over the next best
+    #[arg(long, default_value_t = 0.05)]
+    pub reid_margin: f32,
     /// Also report lost tracks (with their predicted boxes)
     #[arg(skip)]
     pub report_lost: bool,
 }
 
 impl TrackerArgs {
-    /// A tracker for a source running at `fps`.
+    /// The tracker for frames of a source running at `fps`: ByteTrack, with re-identification
+    /// unless `--reid off`.
+    pub fn build_for_frames(&self, fps: f64) -> anyhow::Result<Box<dyn Tracker>> {
+        if self.reid == ReidMode::Off {
+            return Ok(Box::new(self.build(fps)?));
+        }
+        let inner = ByteTracker::new(ByteTrackConfig {
+            report_lost: true,
+            ..*self.build(fps)?.config()
+        })?;
+        let config = ReidConfig {
+            memory: self.reid_memory,
+            threshold: self.reid_threshold,
+            margin: self.reid_margin,
+            report_lost: self.report_lost,
+            ..ReidConfig::default()
+        };
+        Ok(Box::new(ReidTracker::new(
+            inner,
+            Box::new(HistogramEmbedder::new()),
+            config,
+        )?))
+    }
+
+    /// One line saying how identities are kept, for the run's log.
+    pub fn describe_reid(&self) -> String {
+        match self.reid {
+            ReidMode::Off => "re-identification off (motion only)".into(),
+            ReidMode::Hist => format!(
+                "re-identification by colour histograms, memory {} s, threshold {}",
+                self.reid_memory, self.reid_threshold
+            ),
+        }
+    }
+
+    /// A motion-only tracker for a source running at `fps`.
     pub fn build(&self, fps: f64) -> anyhow::Result<ByteTracker> {
         let config = ByteTrackConfig {
             track_high_thresh: self.track_high,

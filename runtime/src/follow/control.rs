@@ -1,8 +1,10 @@
 //! The follower: lock state machine plus one PID per axis, turning tracks into commands.
 
 use crate::error::{Error, Result};
+use crate::track::appearance::Appearances;
 use crate::track::Track;
 
+use super::appearance_match::AppearanceGate;
 use super::pid::{Pid, PidGains};
 use super::state::{LockMachine, LockSettings, LockState, ReacquireGate, TargetSource, TargetView};
 use super::target::TargetPolicy;
@@ -34,6 +36,8 @@ pub struct FollowerConfig {
     pub forward: PidGains,
     /// Gates for a new track taking over a target that did not come back.
     pub gate: ReacquireGate,
+    /// The appearance test that replaces the gates when the tracker provides appearances.
+    pub appearance: AppearanceGate,
 }
 
 impl Default for FollowerConfig {
@@ -80,6 +84,7 @@ impl Default for FollowerConfig {
                 max_dt: 0.5,
             },
             gate: ReacquireGate::default(),
+            appearance: AppearanceGate::default(),
         }
     }
 }
@@ -134,6 +139,7 @@ impl FollowerConfig {
         self.pitch.validate("--follow-pitch-pid")?;
         self.forward.validate("--follow-forward-pid")?;
         self.gate.validate("--follow-gate")?;
+        self.appearance.validate()?;
         Ok(())
     }
 
@@ -146,6 +152,7 @@ impl FollowerConfig {
             lost_timeout: self.lost_timeout,
             blind_time: self.watchdog.min(self.coast_time),
             gate: self.gate,
+            appearance: self.appearance,
         }
     }
 }
@@ -244,11 +251,29 @@ impl Follower {
         frame_w: u32,
         frame_h: u32,
     ) -> FollowOutput {
+        self.update_with(tracks, None, frame_time, frame_w, frame_h)
+    }
+
+    /// As [`Follower::update`], with the tracks' appearances when the tracker has them: the
+    /// target is then recognised by its look after an absence, and strangers are refused.
+    pub fn update_with(
+        &mut self,
+        tracks: &[Track],
+        appearances: Option<&Appearances>,
+        frame_time: f64,
+        frame_w: u32,
+        frame_h: u32,
+    ) -> FollowOutput {
         let before = self.machine.state();
         let mut events = Vec::new();
-        let view = self
-            .machine
-            .step(tracks, frame_time, frame_w, frame_h, &mut events);
+        let view = self.machine.step_with(
+            tracks,
+            appearances,
+            frame_time,
+            frame_w,
+            frame_h,
+            &mut events,
+        );
         let after = self.machine.state();
 
         match (before, after) {

@@ -12,6 +12,7 @@
 //! - `pitch_rate > 0`: tilt up (a gimbal) or climb (a vehicle), because the target is above centre;
 //! - `forward > 0`: move toward the target, because it looks smaller than the desired size.
 
+mod appearance_match;
 mod control;
 #[cfg(feature = "mavlink")]
 mod mavlink_out;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use appearance_match::{most_similar, AppearanceGate, AppearanceMatch, AppearanceScore};
 pub use control::{Follower, FollowerConfig};
 #[cfg(feature = "mavlink")]
 pub use mavlink_out::MavlinkSink;
@@ -132,6 +134,13 @@ pub enum EventReason {
     },
     /// Neither the target nor a matching track came back before the lost timeout.
     Timeout,
+    /// The person most like the target does not look enough like them (reported once per person).
+    CandidateRejected {
+        /// The person refused.
+        candidate: u64,
+    },
+    /// The target was not seen for the whole appearance memory: no longer looked for.
+    MemoryExpired,
     /// The caller reset the follower.
     Reset,
 }
@@ -149,6 +158,8 @@ impl EventReason {
             EventReason::CoastExpired => "coast_expired",
             EventReason::TargetChanged { .. } => "target_changed",
             EventReason::Timeout => "timeout",
+            EventReason::CandidateRejected { .. } => "candidate_rejected",
+            EventReason::MemoryExpired => "memory_expired",
             EventReason::Reset => "reset",
         }
     }
@@ -160,6 +171,9 @@ impl fmt::Display for EventReason {
             EventReason::CandidateChanged { previous }
             | EventReason::TargetChanged { previous } => {
                 write!(f, "{} (was {previous})", self.as_str())
+            }
+            EventReason::CandidateRejected { candidate } => {
+                write!(f, "{} ({candidate})", self.as_str())
             }
             _ => f.write_str(self.as_str()),
         }
@@ -179,6 +193,8 @@ pub struct FollowEvent {
     pub target_id: Option<u64>,
     /// Why it changed.
     pub reason: EventReason,
+    /// The appearance similarities behind the decision, when appearance decided.
+    pub appearance: Option<AppearanceScore>,
 }
 
 impl fmt::Display for FollowEvent {
@@ -187,7 +203,15 @@ impl fmt::Display for FollowEvent {
         if let Some(id) = self.target_id {
             write!(f, " (target {id})")?;
         }
-        write!(f, ": {}", self.reason)
+        write!(f, ": {}", self.reason)?;
+        if let Some(a) = self.appearance {
+            write!(f, " (similarity {:.2}", a.similarity)?;
+            if let Some(s) = a.second {
+                write!(f, ", next best {s:.2}")?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
     }
 }
 
@@ -326,6 +350,7 @@ mod tests {
             to: FollowState::Locked,
             target_id: Some(9),
             reason: EventReason::TargetChanged { previous: 4 },
+            appearance: None,
         };
         let v = serde_json::to_value(e).unwrap();
         assert_eq!(v["reason"]["kind"], "target_changed");

@@ -656,6 +656,7 @@ mod tests {
             to: FollowState::Locked,
             target_id: Some(4),
             reason: EventReason::Reacquired,
+            appearance: None,
         })
         .unwrap();
         let text = String::from_utf8(sink.into_inner()).unwrap();

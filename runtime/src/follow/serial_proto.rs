@@ -132,6 +132,7 @@ mod tests {
             to: FollowState::Locked,
             target_id: Some(12),
             reason: EventReason::TargetChanged { previous: 3 },
+            appearance: None,
         };
         let line = event_line(&ev);
         assert!(line.starts_with("E,4,2,12,target_changed*"), "{line}");

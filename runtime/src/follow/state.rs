@@ -1,10 +1,17 @@
 //! The lock state machine: acquire a candidate, keep the lock through occlusions, reacquire the
 //! same person (or, with an event, a new track where the person should be), give up safely.
+//!
+//! With appearances (the tracker re-identifies people) the target's look is kept in a
+//! [`Gallery`]: a new track takes over only if it clearly looks like the target, wherever it
+//! appears, and a target given up on is still looked for during the appearance memory; nobody
+//! else is followed unless `any_after` allows it.
 
 use crate::detection::BBox;
 use crate::error::{Error, Result};
+use crate::track::appearance::{Appearances, Gallery};
 use crate::track::{Track, TrackState};
 
+use super::appearance_match::{most_similar, AppearanceGate, AppearanceScore};
 use super::target::TargetPolicy;
 use super::{EventReason, FollowEvent, FollowState};
 
@@ -41,12 +48,15 @@ pub enum LockState {
         /// A new track passing the gates, with the consecutive frames it has passed them.
         candidate: Option<(u64, u32)>,
     },
-    /// Gave up on `id` at `since`; waiting for the policy to find a new candidate.
+    /// Gave up on `id` at `since`; waiting for the target's look to come back (with
+    /// appearances) or for the policy to find a new candidate.
     Lost {
         /// The id given up on.
         id: u64,
         /// Frame time of giving up.
         since: f64,
+        /// A person who looks like the target, with the consecutive frames they have.
+        candidate: Option<(u64, u32)>,
     },
 }
 
@@ -73,6 +83,9 @@ impl LockState {
         }
     }
 }
+
+/// People remembered as refused (a bound for very long searches in crowds).
+const MAX_REJECTED: usize = 4096;
 
 /// Gates a new track must pass to take over a target that did not come back.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -187,6 +200,8 @@ pub struct LockSettings {
     pub blind_time: f64,
     /// Gates for a new track taking over.
     pub gate: ReacquireGate,
+    /// The appearance test, used when the tracker provides appearances.
+    pub appearance: AppearanceGate,
 }
 
 /// Keeps the lock on one person across frames and reports every change.
@@ -199,6 +214,16 @@ pub struct LockMachine {
     last_seen: f64,
     last_fresh: f64,
     coexisting: Vec<u64>,
+    /// What the target looks like (with appearances).
+    gallery: Option<Gallery>,
+    /// The track whose look the gallery learns from: the person the policy chose. A person
+    /// taken over by appearance is followed but not learnt from, so one wrong match cannot
+    /// drift the gallery toward a stranger.
+    gallery_owner: Option<u64>,
+    /// Scores to attach to the next event.
+    score: Option<AppearanceScore>,
+    /// People already reported as not looking like the target.
+    rejected: Vec<u64>,
 }
 
 fn tracked(tracks: &[Track], id: u64) -> Option<&Track> {
@@ -230,6 +255,10 @@ impl LockMachine {
             last_seen: 0.0,
             last_fresh: 0.0,
             coexisting: Vec::new(),
+            gallery: None,
+            gallery_owner: None,
+            score: None,
+            rejected: Vec::new(),
         }
     }
 
@@ -243,6 +272,11 @@ impl LockMachine {
         &self.cfg
     }
 
+    /// What the target looks like, once the tracker has embedded them.
+    pub fn target_gallery(&self) -> Option<&Gallery> {
+        self.gallery.as_ref()
+    }
+
     /// Changes the policy used for the next acquisition (a current lock is kept).
     pub fn set_policy(&mut self, policy: TargetPolicy) {
         self.cfg.policy = policy;
@@ -253,6 +287,8 @@ impl LockMachine {
         if self.state != LockState::Idle {
             self.go(LockState::Idle, time, EventReason::Reset, None, events);
         }
+        self.gallery = None;
+        self.gallery_owner = None;
     }
 
     fn go(
@@ -269,6 +305,7 @@ impl LockMachine {
             to: to.kind(),
             target_id: id.or(to.target_id()),
             reason,
+            appearance: self.score.take(),
         });
         self.state = to;
     }
@@ -296,6 +333,11 @@ impl LockMachine {
         events: &mut Vec<FollowEvent>,
     ) -> TargetView {
         self.coexisting.clear();
+        self.rejected.clear();
+        if reason == EventReason::Acquired {
+            self.gallery = None;
+            self.gallery_owner = Some(t.id);
+        }
         self.go(LockState::Locked { id: t.id }, time, reason, None, events);
         self.remember(t, tracks, time);
         self.measured(t)
@@ -368,10 +410,59 @@ impl LockMachine {
         frame_h: u32,
         events: &mut Vec<FollowEvent>,
     ) -> Option<TargetView> {
-        match self.state {
-            LockState::Idle | LockState::Lost { .. } => {
-                self.try_acquire(tracks, time, frame_w, frame_h, events)
+        self.step_with(tracks, None, time, frame_w, frame_h, events)
+    }
+
+    /// As [`LockMachine::step`], with the tracks' appearances when the tracker has them.
+    pub fn step_with(
+        &mut self,
+        tracks: &[Track],
+        appearances: Option<&Appearances>,
+        time: f64,
+        frame_w: u32,
+        frame_h: u32,
+        events: &mut Vec<FollowEvent>,
+    ) -> Option<TargetView> {
+        let view = self.advance(tracks, appearances, time, frame_w, frame_h, events);
+        if let (LockState::Locked { id }, Some(app)) = (self.state, appearances) {
+            if let Some(seen) = app.get(id).filter(|_| self.gallery_owner == Some(id)) {
+                match &mut self.gallery {
+                    Some(g) => g.add(seen.average()),
+                    None => self.gallery = Some(seen.clone()),
+                }
             }
+        }
+        view
+    }
+
+    fn advance(
+        &mut self,
+        tracks: &[Track],
+        app: Option<&Appearances>,
+        time: f64,
+        frame_w: u32,
+        frame_h: u32,
+        events: &mut Vec<FollowEvent>,
+    ) -> Option<TargetView> {
+        match self.state {
+            LockState::Idle => self.try_acquire(tracks, time, frame_w, frame_h, events),
+            LockState::Lost {
+                id,
+                since,
+                candidate,
+            } => match app {
+                Some(app) => self.search_lost(
+                    tracks,
+                    app,
+                    id,
+                    since,
+                    candidate,
+                    time,
+                    (frame_w, frame_h),
+                    events,
+                ),
+                None => self.try_acquire(tracks, time, frame_w, frame_h, events),
+            },
             LockState::Acquiring { candidate, frames } => {
                 let cfg = self.cfg;
                 let still = tracked(tracks, candidate).filter(|t| {
@@ -426,7 +517,7 @@ impl LockMachine {
                     None,
                     events,
                 );
-                self.coast(tracks, id, since, time, events)
+                self.coast(tracks, app, id, since, time, events)
             }
             LockState::Coasting { id, since } => {
                 if let Some(t) = tracked(tracks, id) {
@@ -440,19 +531,20 @@ impl LockMachine {
                     self.remember(t, tracks, time);
                     return Some(self.measured(t));
                 }
-                self.coast(tracks, id, since, time, events)
+                self.coast(tracks, app, id, since, time, events)
             }
             LockState::Reacquiring {
                 id,
                 since,
                 candidate,
-            } => self.reacquire(tracks, id, since, candidate, time, events),
+            } => self.reacquire(tracks, app, id, since, candidate, time, events),
         }
     }
 
     fn coast(
         &mut self,
         tracks: &[Track],
+        app: Option<&Appearances>,
         id: u64,
         since: f64,
         time: f64,
@@ -470,7 +562,7 @@ impl LockMachine {
                 None,
                 events,
             );
-            return self.reacquire(tracks, id, since, None, time, events);
+            return self.reacquire(tracks, app, id, since, None, time, events);
         }
         let (bbox, source) = self.predict(tracks, id, time);
         let gain = ramp_down(time - since, self.cfg.coast_time)
@@ -483,9 +575,11 @@ impl LockMachine {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn reacquire(
         &mut self,
         tracks: &[Track],
+        app: Option<&Appearances>,
         id: u64,
         since: f64,
         candidate: Option<(u64, u32)>,
@@ -505,7 +599,11 @@ impl LockMachine {
         }
         if time - since >= self.cfg.lost_timeout {
             self.go(
-                LockState::Lost { id, since: time },
+                LockState::Lost {
+                    id,
+                    since: time,
+                    candidate: None,
+                },
                 time,
                 EventReason::Timeout,
                 Some(id),
@@ -514,6 +612,30 @@ impl LockMachine {
             return None;
         }
         let (predicted, _) = self.predict(tracks, id, time);
+        if let (Some(app), Some(_)) = (app, &self.gallery) {
+            let found = self.look_alike(tracks, app, id, time, candidate, events);
+            return match found {
+                Some((t, frames)) if frames >= self.cfg.gate.frames => {
+                    let t = *t;
+                    Some(self.lock(
+                        &t,
+                        tracks,
+                        time,
+                        EventReason::TargetChanged { previous: id },
+                        events,
+                    ))
+                }
+                found => {
+                    self.score = None;
+                    self.state = LockState::Reacquiring {
+                        id,
+                        since,
+                        candidate: found.map(|(t, n)| (t.id, n)),
+                    };
+                    None
+                }
+            };
+        }
         let cfg = self.cfg;
         let best = tracks
             .iter()
@@ -558,6 +680,111 @@ impl LockMachine {
         };
         None
     }
+
+    /// The person in view who clearly looks like the target (not `id`, not seen beside the
+    /// target, not refused before), with their consecutive frames counted from `candidate`.
+    /// A person refused for their look is reported once and not reconsidered: their look only
+    /// drifts toward the target's by chance (pose, light), not because they became the target.
+    fn look_alike<'t>(
+        &mut self,
+        tracks: &'t [Track],
+        app: &Appearances,
+        id: u64,
+        time: f64,
+        candidate: Option<(u64, u32)>,
+        events: &mut Vec<FollowEvent>,
+    ) -> Option<(&'t Track, u32)> {
+        let gallery = self.gallery.as_ref()?;
+        let (coexisting, rejected) = (&self.coexisting, &self.rejected);
+        let m = most_similar(
+            &self.cfg.appearance,
+            gallery,
+            tracks,
+            app,
+            self.cfg.class_id,
+            |t| t == id || coexisting.binary_search(&t).is_ok() || rejected.contains(&t),
+        )?;
+        if !m.accepted {
+            if m.score.similarity >= self.cfg.appearance.threshold {
+                // Similar enough but not clearly ahead of someone else: wait and see.
+                return None;
+            }
+            if self.rejected.len() >= MAX_REJECTED {
+                self.rejected.remove(0);
+            }
+            {
+                self.rejected.push(m.id);
+                self.score = Some(m.score);
+                let state = self.state;
+                self.go(
+                    state,
+                    time,
+                    EventReason::CandidateRejected { candidate: m.id },
+                    Some(id),
+                    events,
+                );
+            }
+            return None;
+        }
+        let t = tracks.iter().find(|t| t.id == m.id)?;
+        let frames = match candidate {
+            Some((c, n)) if c == m.id => n + 1,
+            _ => 1,
+        };
+        self.score = Some(m.score);
+        Some((t, frames))
+    }
+
+    /// Lost with appearances: look for the target's look until the memory runs out; anyone
+    /// else only once `any_after` allows it.
+    #[allow(clippy::too_many_arguments)]
+    fn search_lost(
+        &mut self,
+        tracks: &[Track],
+        app: &Appearances,
+        id: u64,
+        since: f64,
+        candidate: Option<(u64, u32)>,
+        time: f64,
+        (frame_w, frame_h): (u32, u32),
+        events: &mut Vec<FollowEvent>,
+    ) -> Option<TargetView> {
+        let gate = self.cfg.appearance;
+        if self.gallery.is_some() && time - self.last_seen > gate.memory {
+            self.gallery = None;
+            let state = self.state;
+            self.go(state, time, EventReason::MemoryExpired, Some(id), events);
+        }
+        if self.gallery.is_some() {
+            let found = self.look_alike(tracks, app, id, time, candidate, events);
+            match found {
+                Some((t, frames)) if frames >= self.cfg.gate.frames => {
+                    let t = *t;
+                    return Some(self.lock(
+                        &t,
+                        tracks,
+                        time,
+                        EventReason::TargetChanged { previous: id },
+                        events,
+                    ));
+                }
+                found => {
+                    self.score = None;
+                    self.state = LockState::Lost {
+                        id,
+                        since,
+                        candidate: found.map(|(t, n)| (t.id, n)),
+                    };
+                }
+            }
+        }
+        match gate.any_after {
+            Some(after) if time - since >= after => {
+                self.try_acquire(tracks, time, frame_w, frame_h, events)
+            }
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -576,6 +803,7 @@ mod tests {
             lost_timeout: 3.0,
             blind_time: 0.3,
             gate: ReacquireGate::default(),
+            appearance: AppearanceGate::default(),
         }
     }
 
@@ -838,6 +1066,98 @@ mod tests {
         assert_eq!(ev[0].reason, EventReason::Reset);
         m.reset(1.1, &mut ev);
         assert_eq!(ev.len(), 1);
+    }
+
+    /// A gallery built from five views of `v`.
+    fn look(v: [f32; 3]) -> Gallery {
+        let mut v = v.to_vec();
+        crate::reid::l2_normalize(&mut v);
+        let mut g = Gallery::new(&v);
+        for _ in 0..4 {
+            g.add(&v);
+        }
+        g
+    }
+
+    /// Runs frames `from..to` with appearances; returns all events.
+    fn run_seen(
+        m: &mut LockMachine,
+        tracks: &[Track],
+        app: &Appearances,
+        from: usize,
+        to: usize,
+    ) -> Vec<FollowEvent> {
+        let mut ev = Vec::new();
+        for i in from..to {
+            m.step_with(tracks, Some(app), i as f64 * DT, 640, 480, &mut ev);
+        }
+        ev
+    }
+
+    #[test]
+    fn follow_state_with_appearance_refuses_a_stranger_and_relocks_on_the_look() {
+        let mut m = LockMachine::new(settings());
+        let b = BBox::new(100.0, 100.0, 200.0, 400.0);
+        let mut app = Appearances::default();
+        app.insert(1, look([1.0, 0.0, 0.1]));
+        run_seen(&mut m, &[person(1, b)], &app, 0, 10);
+        assert_eq!(m.state(), LockState::Locked { id: 1 });
+        assert!(m.target_gallery().is_some());
+        // A stranger where the target was: the position gates pass, the look does not.
+        app.insert(2, look([0.0, 1.0, 0.1]));
+        let stranger = [person(2, b)];
+        let ev = run_seen(&mut m, &stranger, &app, 10, 10 + 150);
+        assert!(ev
+            .iter()
+            .all(|e| !matches!(e.to, FollowState::Locked | FollowState::Acquiring)));
+        let rejected: Vec<_> = ev
+            .iter()
+            .filter(|e| e.reason == EventReason::CandidateRejected { candidate: 2 })
+            .collect();
+        assert_eq!(rejected.len(), 1, "{ev:?}");
+        assert!(rejected[0].appearance.unwrap().similarity < 0.5);
+        assert!(matches!(m.state(), LockState::Lost { id: 1, .. }));
+        // Lost, without any_after: the policy does not pick the stranger either.
+        run_seen(&mut m, &stranger, &app, 160, 200);
+        assert!(matches!(m.state(), LockState::Lost { id: 1, .. }));
+        // The target comes back with a new id, far away.
+        app.insert(7, look([1.0, 0.05, 0.1]));
+        let back = [
+            person(2, b),
+            person(7, BBox::new(500.0, 50.0, 560.0, 250.0)),
+        ];
+        let ev = run_seen(&mut m, &back, &app, 200, 205);
+        assert_eq!(m.state(), LockState::Locked { id: 7 });
+        let relock = ev.last().unwrap();
+        assert_eq!(relock.reason, EventReason::TargetChanged { previous: 1 });
+        let score = relock.appearance.unwrap();
+        // The stranger refused before no longer competes.
+        assert!(score.similarity > 0.95 && score.second.is_none());
+    }
+
+    #[test]
+    fn follow_state_appearance_memory_expires_then_any_after_allows_the_policy() {
+        let mut m = LockMachine::new(LockSettings {
+            appearance: AppearanceGate {
+                memory: 5.0,
+                any_after: Some(8.0),
+                ..AppearanceGate::default()
+            },
+            ..settings()
+        });
+        let b = BBox::new(100.0, 100.0, 200.0, 400.0);
+        let mut app = Appearances::default();
+        app.insert(1, look([1.0, 0.0, 0.1]));
+        run_seen(&mut m, &[person(1, b)], &app, 0, 10);
+        app.insert(2, look([0.0, 1.0, 0.1]));
+        let stranger = [person(2, b)];
+        // Lost at ~3 s, memory over at ~5.3 s, anyone allowed from ~11.3 s.
+        let ev = run_seen(&mut m, &stranger, &app, 10, 30 * 11);
+        assert!(ev.iter().any(|e| e.reason == EventReason::MemoryExpired));
+        assert!(matches!(m.state(), LockState::Lost { .. }));
+        assert!(m.target_gallery().is_none());
+        run_seen(&mut m, &stranger, &app, 30 * 11, 30 * 12);
+        assert_eq!(m.state().target_id(), Some(2));
     }
 
     #[test]

@@ -1,12 +1,18 @@
-//! Multi-object tracking: ByteTrack over a constant-velocity Kalman filter.
+//! Multi-object tracking: ByteTrack over a constant-velocity Kalman filter, with appearance
+//! re-identification of people who leave and come back ([`reid::ReidTracker`]).
 
+pub mod appearance;
 pub mod assignment;
 pub mod bytetrack;
 pub mod kalman;
+pub mod reid;
 
+use image::RgbImage;
 use serde::Serialize;
 
 use crate::detection::{BBox, Detection};
+use crate::error::Result;
+use appearance::Appearances;
 
 /// Lifecycle of a track.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -43,6 +49,20 @@ pub trait Tracker: Send {
     /// Advances to `frame_time` (seconds) with this frame's detections; returns the tracks
     /// currently `Tracked` (and, when asked by the implementation's config, recently `Lost` ones).
     fn update(&mut self, detections: &[Detection], frame_time: f64) -> &[Track];
+    /// As [`Tracker::update`], with the frame's pixels for trackers that look at appearance.
+    fn update_frame(
+        &mut self,
+        image: &RgbImage,
+        detections: &[Detection],
+        frame_time: f64,
+    ) -> Result<&[Track]> {
+        let _ = image;
+        Ok(self.update(detections, frame_time))
+    }
+    /// The appearance of the tracks of the last update (`None` for motion-only trackers).
+    fn appearances(&self) -> Option<&Appearances> {
+        None
+    }
     /// Forgets every track; ids continue from where they were.
     fn reset(&mut self);
 }

@@ -21,3 +21,8 @@ pub fn vigia(args: &[&str]) -> Output {
         .output()
         .expect("run vigia")
 }
+
+/// A `Command` for the `vigia` binary, to add arguments to.
+pub fn vigia_cmd() -> Command {
+    Command::new(vigia_bin())
+}

@@ -1,0 +1,132 @@
+//! `vigia eval-reid`: how well an appearance embedding tells the people of a video apart.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use vigia::mot::read_mot;
+use vigia::reid::{retrieval, Embedder, HistogramEmbedder, Sample};
+use vigia::source::{open_source, SourceOptions};
+use vigia::BBox;
+
+use super::track::ReidMode;
+
+/// Arguments of `vigia eval-reid`.
+#[derive(Args)]
+pub struct EvalReidArgs {
+    /// The video the tracks belong to
+    pub video: String,
+    /// Tracks of that video in MOTChallenge format (`vigia track VIDEO --reid off --save-mot FILE`)
+    #[arg(long)]
+    pub tracks: PathBuf,
+    /// Embedding to score: hist
+    #[arg(long, default_value = "hist")]
+    pub reid: ReidMode,
+    /// First frame (1-based) to use; earlier frames are left out (for held-out scores)
+    #[arg(long, default_value_t = 1)]
+    pub from_frame: u64,
+    /// Last frame (1-based) to use
+    #[arg(long)]
+    pub to_frame: Option<u64>,
+    /// Use every Nth frame
+    #[arg(long, default_value_t = 5)]
+    pub every: u64,
+    /// Crops overlapping another person's box above this IoU are left out
+    #[arg(long, default_value_t = 0.2)]
+    pub max_overlap: f32,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Embeds the tracked people's crops and prints retrieval mAP and rank-1 (first half of each
+/// person's frames as queries against the second halves of everyone).
+pub fn eval_reid(a: EvalReidArgs) -> anyhow::Result<ExitCode> {
+    if a.every == 0 {
+        bail!("--every must be at least 1");
+    }
+    let mut embedder: Box<dyn Embedder> = match a.reid {
+        ReidMode::Hist => Box::new(HistogramEmbedder::new()),
+        ReidMode::Off => bail!("--reid off has no embedding to score"),
+    };
+    let rows = read_mot(&a.tracks)?;
+    let mut source = open_source(&a.video, &SourceOptions::default())
+        .with_context(|| format!("opening {}", a.video))?;
+    let last = a.to_frame.unwrap_or(u64::MAX);
+    let mut samples = Vec::new();
+    let (mut boxes, mut owners, mut out) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut embed_time, mut crops) = (std::time::Duration::ZERO, 0usize);
+    while let Some(frame) = source.next_frame()? {
+        let number = frame.index + 1;
+        if number > last {
+            break;
+        }
+        if number < a.from_frame || (number - a.from_frame) % a.every != 0 {
+            continue;
+        }
+        let here: Vec<(i64, BBox)> = rows
+            .iter()
+            .filter(|r| r.frame == number && r.id >= 0)
+            .map(|r| (r.id, r.bbox()))
+            .collect();
+        boxes.clear();
+        owners.clear();
+        for (id, b) in &here {
+            let overlapped = here
+                .iter()
+                .any(|(o, ob)| o != id && ob.iou(b) > a.max_overlap);
+            if !overlapped {
+                boxes.push(*b);
+                owners.push(*id as u64);
+            }
+        }
+        let t = std::time::Instant::now();
+        embedder.embed(&frame.image, &boxes, &mut out)?;
+        embed_time += t.elapsed();
+        crops += boxes.len();
+        for (person, v) in owners.iter().zip(out.drain(..)) {
+            if let Some(vector) = v {
+                samples.push(Sample {
+                    person: *person,
+                    frame: number,
+                    vector,
+                });
+            }
+        }
+    }
+    let Some(r) = retrieval(&samples) else {
+        bail!(
+            "{}: fewer than two people have crops in both halves of their frames",
+            a.tracks.display()
+        );
+    };
+    let us_per_crop = embed_time.as_secs_f64() * 1e6 / crops.max(1) as f64;
+    if a.json {
+        let mut v = serde_json::to_value(r)?;
+        v["embedder"] = embedder.name().into();
+        v["us_per_crop"] = us_per_crop.into();
+        println!("{v}");
+    } else {
+        println!(
+            "embedding  {} ({us_per_crop:.1} µs per crop)",
+            embedder.name()
+        );
+        println!(
+            "people     {} ({} queries, {} gallery crops)",
+            r.people, r.queries, r.gallery
+        );
+        println!("mAP        {:.3}", r.map);
+        println!("rank-1     {:.3}", r.rank1);
+        println!(
+            "similarity {:.3} same person, {:.3} others",
+            r.mean_same, r.mean_other
+        );
+        println!(
+            "tracklets  rank-1 {:.3}, similarity {:.3} same person, at most {:.3} between two people",
+            r.tracklet_rank1, r.tracklet_same, r.tracklet_other_max
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,184 @@
+//! Appearance memory of tracks: a [`Gallery`] per person and the per-frame [`Appearances`].
+
+use crate::reid::{cosine, l2_normalize};
+
+/// Weight of the running average kept at each update (the new vector gets the rest).
+const EMA_KEEP: f32 = 0.9;
+/// Snapshots kept besides the running average.
+const SNAPSHOTS: usize = 4;
+/// A vector becomes a new snapshot when it is less similar than this to every snapshot.
+const DIVERSE_BELOW: f32 = 0.9;
+
+/// What one person looked like: a running average plus a few diverse snapshots (front and
+/// back, in light and in shade), all unit vectors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gallery {
+    average: Vec<f32>,
+    snapshots: Vec<Vec<f32>>,
+    updates: u32,
+}
+
+impl Gallery {
+    /// A gallery holding one unit vector.
+    pub fn new(first: &[f32]) -> Self {
+        Gallery {
+            average: first.to_vec(),
+            snapshots: vec![first.to_vec()],
+            updates: 1,
+        }
+    }
+
+    /// Adds a unit vector of the same length (others are ignored).
+    pub fn add(&mut self, v: &[f32]) {
+        if v.len() != self.average.len() {
+            return;
+        }
+        for (a, x) in self.average.iter_mut().zip(v) {
+            *a = EMA_KEEP * *a + (1.0 - EMA_KEEP) * x;
+        }
+        if !l2_normalize(&mut self.average) {
+            self.average.copy_from_slice(v);
+        }
+        self.updates = self.updates.saturating_add(1);
+        let (closest, best) = self
+            .snapshots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i, cosine(s, v)))
+            .fold((0, f32::MIN), |a, b| if b.1 > a.1 { b } else { a });
+        if best >= DIVERSE_BELOW {
+            return;
+        }
+        if self.snapshots.len() < SNAPSHOTS {
+            self.snapshots.push(v.to_vec());
+        } else {
+            // Full: the new view replaces the one it resembles most, keeping the spread.
+            self.snapshots[closest] = v.to_vec();
+        }
+    }
+
+    /// Merges another gallery of the same person into this one.
+    pub fn merge(&mut self, other: &Gallery) {
+        for s in &other.snapshots {
+            self.add(s);
+        }
+        self.add(&other.average);
+    }
+
+    /// The running average (a unit vector).
+    pub fn average(&self) -> &[f32] {
+        &self.average
+    }
+
+    /// Vectors added so far.
+    pub fn updates(&self) -> u32 {
+        self.updates
+    }
+
+    /// Similarity of `v` to this person: the best cosine over the average and the snapshots.
+    pub fn similarity(&self, v: &[f32]) -> f32 {
+        self.snapshots
+            .iter()
+            .map(|s| cosine(s, v))
+            .fold(cosine(&self.average, v), f32::max)
+    }
+
+    /// Similarity of two people: the cosine of their running averages (averages over many
+    /// crops are steadier than any single view, so this is what decisions use).
+    pub fn similarity_to(&self, other: &Gallery) -> f32 {
+        cosine(&self.average, &other.average)
+    }
+}
+
+/// The appearance of the tracks reported after one update, by track id.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Appearances {
+    entries: Vec<(u64, Gallery)>,
+}
+
+impl Appearances {
+    /// Forgets every entry, keeping the memory.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// Records the gallery of track `id`.
+    pub fn insert(&mut self, id: u64, gallery: Gallery) {
+        match self.entries.iter_mut().find(|(i, _)| *i == id) {
+            Some(e) => e.1 = gallery,
+            None => self.entries.push((id, gallery)),
+        }
+    }
+
+    /// The gallery of track `id`, when it has been embedded.
+    pub fn get(&self, id: u64) -> Option<&Gallery> {
+        self.entries.iter().find(|(i, _)| *i == id).map(|(_, g)| g)
+    }
+
+    /// Number of tracks with an appearance.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no track has an appearance.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(v: &[f32]) -> Vec<f32> {
+        let mut v = v.to_vec();
+        assert!(l2_normalize(&mut v));
+        v
+    }
+
+    #[test]
+    fn gallery_keeps_diverse_views_and_matches_either() {
+        let front = unit(&[1.0, 0.0, 0.0, 0.1]);
+        let back = unit(&[0.0, 1.0, 0.0, 0.1]);
+        let stranger = unit(&[0.0, 0.0, 1.0, 0.1]);
+        let mut g = Gallery::new(&front);
+        for _ in 0..20 {
+            g.add(&front);
+        }
+        g.add(&back);
+        // The average barely moved toward the back view, but the snapshot remembers it.
+        assert!(cosine(g.average(), &back) < 0.5);
+        assert!(g.similarity(&back) > 0.99);
+        assert!(g.similarity(&front) > 0.99);
+        assert!(g.similarity(&stranger) < 0.1);
+        assert_eq!(g.updates(), 22);
+        let other = Gallery::new(&back);
+        assert!(g.similarity_to(&other) < 0.5);
+        assert!(g.similarity_to(&g.clone()) > 0.99);
+        // Wrong length is ignored.
+        g.add(&[1.0]);
+        assert_eq!(g.updates(), 22);
+    }
+
+    #[test]
+    fn gallery_snapshots_stay_bounded() {
+        let mut g = Gallery::new(&unit(&[1.0, 0.0, 0.0]));
+        for i in 0..100 {
+            let a = i as f32 * 0.2;
+            g.add(&unit(&[a.cos(), a.sin(), 0.3]));
+        }
+        assert!(g.snapshots.len() <= SNAPSHOTS);
+    }
+
+    #[test]
+    fn appearances_insert_replaces() {
+        let mut a = Appearances::default();
+        a.insert(3, Gallery::new(&[1.0, 0.0]));
+        a.insert(3, Gallery::new(&[0.0, 1.0]));
+        assert_eq!(a.len(), 1);
+        assert_eq!(a.get(3).unwrap().average(), &[0.0, 1.0]);
+        assert!(a.get(4).is_none());
+        a.clear();
+        assert!(a.is_empty());
+    }
+}
