@@ -63,7 +63,7 @@ pub fn eval_reid(a: EvalReidArgs) -> anyhow::Result<ExitCode> {
         if number > last {
             break;
         }
-        if number < a.from_frame || (number - a.from_frame) % a.every != 0 {
+        if number < a.from_frame || !(number - a.from_frame).is_multiple_of(a.every) {
             continue;
         }
         let here: Vec<(i64, BBox)> = rows

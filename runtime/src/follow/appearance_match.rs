@@ -37,18 +37,7 @@ impl Default for AppearanceGate {
 impl AppearanceGate {
     /// Checks the settings; errors name the option.
     pub fn validate(&self) -> Result<()> {
-        if !(self.threshold > -1.0 && self.threshold <= 1.0) {
-            return Err(Error::option(
-                "--reid-threshold",
-                format!("must be in (-1, 1], got {}", self.threshold),
-            ));
-        }
-        if !(self.margin >= 0.0 && self.margin <= 2.0) {
-            return Err(Error::option(
-                "--reid-margin",
-                format!("must be in [0, 2], got {}", self.margin),
-            ));
-        }
+        crate::reid::validate_match_rule(self.threshold, self.margin)?;
         if !(self.memory.is_finite() && self.memory >= 0.0) {
             return Err(Error::option(
                 "--follow-memory",

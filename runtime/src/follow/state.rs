@@ -613,24 +613,13 @@ impl LockMachine {
         }
         let (predicted, _) = self.predict(tracks, id, time);
         if let (Some(app), Some(_)) = (app, &self.gallery) {
-            let found = self.look_alike(tracks, app, id, time, candidate, events);
-            return match found {
-                Some((t, frames)) if frames >= self.cfg.gate.frames => {
-                    let t = *t;
-                    Some(self.lock(
-                        &t,
-                        tracks,
-                        time,
-                        EventReason::TargetChanged { previous: id },
-                        events,
-                    ))
-                }
-                found => {
-                    self.score = None;
+            return match self.relock_by_look(tracks, app, id, time, candidate, events) {
+                Ok(view) => Some(view),
+                Err(candidate) => {
                     self.state = LockState::Reacquiring {
                         id,
                         since,
-                        candidate: found.map(|(t, n)| (t.id, n)),
+                        candidate,
                     };
                     None
                 }
@@ -735,6 +724,30 @@ impl LockMachine {
         Some((t, frames))
     }
 
+    /// Locks onto the person who has looked like the target for the gate's frames; otherwise
+    /// the candidate to keep counting (the caller keeps its state).
+    fn relock_by_look(
+        &mut self,
+        tracks: &[Track],
+        app: &Appearances,
+        id: u64,
+        time: f64,
+        candidate: Option<(u64, u32)>,
+        events: &mut Vec<FollowEvent>,
+    ) -> std::result::Result<TargetView, Option<(u64, u32)>> {
+        match self.look_alike(tracks, app, id, time, candidate, events) {
+            Some((t, frames)) if frames >= self.cfg.gate.frames => {
+                let t = *t;
+                let reason = EventReason::TargetChanged { previous: id };
+                Ok(self.lock(&t, tracks, time, reason, events))
+            }
+            found => {
+                self.score = None;
+                Err(found.map(|(t, n)| (t.id, n)))
+            }
+        }
+    }
+
     /// Lost with appearances: look for the target's look until the memory runs out; anyone
     /// else only once `any_after` allows it.
     #[allow(clippy::too_many_arguments)]
@@ -756,25 +769,14 @@ impl LockMachine {
             self.go(state, time, EventReason::MemoryExpired, Some(id), events);
         }
         if self.gallery.is_some() {
-            let found = self.look_alike(tracks, app, id, time, candidate, events);
-            match found {
-                Some((t, frames)) if frames >= self.cfg.gate.frames => {
-                    let t = *t;
-                    return Some(self.lock(
-                        &t,
-                        tracks,
-                        time,
-                        EventReason::TargetChanged { previous: id },
-                        events,
-                    ));
-                }
-                found => {
-                    self.score = None;
+            match self.relock_by_look(tracks, app, id, time, candidate, events) {
+                Ok(view) => return Some(view),
+                Err(candidate) => {
                     self.state = LockState::Lost {
                         id,
                         since,
-                        candidate: found.map(|(t, n)| (t.id, n)),
-                    };
+                        candidate,
+                    }
                 }
             }
         }

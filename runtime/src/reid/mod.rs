@@ -15,7 +15,7 @@ pub use vector::{cosine, l2_normalize};
 use image::RgbImage;
 
 use crate::detection::BBox;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Crops smaller than this (pixels, after clipping to the frame) get no embedding.
 pub const MIN_CROP_WIDTH: u32 = 6;
@@ -36,6 +36,23 @@ pub trait Embedder: Send {
         boxes: &[BBox],
         out: &mut Vec<Option<Vec<f32>>>,
     ) -> Result<()>;
+}
+
+/// Checks a similarity threshold (`--reid-threshold`) and margin (`--reid-margin`).
+pub fn validate_match_rule(threshold: f32, margin: f32) -> Result<()> {
+    if !(threshold > -1.0 && threshold <= 1.0) {
+        return Err(Error::option(
+            "--reid-threshold",
+            format!("must be in (-1, 1], got {threshold}"),
+        ));
+    }
+    if !(0.0..=2.0).contains(&margin) {
+        return Err(Error::option(
+            "--reid-margin",
+            format!("must be in [0, 2], got {margin}"),
+        ));
+    }
+    Ok(())
 }
 
 /// The pixel rectangle `(x0, y0, x1, y1)` (exclusive end) of `b` inside a `w` x `h` image, or

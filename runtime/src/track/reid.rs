@@ -65,18 +65,7 @@ impl ReidConfig {
                 format!("must be a number of seconds >= 0, got {}", self.memory),
             ));
         }
-        if !(self.threshold > -1.0 && self.threshold <= 1.0) {
-            return Err(Error::option(
-                "--reid-threshold",
-                format!("must be in (-1, 1], got {}", self.threshold),
-            ));
-        }
-        if !(self.margin >= 0.0 && self.margin <= 2.0) {
-            return Err(Error::option(
-                "--reid-margin",
-                format!("must be in [0, 2], got {}", self.margin),
-            ));
-        }
+        crate::reid::validate_match_rule(self.threshold, self.margin)?;
         if self.embed_every == 0 || self.decide_after == 0 || self.max_identities == 0 {
             return Err(Error::option(
                 "--reid",
