@@ -23,7 +23,7 @@ use crate::decode::DecodeParams;
 use crate::detection::Detection;
 use crate::detector::{ms, Detector, StageTimes};
 use crate::error::{Error, Result};
-use crate::follow::Command as FollowCommand;
+use crate::follow::{Command as FollowCommand, FollowEvent, FollowOutput};
 use crate::source::pool::FramePool;
 use crate::source::{Frame, FrameSource, SourceHealth, SourceInfo};
 use crate::track::appearance::Appearances;
@@ -95,6 +95,8 @@ pub struct FrameResult {
     pub appearances: Appearances,
     /// The follow command the per-frame hook produced for this frame, when following.
     pub follow: Option<FollowCommand>,
+    /// The follower's state and target changes during this frame, when following.
+    pub follow_events: Vec<FollowEvent>,
     /// This frame's stage latencies in ms: preprocess, inference, decode, track.
     pub times: [f64; 4],
 }
@@ -105,6 +107,29 @@ pub trait OutputStage: Send {
     fn write(&mut self, result: &FrameResult, stats: &PipelineStats, fps: f64) -> Result<()>;
     /// Finalizes every output (called once, also after a stop).
     fn finish(&mut self) -> Result<()>;
+}
+
+/// Turns detection on and off while a run goes on (`<camera>/detect/set`); frames keep flowing
+/// with no detections while it is off.
+#[derive(Debug, Clone)]
+pub struct DetectSwitch(Arc<AtomicBool>);
+
+impl Default for DetectSwitch {
+    fn default() -> Self {
+        DetectSwitch(Arc::new(AtomicBool::new(true)))
+    }
+}
+
+impl DetectSwitch {
+    /// True while detection runs.
+    pub fn is_on(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Turns detection on or off from the next frame.
+    pub fn set(&self, on: bool) {
+        self.0.store(on, Ordering::Relaxed)
+    }
 }
 
 /// Knobs of a run.
@@ -119,10 +144,12 @@ pub struct PipelineConfig {
     pub progress: bool,
     /// Inference workers, each with its own engine state (0 or 1: one, on the caller's thread).
     pub workers: usize,
+    /// Detection on or off.
+    pub detect: DetectSwitch,
 }
 
 /// Called on the inference thread after tracking, for low-latency consumers (the follower).
-pub type FrameHook<'a> = dyn FnMut(&FrameResult) -> Result<Option<FollowCommand>> + 'a;
+pub type FrameHook<'a> = dyn FnMut(&FrameResult) -> Result<Option<FollowOutput>> + 'a;
 
 /// Runs `source` through `detector` (and `tracker`) into `output` until the source ends or
 /// `stop` is set.
@@ -240,10 +267,14 @@ pub fn run(
                 tracks,
                 appearances,
                 follow: None,
+                follow_events: Vec::new(),
                 times: [t.preprocess_ms, t.inference_ms, t.decode_ms, track_ms],
             };
             if let Some(h) = hook.as_deref_mut() {
-                result.follow = h(&result)?;
+                if let Some(out) = h(&result)? {
+                    result.follow = Some(out.command);
+                    result.follow_events = out.events;
+                }
             }
             frames += 1;
             // A failed send means the output thread failed; its error is reported below.
@@ -251,14 +282,14 @@ pub fn run(
         };
         if forks.is_empty() {
             for frame in frame_rx.iter() {
-                let dets = match detector.detect(&frame.image, &config.decode) {
-                    Ok(d) => d.to_vec(),
+                let (dets, t) = match detect_if_on(detector, &frame, &config.decode, &config.detect)
+                {
+                    Ok(r) => r,
                     Err(e) => {
                         infer_error = Some(e);
                         break;
                     }
                 };
-                let t = detector.last_times();
                 match deliver(frame, dets, t) {
                     Ok(true) => {}
                     Ok(false) => break,
@@ -270,8 +301,15 @@ pub fn run(
             }
         } else {
             let detectors = std::iter::once(detector).chain(forks.iter_mut()).collect();
-            infer_error =
-                run_workers(detectors, &frame_rx, &config.decode, &stop, &mut deliver).err();
+            infer_error = run_workers(
+                detectors,
+                &frame_rx,
+                &config.decode,
+                &config.detect,
+                &stop,
+                &mut deliver,
+            )
+            .err();
         }
     }
     drop(result_tx);
@@ -314,6 +352,20 @@ pub fn run(
     })
 }
 
+/// Detections and stage times of `frame`, or none (and zero times) while detection is off.
+fn detect_if_on(
+    detector: &mut Detector,
+    frame: &Frame,
+    decode: &DecodeParams,
+    switch: &DetectSwitch,
+) -> Result<(Vec<Detection>, StageTimes)> {
+    if !switch.is_on() {
+        return Ok((Vec::new(), StageTimes::default()));
+    }
+    let dets = detector.detect(&frame.image, decode)?.to_vec();
+    Ok((dets, detector.last_times()))
+}
+
 /// A worker's output for one frame: the frame and its detections with stage times, or the error.
 type WorkerResult = (Frame, Result<(Vec<Detection>, StageTimes)>);
 
@@ -326,6 +378,7 @@ fn run_workers(
     detectors: Vec<&mut Detector>,
     frames: &Receiver<Frame>,
     decode: &DecodeParams,
+    switch: &DetectSwitch,
     stop: &AtomicBool,
     deliver: &mut dyn FnMut(Frame, Vec<Detection>, StageTimes) -> Result<bool>,
 ) -> Result<()> {
@@ -351,10 +404,7 @@ fn run_workers(
                         // A panic inside the model is reported as this worker's failure
                         // rather than tearing down the scope.
                         let result = catch_unwind(AssertUnwindSafe(|| {
-                            detector
-                                .detect(&frame.image, decode)
-                                .map(<[Detection]>::to_vec)
-                                .map(|d| (d, detector.last_times()))
+                            detect_if_on(detector, &frame, decode, switch)
                         }))
                         .unwrap_or_else(|_| {
                             Err(Error::thread_panicked(&format!("inference worker {i}")))

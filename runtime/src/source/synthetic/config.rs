@@ -60,6 +60,8 @@ pub struct SceneConfig {
     pub frames: u64,
     /// Seconds the person stays fully outside the frame (`reenter` only).
     pub away: f64,
+    /// Play in real time, like a camera: frames come at `fps` and the source reports itself live.
+    pub live: bool,
 }
 
 impl Default for SceneConfig {
@@ -73,6 +75,7 @@ impl Default for SceneConfig {
             fps: 30.0,
             frames: 300,
             away: 2.0,
+            live: false,
         }
     }
 }
@@ -130,11 +133,18 @@ impl SceneConfig {
                 "fps" => c.fps = real(value)?,
                 "frames" => c.frames = whole(value)?,
                 "away" => c.away = real(value)?,
+                "live" => {
+                    c.live = match value {
+                        "1" | "true" => true,
+                        "0" | "false" => false,
+                        _ => return Err(spec_error(spec, format!("live: '{value}' is not 0 or 1"))),
+                    }
+                }
                 _ => {
                     return Err(spec_error(
                         spec,
                         format!(
-                            "unknown key '{key}' (scene, people, seed, width, height, fps, frames, away)"
+                            "unknown key '{key}' (scene, people, seed, width, height, fps, frames, away, live)"
                         ),
                     ))
                 }

@@ -3,8 +3,8 @@
 //! without a camera or a neural network.
 //!
 //! Spec string: `synthetic://?scene=crossing|occlusion|reenter|random&people=4&seed=7&width=640&
-//! height=480&fps=30&frames=300&away=2` (every key optional; `synthetic://crossing?frames=90`
-//! names the scene in the path). Scenes:
+//! height=480&fps=30&frames=300&away=2&live=0` (every key optional; `synthetic://crossing?frames=90`
+//! names the scene in the path; `live=1` plays it in real time, as a camera would). Scenes:
 //! - `crossing`: two people, visible from the first frame, walk towards each other and meet in
 //!   the middle of the image (after about 1.8 s, or mid-sequence if shorter); the one further
 //!   back (id 1, walking right) is largely hidden by the one in front (id 2, walking left).
@@ -23,17 +23,22 @@ mod ground_truth;
 mod render;
 mod scene;
 
+use std::time::{Duration, Instant};
+
 use super::{Frame, FrameSource, SourceInfo};
 use crate::error::Result;
 pub use config::{SceneConfig, SceneKind, SCHEME};
 pub use scene::{GtObject, SyntheticScene, DETECT_VISIBILITY, LOW_SCORE_VISIBILITY};
 
-/// A [`FrameSource`] playing a [`SyntheticScene`] frame by frame (not live).
+/// A [`FrameSource`] playing a [`SyntheticScene`] frame by frame, as fast as it is read or, with
+/// `live=1`, at the scene's frame rate.
 #[derive(Debug, Clone)]
 pub struct SyntheticSource {
     scene: SyntheticScene,
     info: SourceInfo,
     next: u64,
+    /// When frame 0 was due (live scenes).
+    started: Option<Instant>,
 }
 
 impl SyntheticSource {
@@ -50,13 +55,14 @@ impl SyntheticSource {
             width: c.width,
             height: c.height,
             fps: Some(c.fps),
-            frames: Some(c.frames),
-            live: false,
+            frames: (!c.live).then_some(c.frames),
+            live: c.live,
         };
         Self {
             scene,
             info,
             next: 0,
+            started: None,
         }
     }
 
@@ -78,6 +84,13 @@ impl FrameSource for SyntheticSource {
         }
         let index = self.next;
         self.next += 1;
+        if c.live {
+            let start = *self.started.get_or_insert_with(Instant::now);
+            let due = start + Duration::from_secs_f64(index as f64 / c.fps);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
         Ok(Some(Frame {
             index,
             timestamp: index as f64 / c.fps,
