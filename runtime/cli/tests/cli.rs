@@ -304,8 +304,14 @@ fn bad_inputs_and_flags_give_clear_errors() {
 
 #[test]
 fn a_camera_that_does_not_exist_is_a_clear_error() {
-    assert_fails_with(&["detect", "0", "-q"], &["/dev/video0"]);
-    assert_fails_with(&["track", "/dev/video7", "-q"], &["/dev/video7"]);
+    assert_fails_with(
+        &["detect", "0", "-q", "--source-wait", "0"],
+        &["/dev/video0"],
+    );
+    assert_fails_with(
+        &["track", "/dev/video7", "-q", "--source-wait", "1"],
+        &["/dev/video7", "retrying"],
+    );
 }
 
 #[test]

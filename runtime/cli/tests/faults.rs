@@ -468,12 +468,76 @@ fn garbage_from_the_start_is_a_clear_error() {
     let dir = common::temp_dir("fault-garbage-start");
     let server = StreamServer::start(vec![0x47; 188 * 20_000], 1.0, Mode::Garbage);
     let rx = Receiver::start();
-    let mut vigia = Follow::start(&server.url(), &rx.addr, &dir, &[]);
+    // Retried for 3 s (it could be a server still starting), then reported.
+    let mut vigia = Follow::start(&server.url(), &rx.addr, &dir, &["--source-wait", "3"]);
     let st = vigia.wait(Duration::from_secs(60));
     let log = vigia.log();
     assert!(!st.success(), "{log}");
     assert!(log.contains(&server.url()), "{log}");
+    assert!(log.contains("retrying"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn a_live_stream_down_at_start_is_waited_for() {
+    let _one = serial();
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = common::temp_dir("fault-late-start");
+    let (clip, secs) = clip(&shared, &dir);
+    let server = StreamServer::start(clip, secs, Mode::Gone);
+
+    // A bounded wait ends with the reason.
+    let started = Instant::now();
+    let o = common::vigia(&["detect", &server.url(), "--source-wait", "2", "-q"]);
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{log}");
+    assert!(
+        log.contains("retrying") && log.contains("for up to 2.0 s"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("cannot open source {}", server.url())),
+        "{log}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(1), "{log}");
+
+    // By default the stream is waited for, and the run starts when it comes.
+    let jsonl = dir.join("late.jsonl");
+    let stderr = dir.join("late.txt");
+    let mut child = Command::new(common::vigia_bin())
+        .args(["detect", &server.url(), "--max-frames", "5", "--save-json"])
+        .arg(&jsonl)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&stderr).unwrap_or_default();
+    assert!(
+        wait_for(Duration::from_secs(60), || read().contains("retrying")),
+        "{}",
+        read()
+    );
+    server.set(Mode::Normal);
+    let done = wait_for(Duration::from_secs(90), || {
+        child.try_wait().ok().flatten().is_some()
+    });
+    if !done {
+        let _ = child.kill();
+    }
+    assert!(done, "no frame after the stream came up: {}", read());
+    assert!(child.wait().unwrap().success(), "{}", read());
+    assert!(read().contains("is available after"), "{}", read());
+    assert_eq!(
+        std::fs::read_to_string(&jsonl).unwrap().lines().count(),
+        5,
+        "{}",
+        read()
+    );
 }
 
 #[test]

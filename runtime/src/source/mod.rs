@@ -95,6 +95,9 @@ pub struct SourceOptions {
     pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Recycled frame buffers.
     pub pool: pool::FramePool,
+    /// How long a live source that cannot be opened at start is retried (zero: fail at once;
+    /// `None`: until `stop`).
+    pub start_wait: Option<std::time::Duration>,
 }
 
 impl Default for SourceOptions {
@@ -105,6 +108,7 @@ impl Default for SourceOptions {
             capture: video::CaptureSize::default(),
             stop: Default::default(),
             pool: pool::FramePool::new(8),
+            start_wait: Some(std::time::Duration::ZERO),
         }
     }
 }
@@ -162,10 +166,16 @@ pub fn classify_source(spec: &str) -> Result<SourceKind> {
 }
 
 /// Opens any `--source`: `0`, `/dev/video2`, `file.mp4`, `dir/`, `'imgs/*.jpg'`, `rtsp://...`,
-/// `libcamera://0`, `csi://0`, `synthetic://...`. Live sources reconnect with backoff.
+/// `libcamera://0`, `csi://0`, `synthetic://...`. Live sources reconnect with backoff, and are
+/// waited for at start within `opts.start_wait`.
 pub fn open_source(spec: &str, opts: &SourceOptions) -> Result<Box<dyn FrameSource>> {
-    use reconnect::Reconnecting;
+    use reconnect::{Reconnecting, StartWait};
     let live = |src: Box<dyn FrameSource>| -> Box<dyn FrameSource> { src };
+    let start = |name: String| StartWait {
+        limit: opts.start_wait,
+        name,
+        stop: opts.stop.clone(),
+    };
     Ok(match classify_source(spec)? {
         SourceKind::Synthetic => Box::new(synthetic::SyntheticSource::open(spec)?),
         SourceKind::Images => Box::new(images::ImageSource::open(spec, opts.image_fps)?),
@@ -177,9 +187,12 @@ pub fn open_source(spec: &str, opts: &SourceOptions) -> Result<Box<dyn FrameSour
         SourceKind::Stream => {
             let (s, pool) = (spec.to_string(), opts.pool.clone());
             live(Box::new(
-                Reconnecting::new(move || video::open_ffmpeg(&s, 1, pool.clone()))?
-                    .with_stop(opts.stop.clone())
-                    .with_name(spec),
+                Reconnecting::new_waiting(
+                    move || video::open_ffmpeg(&s, 1, pool.clone()),
+                    &start(format!("stream {spec}")),
+                )?
+                .with_stop(opts.stop.clone())
+                .with_name(spec),
             ))
         }
         SourceKind::Camera => {
@@ -190,38 +203,47 @@ pub fn open_source(spec: &str, opts: &SourceOptions) -> Result<Box<dyn FrameSour
                 fps: Some(opts.capture.fps),
             };
             live(Box::new(
-                Reconnecting::new(move || camera::open_camera_pooled(&s, &req, pool.clone()))?
-                    .with_stop(opts.stop.clone())
-                    .with_name(spec),
+                Reconnecting::new_waiting(
+                    move || camera::open_camera_pooled(&s, &req, pool.clone()),
+                    &start(format!("camera {spec}")),
+                )?
+                .with_stop(opts.stop.clone())
+                .with_name(spec),
             ))
         }
         SourceKind::PiCamera(n) => {
             let (size, pool) = (opts.capture, opts.pool.clone());
             live(Box::new(
-                Reconnecting::new(move || {
-                    video::open_board_camera(
-                        &format!("libcamera://{n}"),
-                        video::rpicam_command(n, size),
-                        pipe::RawFormat::I420,
-                        size,
-                        pool.clone(),
-                    )
-                })?
+                Reconnecting::new_waiting(
+                    move || {
+                        video::open_board_camera(
+                            &format!("libcamera://{n}"),
+                            video::rpicam_command(n, size),
+                            pipe::RawFormat::I420,
+                            size,
+                            pool.clone(),
+                        )
+                    },
+                    &start(format!("camera libcamera://{n}")),
+                )?
                 .with_stop(opts.stop.clone()),
             ))
         }
         SourceKind::JetsonCsi(n) => {
             let (size, pool) = (opts.capture, opts.pool.clone());
             live(Box::new(
-                Reconnecting::new(move || {
-                    video::open_board_camera(
-                        &format!("csi://{n}"),
-                        video::jetson_csi_command(n, size),
-                        pipe::RawFormat::Rgb24,
-                        size,
-                        pool.clone(),
-                    )
-                })?
+                Reconnecting::new_waiting(
+                    move || {
+                        video::open_board_camera(
+                            &format!("csi://{n}"),
+                            video::jetson_csi_command(n, size),
+                            pipe::RawFormat::Rgb24,
+                            size,
+                            pool.clone(),
+                        )
+                    },
+                    &start(format!("camera csi://{n}")),
+                )?
                 .with_stop(opts.stop.clone()),
             ))
         }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::source::{Frame, FrameSource, SourceHealth, SourceInfo};
 
 /// Longest slice a backoff wait sleeps before looking at the stop flag again.
@@ -98,6 +98,91 @@ impl Backoff {
     }
 }
 
+/// How long a live source that cannot be opened at start is retried.
+#[derive(Debug, Clone)]
+pub struct StartWait {
+    /// The longest wait: zero fails at once, `None` retries until `stop`.
+    pub limit: Option<Duration>,
+    /// The source's name in messages.
+    pub name: String,
+    /// Ends the wait (Ctrl-C).
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Default for StartWait {
+    /// Fails at once.
+    fn default() -> Self {
+        StartWait::none()
+    }
+}
+
+impl StartWait {
+    /// Fails at once (the default).
+    pub fn none() -> Self {
+        StartWait {
+            limit: Some(Duration::ZERO),
+            name: String::new(),
+            stop: Arc::default(),
+        }
+    }
+}
+
+/// Failures at start that may pass by themselves: the device or stream is not there yet.
+/// Anything else (a missing program, a bad option) is reported at once.
+fn may_pass(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::SourceOpen { .. } | Error::SourceLost { .. } | Error::SourceStalled { .. }
+    )
+}
+
+/// Calls `open` until it succeeds, retrying failures that may pass with the default backoff
+/// within `start.limit`; the last failure is returned when the wait runs out or is stopped.
+fn open_retrying<S>(open: &mut impl FnMut() -> Result<S>, start: &StartWait) -> Result<S> {
+    let began = Instant::now();
+    let mut backoff = Backoff::default();
+    let mut last_reason = String::new();
+    loop {
+        let e = match open() {
+            Ok(s) => {
+                if backoff.attempt() > 0 {
+                    eprintln!(
+                        "vigia: {} is available after {:.1} s",
+                        start.name,
+                        began.elapsed().as_secs_f64()
+                    );
+                }
+                return Ok(s);
+            }
+            Err(e) => e,
+        };
+        let delay = backoff.next_delay();
+        let left = start.limit.map(|l| l.saturating_sub(began.elapsed()));
+        if !may_pass(&e) || left.is_some_and(|l| l < delay) || start.stop.load(Ordering::Relaxed) {
+            return Err(e);
+        }
+        let reason = e.to_string();
+        if reason != last_reason {
+            eprintln!(
+                "vigia: {reason}; retrying with backoff up to every {} ({}; --source-wait limits the wait)",
+                format_delay(backoff.max),
+                match start.limit {
+                    Some(l) => format!("for up to {}", format_delay(l)),
+                    None => "until it comes or Ctrl-C".into(),
+                }
+            );
+            last_reason = reason;
+        }
+        let end = Instant::now() + delay;
+        while Instant::now() < end {
+            if start.stop.load(Ordering::Relaxed) {
+                return Err(e);
+            }
+            std::thread::sleep(SLEEP_SLICE);
+        }
+    }
+}
+
 /// A live source that reopens its inner source when it fails or ends.
 ///
 /// Frames keep increasing indices and timestamps across reconnects; `health()` adds up the
@@ -138,8 +223,14 @@ where
 {
     /// Opens the source a first time (failing at once if that fails: a wrong device or URL is
     /// reported, not retried) and reconnects it later with the default backoff, forever.
-    pub fn new(mut open: F) -> Result<Self> {
-        let inner = open()?;
+    pub fn new(open: F) -> Result<Self> {
+        Self::new_waiting(open, &StartWait::none())
+    }
+
+    /// As [`Reconnecting::new`], retrying a first open that fails for as long as `start` says
+    /// (boards often boot before their cameras, and streams come up after their clients).
+    pub fn new_waiting(mut open: F, start: &StartWait) -> Result<Self> {
+        let inner = open_retrying(&mut open, start)?;
         let info = inner.info().clone();
         Ok(Reconnecting {
             open,
@@ -640,5 +731,92 @@ mod tests {
         let s = script(vec![], vec![]);
         let mut b = boxed(Reconnecting::new(opener(s)).unwrap());
         assert_eq!(b.next_frame().unwrap().unwrap().index, 0);
+    }
+}
+
+#[cfg(test)]
+mod start_wait_tests {
+    use super::*;
+
+    fn unavailable() -> Error {
+        Error::SourceOpen {
+            source_name: "camera /dev/video9".into(),
+            reason: "not found".into(),
+        }
+    }
+
+    #[test]
+    fn a_source_down_at_start_is_retried_until_it_comes() {
+        let mut calls = 0;
+        let mut open = || {
+            calls += 1;
+            if calls < 3 {
+                Err(unavailable())
+            } else {
+                Ok(calls)
+            }
+        };
+        let start = StartWait {
+            limit: None,
+            name: "camera /dev/video9".into(),
+            stop: Arc::default(),
+        };
+        assert_eq!(open_retrying(&mut open, &start).unwrap(), 3);
+    }
+
+    #[test]
+    fn the_wait_is_bounded_stopped_or_skipped() {
+        // Zero: the first failure is the answer.
+        let mut calls = 0;
+        let mut open = || -> Result<()> {
+            calls += 1;
+            Err(unavailable())
+        };
+        let e = open_retrying(&mut open, &StartWait::none()).unwrap_err();
+        assert!(e.to_string().contains("/dev/video9"), "{e}");
+        assert_eq!(calls, 1);
+
+        // A bounded wait: attempts while the next delay still fits in it.
+        let mut calls = 0;
+        let mut open = || -> Result<()> {
+            calls += 1;
+            Err(unavailable())
+        };
+        let start = StartWait {
+            limit: Some(Duration::from_millis(1600)),
+            ..StartWait::default()
+        };
+        assert!(open_retrying(&mut open, &start).is_err());
+        assert!((2..=3).contains(&calls), "{calls} attempts");
+
+        // A failure that cannot pass by itself is not retried.
+        let mut calls = 0;
+        let mut open = || -> Result<()> {
+            calls += 1;
+            Err(Error::option("--source", "bad"))
+        };
+        let start = StartWait {
+            limit: None,
+            ..StartWait::default()
+        };
+        assert!(open_retrying(&mut open, &start).is_err());
+        assert_eq!(calls, 1);
+
+        // Ctrl-C ends an unbounded wait.
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            flag.store(true, Ordering::Relaxed);
+        });
+        let mut open = || -> Result<()> { Err(unavailable()) };
+        let start = StartWait {
+            limit: None,
+            name: "x".into(),
+            stop,
+        };
+        let began = Instant::now();
+        assert!(open_retrying(&mut open, &start).is_err());
+        assert!(began.elapsed() < Duration::from_secs(5));
     }
 }
