@@ -22,6 +22,7 @@ pub mod mot;
 pub mod nms;
 pub mod pipeline;
 pub mod preprocess;
+pub mod publish;
 pub mod reid;
 pub mod resolve;
 pub mod sink;

@@ -94,6 +94,10 @@ pub struct SourceArgs {
     /// Frame rate of an image sequence (sets timestamps for tracking)
     #[arg(long)]
     pub image_fps: Option<f64>,
+    /// How long a camera or stream that cannot be opened at start is retried (seconds; 30, 2m);
+    /// 0 fails at once [default: until it comes, like a source lost while running]
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    pub source_wait: Option<f64>,
 }
 
 impl SourceArgs {
@@ -152,6 +156,8 @@ pub struct OutputArgs {
     /// Print per-stage latency and FPS every N seconds
     #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "5")]
     pub stats: Option<f64>,
+    #[command(flatten)]
+    pub mqtt: super::mqtt::MqttArgs,
 }
 
 /// A probability-like value in 0..1.

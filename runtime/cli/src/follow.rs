@@ -12,10 +12,11 @@ use super::run::{run_source, RunRequest};
 use super::track::{ReidMode, TrackerArgs};
 use vigia::follow::Command as FollowCommand;
 use vigia::follow::{
-    open_sink, AppearanceGate, CommandSink, Follower, FollowerConfig, OutputSpec, SinkSet,
-    TargetPolicy, Watchdog,
+    open_sink, AppearanceGate, CommandReason, CommandSink, FollowOutput, FollowState, Follower,
+    FollowerConfig, OutputSpec, SinkSet, TargetPolicy, Watchdog,
 };
 use vigia::pipeline::FrameResult;
+use vigia::publish::{FollowInbox, FollowRequest};
 
 /// Arguments of `vigia follow`.
 #[derive(Args)]
@@ -97,10 +98,40 @@ pub fn follow(a: FollowArgs, stop: Arc<AtomicBool>) -> anyhow::Result<ExitCode> 
         sinks.clone(),
         follower.sequence(),
     );
-    let mut hook = |r: &FrameResult| -> vigia::Result<Option<FollowCommand>> {
+    let inbox = FollowInbox::default();
+    let requests = inbox.clone();
+    // After a remote `stop`: no target, no motion, until a remote target.
+    let mut halted = false;
+    let mut hook = |r: &FrameResult| -> vigia::Result<Option<FollowOutput>> {
         let (w, h) = r.frame.image.dimensions();
-        let appearances = use_appearance.then_some(&r.appearances);
-        let out = follower.update_with(&r.tracks, appearances, r.frame.timestamp, w, h);
+        let time = r.frame.timestamp;
+        let mut events = Vec::new();
+        for request in requests.take() {
+            events.extend(follower.reset(time));
+            match request {
+                FollowRequest::Target(policy) => {
+                    eprintln!("vigia: follow: new target {policy} (MQTT command)");
+                    follower.set_policy(policy);
+                    halted = false;
+                }
+                FollowRequest::Stop => {
+                    eprintln!("vigia: follow: stopped (MQTT command)");
+                    halted = true;
+                }
+            }
+        }
+        let mut out = if halted {
+            let seq = follower.sequence().next();
+            FollowOutput {
+                command: FollowCommand::stop(time, seq, FollowState::Idle, CommandReason::Follow),
+                events: Vec::new(),
+            }
+        } else {
+            let appearances = use_appearance.then_some(&r.appearances);
+            follower.update_with(&r.tracks, appearances, time, w, h)
+        };
+        events.append(&mut out.events);
+        out.events = events;
         {
             let mut s = sinks.lock().unwrap_or_else(|p| p.into_inner());
             for ev in &out.events {
@@ -110,7 +141,7 @@ pub fn follow(a: FollowArgs, stop: Arc<AtomicBool>) -> anyhow::Result<ExitCode> 
             s.send(&out.command)?;
         }
         watchdog.feed(&out.command);
-        Ok(Some(out.command))
+        Ok(Some(out))
     };
     // Frame JSON lines only where asked: stdout carries the commands by default.
     let mut tracker = a.tracker.clone();
@@ -124,6 +155,7 @@ pub fn follow(a: FollowArgs, stop: Arc<AtomicBool>) -> anyhow::Result<ExitCode> 
             save_mot: None,
             stop,
             json_to_stdout: false,
+            follow_inbox: Some(inbox),
         },
         Some(&tracker),
         Some(&mut hook),

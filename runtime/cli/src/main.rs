@@ -7,6 +7,7 @@ mod doctor;
 mod eval_reid;
 mod follow;
 mod inspect;
+mod mqtt;
 mod run;
 mod track;
 
@@ -129,6 +130,7 @@ fn main() -> ExitCode {
                     save_mot: None,
                     stop,
                     json_to_stdout: true,
+                    follow_inbox: None,
                 },
                 None,
                 None,
@@ -166,6 +168,7 @@ fn track(a: TrackArgs) -> anyhow::Result<ExitCode> {
             save_mot: a.save_mot.clone(),
             stop,
             json_to_stdout: true,
+            follow_inbox: None,
         },
         Some(&a.tracker),
         None,

@@ -9,14 +9,17 @@ use std::time::Duration;
 use anyhow::bail;
 
 use super::args::{DecodeArgs, ModelArgs, OutputArgs, SourceArgs};
+use super::mqtt::Publishing;
 use super::track::TrackerArgs;
 use vigia::decode::DecodeParams;
 use vigia::detector::Detector;
 use vigia::engine;
 use vigia::model::{Labels, Task};
-use vigia::pipeline::{self, FrameHook, PipelineConfig, RunSummary};
+use vigia::pipeline::{self, DetectSwitch, FrameHook, PipelineConfig, RunSummary};
+use vigia::publish::FollowInbox;
 use vigia::resolve::{self, EngineKind, LoadOptions, LoadedModel};
 use vigia::sink::preview::{PreviewConfig, PreviewServer};
+use vigia::sink::stage_set::StageSet;
 use vigia::sink::{OutputOptions, Outputs};
 use vigia::source::pool::FramePool;
 use vigia::source::video::CaptureSize;
@@ -156,6 +159,8 @@ pub struct RunRequest<'a> {
     pub stop: Arc<AtomicBool>,
     /// Write frame JSON lines to stdout when `--save-json` is not given.
     pub json_to_stdout: bool,
+    /// Where follow commands from the broker go, when the run follows someone.
+    pub follow_inbox: Option<FollowInbox>,
 }
 
 /// Runs detection (and tracking when `tracker` is given) over a source into the outputs.
@@ -181,6 +186,7 @@ pub fn run_source(
             },
             stop: req.stop.clone(),
             pool: pool.clone(),
+            start_wait: req.source.source_wait.map(Duration::from_secs_f64),
         },
     )?;
     let info = source.info().clone();
@@ -221,6 +227,15 @@ pub fn run_source(
     if req.save_mot.is_some() && tracker.is_none() {
         bail!("--save-mot needs tracks: use `vigia track`");
     }
+    let detect = DetectSwitch::default();
+    let mut publishing = Publishing::start(
+        &out.mqtt,
+        &source_stem(&spec),
+        detector.labels(),
+        decode.classes.as_deref(),
+        &detect,
+        req.follow_inbox.clone(),
+    )?;
     let outputs = Outputs::open(
         OutputOptions {
             json: out
@@ -253,17 +268,28 @@ pub fn run_source(
         stats_every: out.stats.filter(|s| *s > 0.0).map(Duration::from_secs_f64),
         progress: !req.model.quiet,
         workers: req.model.workers as usize,
+        detect,
     };
+    let mut stages = StageSet::new();
+    stages.push(Box::new(outputs));
+    if let Some(stage) = publishing.as_mut().and_then(Publishing::take_stage) {
+        stages.push(stage);
+    }
     let summary = pipeline::run(
         source,
         &mut detector,
         tracker.as_mut().map(|t| &mut **t as &mut dyn Tracker),
         hook,
-        Box::new(outputs),
+        Box::new(stages),
         pool,
         &config,
         req.stop.clone(),
-    )?;
+    );
+    // The broker hears `offline` whether the run ended well or not.
+    if let Some(p) = publishing {
+        p.finish(req.model.quiet);
+    }
+    let summary = summary?;
     report(&summary, req.model.quiet);
     Ok(if summary.frames == 0 && !summary.interrupted {
         eprintln!("vigia: no frame could be processed");
@@ -295,7 +321,7 @@ fn report(s: &RunSummary, quiet: bool) {
 }
 
 /// A file-name stem for outputs derived from a source string.
-fn source_stem(spec: &str) -> String {
+pub fn source_stem(spec: &str) -> String {
     if spec.starts_with("synthetic://") {
         return "synthetic".into();
     }
