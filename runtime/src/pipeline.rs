@@ -24,6 +24,7 @@ use crate::detection::Detection;
 use crate::detector::{ms, Detector, StageTimes};
 use crate::error::{Error, Result};
 use crate::follow::{Command as FollowCommand, FollowEvent, FollowOutput};
+use crate::inference_turns::InferenceTurns;
 use crate::source::pool::FramePool;
 use crate::source::{Frame, FrameSource, SourceHealth, SourceInfo};
 use crate::track::appearance::Appearances;
@@ -136,7 +137,8 @@ impl DetectSwitch {
 #[derive(Debug, Clone, Default)]
 pub struct PipelineConfig {
     pub decode: DecodeParams,
-    /// Stop after this many frames.
+    /// Stop after this many frames went through inference (stale frames a live source drops
+    /// do not count).
     pub max_frames: Option<u64>,
     /// Print stats to stderr this often.
     pub stats_every: Option<Duration>,
@@ -146,6 +148,10 @@ pub struct PipelineConfig {
     pub workers: usize,
     /// Detection on or off.
     pub detect: DetectSwitch,
+    /// Turns at inference shared with other cameras of the process (none: always this one's).
+    pub turns: Option<InferenceTurns>,
+    /// The camera's name in stats lines, when the process runs several.
+    pub label: Option<String>,
 }
 
 /// Called on the inference thread after tracking, for low-latency consumers (the follower).
@@ -174,10 +180,13 @@ pub fn run(
     let dropped = Arc::new(AtomicU64::new(0));
     let (frame_tx, frame_rx) = bounded::<Frame>(if live { 1 } else { 3 + forks.len() });
     let (result_tx, result_rx) = bounded::<FrameResult>(4);
+    // Set when inference has ended (source done, enough frames, or a failure).
+    let inference_done = Arc::new(AtomicBool::new(false));
 
     // Capture thread.
     let capture = {
         let stop = stop.clone();
+        let inference_done = inference_done.clone();
         let dropped = dropped.clone();
         let stale_rx = frame_rx.clone();
         let pool = pool.clone();
@@ -188,7 +197,12 @@ pub fn run(
                 let mut stat = StageStat::default();
                 let mut sent = 0u64;
                 let result = (|| {
-                    while !stop.load(Ordering::Relaxed) && max_frames.is_none_or(|m| sent < m) {
+                    // A file stops reading at the frame count; a live source keeps the newest
+                    // frame coming until inference has had enough.
+                    while !stop.load(Ordering::Relaxed)
+                        && !inference_done.load(Ordering::Relaxed)
+                        && (live || max_frames.is_none_or(|m| sent < m))
+                    {
                         let t = Instant::now();
                         let Some(frame) = source.next_frame()? else {
                             break;
@@ -210,23 +224,17 @@ pub fn run(
 
     // Output thread.
     let out_thread = {
-        let progress = config.progress && !live;
-        let total = info.frames;
-        let stats_every = config.stats_every;
+        let reporting = Reporting {
+            progress_of: (config.progress && !live).then_some(info.frames).flatten(),
+            stats_every: config.stats_every,
+            label: config.label.clone(),
+        };
         let pool = pool.clone();
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("vigia-output".into())
             .spawn(move || -> (Result<()>, StageStat) {
-                output_loop(
-                    &mut *output,
-                    result_rx,
-                    pool,
-                    progress,
-                    total,
-                    stats_every,
-                    stop,
-                )
+                output_loop(&mut *output, result_rx, pool, reporting, stop)
             })
             .map_err(thread_error)?
     };
@@ -278,12 +286,12 @@ pub fn run(
             }
             frames += 1;
             // A failed send means the output thread failed; its error is reported below.
-            Ok(result_tx.send(result).is_ok())
+            let sent = result_tx.send(result).is_ok();
+            Ok(sent && config.max_frames.is_none_or(|m| frames < m))
         };
         if forks.is_empty() {
             for frame in frame_rx.iter() {
-                let (dets, t) = match detect_if_on(detector, &frame, &config.decode, &config.detect)
-                {
+                let (dets, t) = match detect_if_on(detector, &frame, config) {
                     Ok(r) => r,
                     Err(e) => {
                         infer_error = Some(e);
@@ -301,18 +309,11 @@ pub fn run(
             }
         } else {
             let detectors = std::iter::once(detector).chain(forks.iter_mut()).collect();
-            infer_error = run_workers(
-                detectors,
-                &frame_rx,
-                &config.decode,
-                &config.detect,
-                &stop,
-                &mut deliver,
-            )
-            .err();
+            infer_error = run_workers(detectors, &frame_rx, config, &stop, &mut deliver).err();
         }
     }
     drop(result_tx);
+    inference_done.store(true, Ordering::Relaxed);
     if infer_error.is_some() {
         stop.store(true, Ordering::Relaxed);
         // Unblock the capture thread if it waits on a full queue.
@@ -352,17 +353,18 @@ pub fn run(
     })
 }
 
-/// Detections and stage times of `frame`, or none (and zero times) while detection is off.
+/// Detections and stage times of `frame`, or none (and zero times) while detection is off;
+/// waits for this camera's turn when cameras share the machine.
 fn detect_if_on(
     detector: &mut Detector,
     frame: &Frame,
-    decode: &DecodeParams,
-    switch: &DetectSwitch,
+    config: &PipelineConfig,
 ) -> Result<(Vec<Detection>, StageTimes)> {
-    if !switch.is_on() {
+    if !config.detect.is_on() {
         return Ok((Vec::new(), StageTimes::default()));
     }
-    let dets = detector.detect(&frame.image, decode)?.to_vec();
+    let _turn = config.turns.as_ref().map(InferenceTurns::take);
+    let dets = detector.detect(&frame.image, &config.decode)?.to_vec();
     Ok((dets, detector.last_times()))
 }
 
@@ -377,8 +379,7 @@ type WorkDone = (u64, Frame, Result<(Vec<Detection>, StageTimes)>);
 fn run_workers(
     detectors: Vec<&mut Detector>,
     frames: &Receiver<Frame>,
-    decode: &DecodeParams,
-    switch: &DetectSwitch,
+    config: &PipelineConfig,
     stop: &AtomicBool,
     deliver: &mut dyn FnMut(Frame, Vec<Detection>, StageTimes) -> Result<bool>,
 ) -> Result<()> {
@@ -404,7 +405,7 @@ fn run_workers(
                         // A panic inside the model is reported as this worker's failure
                         // rather than tearing down the scope.
                         let result = catch_unwind(AssertUnwindSafe(|| {
-                            detect_if_on(detector, &frame, decode, switch)
+                            detect_if_on(detector, &frame, config)
                         }))
                         .unwrap_or_else(|_| {
                             Err(Error::thread_panicked(&format!("inference worker {i}")))
@@ -472,18 +473,26 @@ fn send_newest(
     }
 }
 
+/// What the output thread reports while it runs.
+struct Reporting {
+    /// Frames of the source, for a progress bar (none: no bar).
+    progress_of: Option<u64>,
+    /// How often to print a stats line.
+    stats_every: Option<Duration>,
+    /// The camera's name on stats lines.
+    label: Option<String>,
+}
+
 fn output_loop(
     output: &mut dyn OutputStage,
     rx: Receiver<FrameResult>,
     pool: FramePool,
-    progress: bool,
-    total: Option<u64>,
-    stats_every: Option<Duration>,
+    reporting: Reporting,
     stop: Arc<AtomicBool>,
 ) -> (Result<()>, StageStat) {
     let mut stat = StageStat::default();
-    let bar = match (progress, total) {
-        (true, Some(n)) => {
+    let bar = match reporting.progress_of {
+        Some(n) => {
             let bar = indicatif::ProgressBar::new(n);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
@@ -493,7 +502,7 @@ fn output_loop(
             );
             Some(bar)
         }
-        _ => None,
+        None => None,
     };
     let started = Instant::now();
     let mut last_stats = Instant::now();
@@ -521,10 +530,13 @@ fn output_loop(
         if let Some(b) = &bar {
             b.set_position(r.frame.index + 1);
         }
-        if let Some(every) = stats_every {
+        if let Some(every) = reporting.stats_every {
             if last_stats.elapsed() >= every {
                 last_stats = Instant::now();
-                eprintln!("{}", stats_line(done, fps, &running));
+                eprintln!(
+                    "{}",
+                    stats_line(reporting.label.as_deref(), done, fps, &running)
+                );
             }
         }
     }
@@ -535,10 +547,11 @@ fn output_loop(
     (result.and(finished), stat)
 }
 
-/// A one-line report of throughput and mean stage latencies.
-pub fn stats_line(frames: u64, fps: f64, s: &PipelineStats) -> String {
+/// A one-line report of throughput and mean stage latencies, of the camera `label` when named.
+pub fn stats_line(label: Option<&str>, frames: u64, fps: f64, s: &PipelineStats) -> String {
+    let who = label.map(|l| format!(" [{l}]")).unwrap_or_default();
     format!(
-        "vigia: {frames} frames  {fps:.1} fps  capture {:.1} ms  preprocess {:.1}  inference {:.1}  decode {:.2}  track {:.2}  output {:.1}",
+        "vigia{who}: {frames} frames  {fps:.1} fps  capture {:.1} ms  preprocess {:.1}  inference {:.1}  decode {:.2}  track {:.2}  output {:.1}",
         s.capture.mean_ms(),
         s.preprocess.mean_ms(),
         s.inference.mean_ms(),
