@@ -7,6 +7,7 @@
 pub mod anchor_grid;
 pub mod annotate;
 pub mod board;
+pub mod camera_set;
 pub mod classifier;
 pub mod decode;
 pub mod detection;
@@ -15,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod follow;
 pub mod heatmap_peaks;
+pub mod inference_turns;
 pub mod kernels;
 pub mod loaded_model;
 pub mod model;

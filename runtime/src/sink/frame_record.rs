@@ -10,6 +10,9 @@ use crate::pipeline::FrameResult;
 /// One frame as written to JSON lines.
 #[derive(Debug, Serialize)]
 pub struct FrameRecord<'a> {
+    /// The camera's name, when the process runs named or several cameras.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub camera: Option<&'a str>,
     pub frame: u64,
     /// Seconds from the start of the source (ms precision).
     pub time: f64,
@@ -55,8 +58,8 @@ fn rounded_box(b: &crate::BBox) -> [f64; 4] {
 }
 
 impl<'a> FrameRecord<'a> {
-    /// The record of `r`, naming classes with `labels`.
-    pub fn new(r: &'a FrameResult, labels: &'a Labels) -> Self {
+    /// The record of `r` from `camera`, naming classes with `labels`.
+    pub fn new(r: &'a FrameResult, labels: &'a Labels, camera: Option<&'a str>) -> Self {
         let detections = if r.tracks.is_empty() {
             r.detections
                 .iter()
@@ -81,6 +84,7 @@ impl<'a> FrameRecord<'a> {
                 .collect()
         };
         FrameRecord {
+            camera,
             frame: r.frame.index,
             time: round(r.frame.timestamp, 3),
             source: &r.frame.origin,

@@ -44,6 +44,8 @@ pub struct OutputOptions {
     pub fps: Option<f64>,
     /// True when frames come from a video or stream (txt names get the frame index).
     pub is_video: bool,
+    /// The camera's name on JSON lines, when the process runs named or several cameras.
+    pub camera: Option<String>,
 }
 
 /// Every output of a run, written frame by frame.
@@ -59,6 +61,7 @@ pub struct Outputs {
     preview: Option<PreviewServer>,
     fps: Option<f64>,
     is_video: bool,
+    camera: Option<String>,
     canvas: RgbImage,
 }
 
@@ -103,6 +106,7 @@ impl Outputs {
             preview: opts.preview,
             fps: opts.fps,
             is_video: opts.is_video,
+            camera: opts.camera,
             canvas: RgbImage::new(0, 0),
         })
     }
@@ -117,7 +121,7 @@ impl Outputs {
 impl OutputStage for Outputs {
     fn write(&mut self, r: &FrameResult, stats: &PipelineStats, fps: f64) -> Result<()> {
         if let Some(j) = &mut self.json {
-            j.write(&FrameRecord::new(r, &self.labels))?;
+            j.write(&FrameRecord::new(r, &self.labels, self.camera.as_deref()))?;
         }
         if let Some(t) = &self.txt {
             let name =
