@@ -73,16 +73,21 @@ impl ModelArgs {
 #[derive(Args, Clone)]
 pub struct SourceArgs {
     /// Source (same as --source)
-    #[arg(value_name = "SOURCE", conflicts_with = "source")]
+    #[arg(value_name = "SOURCE", conflicts_with_all = ["source", "cameras"])]
     pub positional: Option<String>,
     /// Image, folder, glob ('imgs/*.jpg'), video file, rtsp:// or http:// stream, camera (0,
-    /// /dev/video2), libcamera://0, csi://0, or synthetic://?scene=crossing
-    #[arg(long, short)]
-    pub source: Option<String>,
+    /// /dev/video2), libcamera://0, csi://0, or synthetic://?scene=crossing; repeat it, as
+    /// NAME=SOURCE to name each, to run several cameras on one model (detect, track)
+    #[arg(long, short, value_name = "[NAME=]SOURCE")]
+    pub source: Vec<String>,
+    /// Cameras from a TOML file: [[camera]] tables with name, source and optionally
+    /// source_wait and vid_stride (detect, track)
+    #[arg(long, value_name = "FILE", conflicts_with = "source")]
+    pub cameras: Option<PathBuf>,
     /// Keep every Nth frame of a video file
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub vid_stride: u64,
-    /// Stop after this many frames
+    /// Stop after this many frames (per camera)
     #[arg(long)]
     pub max_frames: Option<u64>,
     /// Camera capture size WxH (cameras only)
@@ -98,15 +103,6 @@ pub struct SourceArgs {
     /// 0 fails at once [default: until it comes, like a source lost while running]
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub source_wait: Option<f64>,
-}
-
-impl SourceArgs {
-    /// The source string, or a clear error when none was given.
-    pub fn spec(&self) -> anyhow::Result<String> {
-        self.positional.clone().or(self.source.clone()).ok_or_else(|| {
-            anyhow::anyhow!("no input given: pass SOURCE or --source (an image, folder, video, stream or camera)")
-        })
-    }
 }
 
 /// Thresholds of detection decoding.

@@ -2,12 +2,14 @@
 
 mod args;
 mod bench;
+mod cameras;
 mod classify;
 mod doctor;
 mod eval_reid;
 mod follow;
 mod inspect;
 mod mqtt;
+mod multi_camera;
 mod run;
 mod track;
 

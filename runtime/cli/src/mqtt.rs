@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::bail;
 use clap::Args;
 use vigia::model::Labels;
 use vigia::pipeline::{DetectSwitch, OutputStage};
@@ -60,32 +61,40 @@ fn host_name() -> String {
     sanitize_level(name.trim())
 }
 
-/// Applies commands from the broker to the one camera of this run.
-struct CameraControl {
-    camera: String,
-    detect: DetectSwitch,
-    follow: Option<FollowInbox>,
+/// One camera as the broker sees it: its name, its detection switch and, when it follows, where
+/// follow commands go.
+#[derive(Clone)]
+pub struct CameraControl {
+    pub name: String,
+    pub detect: DetectSwitch,
+    pub follow: Option<FollowInbox>,
 }
 
-impl CommandHandler for CameraControl {
+/// Applies commands from the broker to the cameras of this run.
+struct Control {
+    cameras: Vec<CameraControl>,
+}
+
+impl CommandHandler for Control {
     fn handle(&self, camera: &str, action: RemoteAction) -> Result<String, String> {
-        if camera != self.camera {
+        let Some(cam) = self.cameras.iter().find(|c| c.name == camera) else {
+            let names: Vec<&str> = self.cameras.iter().map(|c| c.name.as_str()).collect();
             return Err(format!(
-                "no camera `{camera}` on this device; its camera is `{}`",
-                self.camera
+                "no camera `{camera}` on this device; its cameras: {}",
+                names.join(", ")
             ));
-        }
+        };
         match action {
             RemoteAction::Detect(on) => {
-                self.detect.set(on);
+                cam.detect.set(on);
                 eprintln!(
-                    "vigia: detection {} by an MQTT command",
+                    "vigia: detection {} on camera {camera} by an MQTT command",
                     if on { "resumed" } else { "paused" }
                 );
                 Ok(if on { "ON" } else { "OFF" }.into())
             }
             RemoteAction::Follow(request) => {
-                let Some(inbox) = &self.follow else {
+                let Some(inbox) = &cam.follow else {
                     return Err(format!(
                         "camera `{camera}` is not following anyone: run it with `vigia follow`"
                     ));
@@ -101,34 +110,52 @@ impl CommandHandler for CameraControl {
     }
 }
 
-/// A run's MQTT publishing: the connection, and the stage that feeds it from the output thread.
+/// A run's MQTT publishing: the connection, and one stage per camera that feeds it from that
+/// camera's output thread.
 pub struct Publishing {
     #[cfg(feature = "mqtt")]
     publisher: std::sync::Arc<vigia::publish::mqtt_client::MqttPublisher>,
-    stage: Option<Box<dyn OutputStage>>,
+    stages: Vec<Option<Box<dyn OutputStage>>>,
+}
+
+/// What every camera of a run publishes alike.
+struct Shared<'a> {
+    args: &'a MqttArgs,
+    url: &'a BrokerUrl,
+    topics: vigia::publish::Topics,
+    device: String,
+    labels: &'a Labels,
+    /// Classes whose count of 0 is published too.
+    always_count: Vec<usize>,
 }
 
 impl Publishing {
-    /// Connects (in the background) when `--mqtt` was given. `source_stem` names the camera
-    /// unless `--camera` does; `follow` receives follow commands when the run follows.
+    /// Connects (in the background) when `--mqtt` was given. With one camera `--camera` renames
+    /// it; a camera that follows takes follow commands through its inbox.
     pub fn start(
         args: &MqttArgs,
-        source_stem: &str,
+        cameras: Vec<CameraControl>,
         labels: &Labels,
         classes: Option<&[usize]>,
-        detect: &DetectSwitch,
-        follow: Option<FollowInbox>,
     ) -> anyhow::Result<Option<Publishing>> {
         let Some(url) = &args.mqtt else {
             return Ok(None);
         };
-        let camera = match &args.camera {
-            Some(c) => {
+        let mut cameras = cameras;
+        match (&args.camera, cameras.as_mut_slice()) {
+            (Some(c), [one]) => {
                 check_level("--camera", c)?;
-                c.clone()
+                one.name = c.clone();
             }
-            None => sanitize_level(source_stem),
-        };
+            (Some(_), _) => bail!(
+                "--camera names the one camera of a run; name several as --source NAME=SOURCE"
+            ),
+            (None, list) => {
+                for cam in list {
+                    cam.name = sanitize_level(&cam.name);
+                }
+            }
+        }
         let device = match &args.device {
             Some(d) => d.clone(),
             None => host_name(),
@@ -144,13 +171,27 @@ impl Publishing {
             Some(c) => c.to_vec(),
             None => labels.find("person").into_iter().collect(),
         };
-        let config = CameraPublishConfig {
-            camera: camera.clone(),
+        let shared = Shared {
+            args,
+            url,
+            topics,
+            device,
+            labels,
+            always_count,
+        };
+        Self::connect(&shared, cameras)
+    }
+
+    /// What `camera` publishes and how often.
+    fn camera_config(shared: &Shared<'_>, camera: &str) -> CameraPublishConfig {
+        let args = shared.args;
+        CameraPublishConfig {
+            camera: camera.to_string(),
             events: EventPolicy {
                 update_every: args.mqtt_update_every.unwrap_or(5.0),
                 ..EventPolicy::default()
             },
-            always_count,
+            always_count: shared.always_count.clone(),
             snapshots: args.mqtt_snapshot,
             stats_every: match args.mqtt_stats_every {
                 Some(s) if s <= 0.0 => None,
@@ -158,26 +199,13 @@ impl Publishing {
                 None => Some(Duration::from_secs(10)),
             },
             ..CameraPublishConfig::default()
-        };
-        let control = CameraControl {
-            camera: camera.clone(),
-            detect: detect.clone(),
-            follow,
-        };
-        Self::connect(args, url, topics, device, config, labels, detect, control)
+        }
     }
 
     #[cfg(feature = "mqtt")]
-    #[allow(clippy::too_many_arguments)]
     fn connect(
-        args: &MqttArgs,
-        url: &BrokerUrl,
-        topics: vigia::publish::Topics,
-        device: String,
-        config: CameraPublishConfig,
-        labels: &Labels,
-        detect: &DetectSwitch,
-        control: CameraControl,
+        shared: &Shared<'_>,
+        cameras: Vec<CameraControl>,
     ) -> anyhow::Result<Option<Publishing>> {
         use std::sync::Arc;
         use vigia::publish::mqtt_client::{MqttPublisher, MqttSettings};
@@ -185,58 +213,71 @@ impl Publishing {
         const DEFAULT_QUEUE: usize = 10_000;
         use vigia::publish::{CameraPublisher, Message, MessageSink};
 
-        let camera = config.camera.clone();
+        let (args, topics, device) = (shared.args, &shared.topics, &shared.device);
+        // One camera keeps its name in the client id, so two processes of one device differ.
+        let client_id = match cameras.as_slice() {
+            [one] => format!("vigia-{device}-{}", one.name),
+            _ => format!("vigia-{device}"),
+        };
         let publisher = Arc::new(MqttPublisher::start(
             MqttSettings {
-                url: url.clone(),
+                url: shared.url.clone(),
                 topics: topics.clone(),
-                client_id: format!("vigia-{device}-{camera}"),
+                client_id,
                 queue: args.mqtt_queue.map_or(DEFAULT_QUEUE, |q| q as usize),
                 ca_file: args.mqtt_ca.clone(),
                 keep_alive: 10,
             },
-            Some(Arc::new(control)),
+            Some(Arc::new(Control {
+                cameras: cameras.clone(),
+            })),
         )?);
+        let names: Vec<&str> = cameras.iter().map(|c| c.name.as_str()).collect();
         eprintln!(
-            "vigia: mqtt: publishing to {url} under {}/{camera}/... (commands on {})",
+            "vigia: mqtt: publishing to {} under {}/{{{}}}/... (commands on {})",
+            shared.url,
             topics.base(),
+            names.join(","),
             topics.commands_filter()
         );
-        // Where detection stands, for dashboards, before any command.
-        let detecting = if detect.is_on() { "ON" } else { "OFF" };
-        publisher.publish(Message::retained(
-            topics.state(&camera, "detect"),
-            detecting,
-        ));
-        if let Some(prefix) = &args.mqtt_discovery {
-            let counted: Vec<String> = config
-                .always_count
-                .iter()
-                .map(|c| labels.name(*c))
-                .collect();
-            for m in vigia::publish::discovery::home_assistant(prefix, &topics, &camera, &counted) {
-                publisher.publish(m);
-            }
-        }
         let sink: Arc<dyn MessageSink> = publisher.clone();
-        let stage = CameraPublisher::new(sink, topics, config, labels.clone(), detect.clone());
-        Ok(Some(Publishing {
-            publisher,
-            stage: Some(Box::new(stage)),
-        }))
+        let mut stages = Vec::new();
+        for cam in &cameras {
+            let config = Self::camera_config(shared, &cam.name);
+            // Where detection stands, for dashboards, before any command.
+            let detecting = if cam.detect.is_on() { "ON" } else { "OFF" };
+            publisher.publish(Message::retained(
+                topics.state(&cam.name, "detect"),
+                detecting,
+            ));
+            if let Some(prefix) = &args.mqtt_discovery {
+                let counted: Vec<String> = config
+                    .always_count
+                    .iter()
+                    .map(|c| shared.labels.name(*c))
+                    .collect();
+                for m in
+                    vigia::publish::discovery::home_assistant(prefix, topics, &cam.name, &counted)
+                {
+                    publisher.publish(m);
+                }
+            }
+            let stage = CameraPublisher::new(
+                sink.clone(),
+                topics.clone(),
+                config,
+                shared.labels.clone(),
+                cam.detect.clone(),
+            );
+            stages.push(Some(Box::new(stage) as Box<dyn OutputStage>));
+        }
+        Ok(Some(Publishing { publisher, stages }))
     }
 
     #[cfg(not(feature = "mqtt"))]
-    #[allow(clippy::too_many_arguments)]
     fn connect(
-        _args: &MqttArgs,
-        _url: &BrokerUrl,
-        _topics: vigia::publish::Topics,
-        _device: String,
-        _config: CameraPublishConfig,
-        _labels: &Labels,
-        _detect: &DetectSwitch,
-        _control: CameraControl,
+        _shared: &Shared<'_>,
+        _cameras: Vec<CameraControl>,
     ) -> anyhow::Result<Option<Publishing>> {
         Err(vigia::Error::FeatureMissing {
             feature: "mqtt",
@@ -245,9 +286,10 @@ impl Publishing {
         .into())
     }
 
-    /// The output stage that publishes the camera's results (taken once).
-    pub fn take_stage(&mut self) -> Option<Box<dyn OutputStage>> {
-        self.stage.take()
+    /// The output stage that publishes the results of the `index`-th camera given to
+    /// [`Publishing::start`] (taken once).
+    pub fn take_stage(&mut self, index: usize) -> Option<Box<dyn OutputStage>> {
+        self.stages.get_mut(index)?.take()
     }
 
     /// Sends `offline`, gives queued messages a few seconds to reach the broker and reports

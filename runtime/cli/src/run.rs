@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::bail;
 
 use super::args::{DecodeArgs, ModelArgs, OutputArgs, SourceArgs};
-use super::mqtt::Publishing;
+use super::cameras::{cameras, CameraSpec};
+use super::mqtt::{CameraControl, Publishing};
 use super::track::TrackerArgs;
 use vigia::decode::DecodeParams;
 use vigia::detector::Detector;
@@ -163,44 +164,33 @@ pub struct RunRequest<'a> {
     pub follow_inbox: Option<FollowInbox>,
 }
 
-/// Runs detection (and tracking when `tracker` is given) over a source into the outputs.
+/// Runs detection (and tracking when `tracker` is given) over the run's cameras into the
+/// outputs: one camera here, several through [`super::multi_camera`].
 pub fn run_source(
     req: RunRequest<'_>,
     tracker_args: Option<&TrackerArgs>,
     hook: Option<&mut FrameHook<'_>>,
 ) -> anyhow::Result<ExitCode> {
-    let spec = req.source.spec()?;
-    let kind = classify_source(&spec)?;
+    let cameras = cameras(req.source)?;
+    if cameras.len() > 1 {
+        if hook.is_some() || req.follow_inbox.is_some() {
+            bail!(
+                "vigia follow steers from one camera: give one --source (run one follower per camera)"
+            );
+        }
+        return super::multi_camera::run_cameras(req, tracker_args, cameras);
+    }
+    let camera = &cameras[0];
+    let kind = classify_source(&camera.source)?;
     let mut detector = Detector::new(load(req.model, Task::Detect)?);
-    let decode = decode_params(req.decode, detector.labels())?;
+    let decode = camera_decode(req.decode, camera, detector.labels())?;
     let pool = FramePool::new(8 + 2 * req.model.workers as usize);
     let source = open_source(
-        &spec,
-        &SourceOptions {
-            vid_stride: req.source.vid_stride,
-            image_fps: req.source.image_fps,
-            capture: CaptureSize {
-                width: req.source.camera_size.0,
-                height: req.source.camera_size.1,
-                fps: req.source.camera_fps,
-            },
-            stop: req.stop.clone(),
-            pool: pool.clone(),
-            start_wait: req.source.source_wait.map(Duration::from_secs_f64),
-        },
+        &camera.source,
+        &source_options(req.source, camera, req.stop.clone(), pool.clone()),
     )?;
     let info = source.info().clone();
     let out = req.output;
-    let is_images = kind == SourceKind::Images;
-    let mut video = out.save_video.clone();
-    let mut images = None;
-    if let Some(dir) = &out.save {
-        if is_images {
-            images = Some(dir.clone());
-        } else if video.is_none() {
-            video = Some(dir.join(format!("{}.mp4", source_stem(&spec))));
-        }
-    }
     let preview = match &out.serve {
         Some(addr) => {
             let server = PreviewServer::start(PreviewConfig {
@@ -220,7 +210,7 @@ pub fn run_source(
         }
         None => None,
     };
-    let source_fps = info.fps.map(|f| f / req.source.vid_stride as f64);
+    let source_fps = frame_rate(req.source, camera, info.fps);
     let mut tracker = tracker_args
         .map(|t| t.build_for_frames(source_fps.or(req.source.image_fps).unwrap_or(30.0)))
         .transpose()?;
@@ -230,29 +220,20 @@ pub fn run_source(
     let detect = DetectSwitch::default();
     let mut publishing = Publishing::start(
         &out.mqtt,
-        &source_stem(&spec),
+        vec![CameraControl {
+            name: camera.name.clone(),
+            detect: detect.clone(),
+            follow: req.follow_inbox.clone(),
+        }],
         detector.labels(),
         decode.classes.as_deref(),
-        &detect,
-        req.follow_inbox.clone(),
     )?;
-    let outputs = Outputs::open(
-        OutputOptions {
-            json: out
-                .save_json
-                .clone()
-                .or_else(|| req.json_to_stdout.then(|| PathBuf::from("-"))),
-            video: video.clone(),
-            images,
-            txt: out.save_txt.clone(),
-            txt_conf: out.save_conf,
-            mot: req.save_mot.clone(),
-            preview,
-            fps: source_fps,
-            is_video: !is_images,
-        },
-        detector.labels().clone(),
-    )?;
+    let options = OutputOptions {
+        preview,
+        ..output_options(&req, camera, kind, source_fps, false)
+    };
+    let video = options.video.clone();
+    let outputs = Outputs::open(options, detector.labels().clone())?;
     if !req.model.quiet {
         eprintln!("vigia: source {}", pipeline::describe_source(&info));
         if let Some(t) = tracker_args {
@@ -265,14 +246,16 @@ pub fn run_source(
     let config = PipelineConfig {
         decode,
         max_frames: req.source.max_frames,
-        stats_every: out.stats.filter(|s| *s > 0.0).map(Duration::from_secs_f64),
+        stats_every: stats_every(out),
         progress: !req.model.quiet,
         workers: req.model.workers as usize,
         detect,
+        turns: None,
+        label: None,
     };
     let mut stages = StageSet::new();
     stages.push(Box::new(outputs));
-    if let Some(stage) = publishing.as_mut().and_then(Publishing::take_stage) {
+    if let Some(stage) = publishing.as_mut().and_then(|p| p.take_stage(0)) {
         stages.push(stage);
     }
     let summary = pipeline::run(
@@ -290,7 +273,7 @@ pub fn run_source(
         p.finish(req.model.quiet);
     }
     let summary = summary?;
-    report(&summary, req.model.quiet);
+    report(None, &summary, req.model.quiet);
     Ok(if summary.frames == 0 && !summary.interrupted {
         eprintln!("vigia: no frame could be processed");
         ExitCode::FAILURE
@@ -299,14 +282,139 @@ pub fn run_source(
     })
 }
 
-/// The end-of-run report on stderr.
-fn report(s: &RunSummary, quiet: bool) {
+/// Decoding thresholds of `camera`: the run's, with what its cameras-file entry overrides.
+pub fn camera_decode(
+    args: &DecodeArgs,
+    camera: &CameraSpec,
+    labels: &Labels,
+) -> anyhow::Result<DecodeParams> {
+    let mut params = decode_params(args, labels)?;
+    if let Some(conf) = camera.conf {
+        params.conf = conf;
+    }
+    if let Some(classes) = &camera.classes {
+        params.classes = Some(
+            parse_classes(classes, labels)
+                .map_err(|e| anyhow::anyhow!("camera `{}`: {e}", camera.name))?,
+        );
+    }
+    Ok(params)
+}
+
+/// How `camera`'s source is opened.
+pub fn source_options(
+    args: &SourceArgs,
+    camera: &CameraSpec,
+    stop: Arc<AtomicBool>,
+    pool: FramePool,
+) -> SourceOptions {
+    SourceOptions {
+        vid_stride: camera.vid_stride.unwrap_or(args.vid_stride),
+        image_fps: args.image_fps,
+        capture: CaptureSize {
+            width: args.camera_size.0,
+            height: args.camera_size.1,
+            fps: args.camera_fps,
+        },
+        stop,
+        pool,
+        start_wait: camera
+            .source_wait
+            .or(args.source_wait)
+            .map(Duration::from_secs_f64),
+    }
+}
+
+/// Frames per second the pipeline sees from `camera` (its source's rate over the stride).
+pub fn frame_rate(args: &SourceArgs, camera: &CameraSpec, source_fps: Option<f64>) -> Option<f64> {
+    let stride = camera.vid_stride.unwrap_or(args.vid_stride);
+    source_fps.map(|f| f / stride as f64)
+}
+
+/// How often `--stats` prints.
+pub fn stats_every(out: &OutputArgs) -> Option<Duration> {
+    out.stats.filter(|s| *s > 0.0).map(Duration::from_secs_f64)
+}
+
+/// The files `camera` writes (no preview). With `many` cameras every file gets the camera's name
+/// (`out.jsonl` becomes `out.door.jsonl`, `--save-txt DIR` writes `DIR/door/`); JSON lines on
+/// stdout are shared and carry a `camera` field.
+pub fn output_options(
+    req: &RunRequest<'_>,
+    camera: &CameraSpec,
+    kind: SourceKind,
+    fps: Option<f64>,
+    many: bool,
+) -> OutputOptions {
+    let out = req.output;
+    let is_images = kind == SourceKind::Images;
+    let per_camera = |p: &Path| {
+        if many {
+            with_camera(p, &camera.name)
+        } else {
+            p.to_path_buf()
+        }
+    };
+    let mut video = out.save_video.as_deref().map(per_camera);
+    let mut images = None;
+    if let Some(dir) = &out.save {
+        if is_images {
+            images = Some(if many {
+                dir.join(&camera.name)
+            } else {
+                dir.clone()
+            });
+        } else if video.is_none() {
+            video = Some(dir.join(format!("{}.mp4", camera.name)));
+        }
+    }
+    let json = match &out.save_json {
+        Some(p) if p.as_os_str() != "-" => Some(per_camera(p)),
+        Some(p) => Some(p.clone()),
+        None => req.json_to_stdout.then(|| PathBuf::from("-")),
+    };
+    OutputOptions {
+        json,
+        video,
+        images,
+        txt: out.save_txt.as_ref().map(|d| {
+            if many {
+                d.join(&camera.name)
+            } else {
+                d.clone()
+            }
+        }),
+        txt_conf: out.save_conf,
+        mot: req.save_mot.as_deref().map(per_camera),
+        preview: None,
+        fps,
+        is_video: !is_images,
+        camera: (many || camera.named).then(|| camera.name.clone()),
+    }
+}
+
+/// `path` with `.<camera>` before its extension: `runs/out.jsonl` -> `runs/out.door.jsonl`.
+pub fn with_camera(path: &Path, camera: &str) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.{camera}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{camera}"),
+    };
+    path.with_file_name(name)
+}
+
+/// The end-of-run report on stderr, of the camera `label` when the run has several.
+pub fn report(label: Option<&str>, s: &RunSummary, quiet: bool) {
     let h = s.source_health;
     if quiet && h.corrupt_frames == 0 {
         return;
     }
+    let who = label.map(|l| format!(" [{l}]")).unwrap_or_default();
     eprintln!(
-        "vigia: {} frame(s) in {:.1} s ({:.1} fps){}; {} corrupt frame(s) skipped or concealed, {} stale dropped, {} reconnect(s)",
+        "vigia{who}: {} frame(s) in {:.1} s ({:.1} fps){}; {} corrupt frame(s) skipped or concealed, {} stale dropped, {} reconnect(s)",
         s.frames,
         s.seconds,
         s.fps,
@@ -316,7 +424,7 @@ fn report(s: &RunSummary, quiet: bool) {
         h.reconnects
     );
     if !quiet {
-        eprintln!("{}", pipeline::stats_line(s.frames, s.fps, &s.stats));
+        eprintln!("{}", pipeline::stats_line(label, s.frames, s.fps, &s.stats));
     }
 }
 
@@ -359,5 +467,17 @@ mod tests {
         assert_eq!(source_stem("rtsp://host/live/cam 1"), "cam_1");
         assert_eq!(source_stem("synthetic://?scene=x"), "synthetic");
         assert_eq!(source_stem("rtsp://host/"), "host");
+    }
+
+    #[test]
+    fn per_camera_file_names() {
+        assert_eq!(
+            with_camera(Path::new("runs/out.jsonl"), "door"),
+            Path::new("runs/out.door.jsonl")
+        );
+        assert_eq!(
+            with_camera(Path::new("tracks"), "yard"),
+            Path::new("tracks.yard")
+        );
     }
 }

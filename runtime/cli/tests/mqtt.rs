@@ -860,3 +860,58 @@ fn tls_broker_with_a_private_ca() {
     assert!(!stderr.contains("connected to"), "{stderr}");
     assert!(stderr.contains("the broker was never reached"), "{stderr}");
 }
+
+#[test]
+fn two_cameras_publish_under_their_names_and_a_failing_one_stays_alone() {
+    let (Some(shared), Some(bin)) = (common::shared(), mosquitto()) else {
+        return;
+    };
+    let dir = common::temp_dir("mqtt-two-cameras");
+    let broker = Broker::start(&bin, &dir, "allow_anonymous true");
+    let sub = Subscriber::start(&broker, &dir.join("sub.txt"), None);
+    let err = dir.join("stderr.txt");
+    let door = format!("door={}", vtest(&shared));
+    let gone = format!("gone={}", dir.join("unplugged.mp4").display());
+    let url = broker.url();
+    let mut child = spawn_vigia(
+        &[
+            "track",
+            "--source",
+            &door,
+            "--source",
+            &gone,
+            "--max-frames",
+            "40",
+            "--mqtt",
+            &url,
+            "--device",
+            "lab",
+            "--mqtt-stats-every",
+            "1",
+        ],
+        &err,
+    );
+    let status = wait_exit(&mut child, 300, &err);
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    // The failing camera fails the run, after the other ran to its end.
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("camera gone could not start"), "{stderr}");
+    assert!(stderr.contains("vigia [door]: 40 frame(s)"), "{stderr}");
+    assert!(sub.wait_for(10, |m| on(m, "vigia/lab/status").last() == Some(&"offline")));
+    let msgs = sub.messages();
+    assert_complete(&events(&msgs, "vigia/lab/door/events"), "door");
+    assert!(!on(&msgs, "vigia/lab/door/count/person").is_empty());
+    assert!(on(&msgs, "vigia/lab/gone/events").is_empty());
+    // Both cameras answer to commands: their detection state is there from the start.
+    assert_eq!(on(&msgs, "vigia/lab/door/detect/state"), ["ON"]);
+    assert_eq!(on(&msgs, "vigia/lab/gone/detect/state"), ["ON"]);
+    let stats: Vec<Value> = on(&msgs, "vigia/lab/stats").into_iter().map(json).collect();
+    assert!(
+        stats
+            .iter()
+            .any(|s| s["cameras"]["door"]["frames"].as_u64() > Some(0)),
+        "{stats:?}"
+    );
+    // One connection for the process.
+    assert_eq!(on(&msgs, "vigia/lab/status"), ["online", "offline"]);
+}

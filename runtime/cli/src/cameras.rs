@@ -1,0 +1,300 @@
+//! The cameras of a run: one plain source, repeated `--source [NAME=]SOURCE`, or a `--cameras`
+//! TOML file:
+//!
+//! ```toml
+//! [[camera]]
+//! name = "door"
+//! source = "rtsp://10.0.0.5/stream1"
+//! source_wait = "2m"   # optional: retry at start this long (seconds, or "30s", "2m")
+//! vid_stride = 1       # optional: keep every Nth frame of a video file
+//! conf = 0.4           # optional: this camera's --conf
+//! classes = "person"   # optional: this camera's --classes
+//! ```
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+use super::args::{seconds, SourceArgs};
+use super::run::source_stem;
+use vigia::publish::topics::check_level;
+
+/// One camera to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraSpec {
+    /// Its name: in file names, topics, JSON lines and log lines.
+    pub name: String,
+    /// The source string (file, stream, camera).
+    pub source: String,
+    /// True when the user named it (`NAME=SOURCE`, `--cameras`).
+    pub named: bool,
+    /// Retry at start this long (seconds) instead of `--source-wait`.
+    pub source_wait: Option<f64>,
+    /// Frame stride instead of `--vid-stride`.
+    pub vid_stride: Option<u64>,
+    /// Minimum confidence instead of `--conf`.
+    pub conf: Option<f32>,
+    /// Classes to keep instead of `--classes`.
+    pub classes: Option<String>,
+}
+
+/// The cameras `args` name, or a clear error when none or a bad one was given.
+pub fn cameras(args: &SourceArgs) -> anyhow::Result<Vec<CameraSpec>> {
+    let list = if let Some(file) = &args.cameras {
+        from_file(file)?
+    } else {
+        let given: Vec<&String> = args.positional.iter().chain(&args.source).collect();
+        if given.is_empty() {
+            bail!("no input given: pass SOURCE or --source (an image, folder, video, stream or camera)");
+        }
+        let list: Vec<CameraSpec> = given
+            .into_iter()
+            .map(|s| from_arg(s))
+            .collect::<anyhow::Result<_>>()?;
+        let mut named = HashSet::new();
+        for c in list.iter().filter(|c| c.named) {
+            if !named.insert(&c.name) {
+                bail!("--source: two cameras are named `{}`", c.name);
+            }
+        }
+        list
+    };
+    Ok(unique_names(list))
+}
+
+/// `NAME=SOURCE` or a plain source. A name is a topic level before the first `=` with no `:`,
+/// `/`, `?` or `.` in it, so URLs with queries and file names stay whole.
+fn from_arg(arg: &str) -> anyhow::Result<CameraSpec> {
+    if let Some((name, source)) = arg.split_once('=') {
+        let looks_named = !name.is_empty()
+            && !name.contains([':', '/', '?', '.', '\\'])
+            && !Path::new(arg).exists();
+        if looks_named {
+            check_level("--source NAME", name)?;
+            if source.is_empty() {
+                bail!("--source {arg}: no source after `{name}=`");
+            }
+            return Ok(CameraSpec {
+                name: name.to_string(),
+                source: source.to_string(),
+                named: true,
+                ..CameraSpec::plain(source)
+            });
+        }
+    }
+    Ok(CameraSpec::plain(arg))
+}
+
+impl CameraSpec {
+    /// A camera named after its source, with the run's options.
+    fn plain(source: &str) -> Self {
+        CameraSpec {
+            name: source_stem(source),
+            source: source.to_string(),
+            named: false,
+            source_wait: None,
+            vid_stride: None,
+            conf: None,
+            classes: None,
+        }
+    }
+}
+
+/// A `[[camera]]` table of a cameras file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CameraEntry {
+    name: String,
+    source: String,
+    source_wait: Option<Wait>,
+    vid_stride: Option<u64>,
+    conf: Option<f32>,
+    classes: Option<String>,
+}
+
+/// Seconds as a number or as text with a unit.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Wait {
+    Seconds(f64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CamerasFile {
+    camera: Vec<CameraEntry>,
+}
+
+/// The cameras of a TOML file; errors name the file and the camera.
+fn from_file(path: &Path) -> anyhow::Result<Vec<CameraSpec>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--cameras {}: cannot read it", path.display()))?;
+    let file: CamerasFile = toml::from_str(&text)
+        .with_context(|| format!("--cameras {}: not a cameras file", path.display()))?;
+    if file.camera.is_empty() {
+        bail!("--cameras {}: no [[camera]] in it", path.display());
+    }
+    let mut names = HashSet::new();
+    file.camera
+        .into_iter()
+        .map(|c| {
+            let at = || format!("--cameras {}: camera `{}`", path.display(), c.name);
+            check_level("name", &c.name).with_context(at)?;
+            if !names.insert(c.name.clone()) {
+                bail!("{}: the name is used twice", at());
+            }
+            if c.source.is_empty() {
+                bail!("{}: empty source", at());
+            }
+            let source_wait = match c.source_wait.as_ref() {
+                None => None,
+                Some(Wait::Seconds(s)) => {
+                    let s: f64 = *s;
+                    if !(s.is_finite() && s >= 0.0) {
+                        bail!("{}: source_wait {s} is not >= 0", at());
+                    }
+                    Some(s)
+                }
+                Some(Wait::Text(t)) => Some(
+                    seconds(t.as_str())
+                        .map_err(|e| anyhow::anyhow!("{}: source_wait {e}", at()))?,
+                ),
+            };
+            if c.vid_stride == Some(0) {
+                bail!("{}: vid_stride must be at least 1", at());
+            }
+            if let Some(conf) = c.conf.filter(|v| !(0.0..=1.0).contains(v)) {
+                bail!("{}: conf {conf} is not in 0..1", at());
+            }
+            Ok(CameraSpec {
+                name: c.name,
+                source: c.source,
+                named: true,
+                source_wait,
+                vid_stride: c.vid_stride,
+                conf: c.conf,
+                classes: c.classes,
+            })
+        })
+        .collect()
+}
+
+/// Makes names unique: an unnamed camera whose source's stem is taken becomes `stem_2` (names the
+/// user gave are unique already).
+fn unique_names(mut list: Vec<CameraSpec>) -> Vec<CameraSpec> {
+    let mut seen: HashSet<String> = list
+        .iter()
+        .filter(|c| c.named)
+        .map(|c| c.name.clone())
+        .collect();
+    for c in list.iter_mut().filter(|c| !c.named) {
+        if !seen.insert(c.name.clone()) {
+            let mut n = 2;
+            while seen.contains(&format!("{}_{n}", c.name)) {
+                n += 1;
+            }
+            c.name = format!("{}_{n}", c.name);
+            seen.insert(c.name.clone());
+        }
+    }
+    list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(sources: &[&str]) -> SourceArgs {
+        SourceArgs {
+            positional: None,
+            source: sources.iter().map(|s| s.to_string()).collect(),
+            cameras: None,
+            vid_stride: 1,
+            max_frames: None,
+            camera_size: (1280, 720),
+            camera_fps: 30,
+            image_fps: None,
+            source_wait: None,
+        }
+    }
+
+    fn names(list: &[CameraSpec]) -> Vec<&str> {
+        list.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    #[test]
+    fn named_and_plain_sources() {
+        let list = cameras(&args(&[
+            "door=rtsp://10.0.0.5/live?user=a",
+            "synthetic://?scene=crossing",
+            "data/vtest.avi",
+            "data/vtest.avi",
+            "0",
+        ]))
+        .unwrap();
+        assert_eq!(
+            names(&list),
+            ["door", "synthetic", "vtest", "vtest_2", "camera0"]
+        );
+        assert_eq!(list[0].source, "rtsp://10.0.0.5/live?user=a");
+        assert!(list[0].named && !list[1].named);
+        assert_eq!(list[1].source, "synthetic://?scene=crossing");
+    }
+
+    #[test]
+    fn bad_names_are_refused_with_the_option() {
+        let e = cameras(&args(&["front door=0"])).unwrap_err().to_string();
+        assert!(e.contains("--source NAME"), "{e}");
+        let e = cameras(&args(&["door="])).unwrap_err().to_string();
+        assert!(e.contains("no source after"), "{e}");
+        let e = cameras(&args(&["a=0", "a=1"])).unwrap_err().to_string();
+        assert!(e.contains("two cameras are named `a`"), "{e}");
+        let list = cameras(&args(&["vtest=0", "data/vtest.avi"])).unwrap();
+        assert_eq!(names(&list), ["vtest", "vtest_2"]);
+        assert!(cameras(&args(&[])).is_err());
+    }
+
+    #[test]
+    fn cameras_file() {
+        let dir = std::env::temp_dir().join(format!("vigia-cameras-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(
+            &good,
+            "[[camera]]\nname = \"door\"\nsource = \"rtsp://h/1\"\nsource_wait = \"2m\"\n\n\
+             [[camera]]\nname = \"yard\"\nsource = \"0\"\nsource_wait = 5\nvid_stride = 2\n\
+             conf = 0.5\nclasses = \"person,car\"\n",
+        )
+        .unwrap();
+        let mut a = args(&[]);
+        a.cameras = Some(good);
+        let list = cameras(&a).unwrap();
+        assert_eq!(names(&list), ["door", "yard"]);
+        assert_eq!(list[0].source_wait, Some(120.0));
+        assert_eq!(list[1].source_wait, Some(5.0));
+        assert_eq!(list[1].vid_stride, Some(2));
+        assert_eq!(list[1].conf, Some(0.5));
+        assert_eq!(list[1].classes.as_deref(), Some("person,car"));
+        assert_eq!(list[0].conf, None);
+
+        let twice = dir.join("twice.toml");
+        std::fs::write(
+            &twice,
+            "[[camera]]\nname = \"a\"\nsource = \"0\"\n[[camera]]\nname = \"a\"\nsource = \"1\"\n",
+        )
+        .unwrap();
+        a.cameras = Some(twice.clone());
+        let e = format!("{:#}", cameras(&a).unwrap_err());
+        assert!(e.contains("twice.toml") && e.contains("used twice"), "{e}");
+
+        let typo = dir.join("typo.toml");
+        std::fs::write(&typo, "[[camera]]\nname = \"a\"\nsorce = \"0\"\n").unwrap();
+        a.cameras = Some(typo);
+        let e = format!("{:#}", cameras(&a).unwrap_err());
+        assert!(e.contains("typo.toml") && e.contains("sorce"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
