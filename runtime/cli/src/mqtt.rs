@@ -63,6 +63,7 @@ fn host_name() -> String {
 
 /// One camera as the broker sees it: its name, its detection switch and, when it follows, where
 /// follow commands go.
+#[cfg_attr(not(feature = "mqtt"), allow(dead_code))] // read only by the MQTT client
 #[derive(Clone)]
 pub struct CameraControl {
     pub name: String,
@@ -71,6 +72,7 @@ pub struct CameraControl {
 }
 
 /// Applies commands from the broker to the cameras of this run.
+#[cfg_attr(not(feature = "mqtt"), allow(dead_code))] // read only by the MQTT client
 struct Control {
     cameras: Vec<CameraControl>,
 }
@@ -119,6 +121,7 @@ pub struct Publishing {
 }
 
 /// What every camera of a run publishes alike.
+#[cfg_attr(not(feature = "mqtt"), allow(dead_code))] // read only by the MQTT client
 struct Shared<'a> {
     args: &'a MqttArgs,
     url: &'a BrokerUrl,
@@ -183,6 +186,7 @@ impl Publishing {
     }
 
     /// What `camera` publishes and how often.
+    #[cfg_attr(not(feature = "mqtt"), allow(dead_code))] // read only by the MQTT client
     fn camera_config(shared: &Shared<'_>, camera: &str) -> CameraPublishConfig {
         let args = shared.args;
         CameraPublishConfig {
