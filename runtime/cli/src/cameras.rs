@@ -46,6 +46,11 @@ pub fn cameras(args: &SourceArgs) -> anyhow::Result<Vec<CameraSpec>> {
         from_file(file)?
     } else {
         let given: Vec<&String> = args.positional.iter().chain(&args.source).collect();
+        if let [one] = given.as_slice() {
+            if is_cameras_file(one) {
+                return Ok(unique_names(from_file(Path::new(one.as_str()))?));
+            }
+        }
         if given.is_empty() {
             bail!("no input given: pass SOURCE or --source (an image, folder, video, stream or camera)");
         }
@@ -62,6 +67,11 @@ pub fn cameras(args: &SourceArgs) -> anyhow::Result<Vec<CameraSpec>> {
         list
     };
     Ok(unique_names(list))
+}
+
+/// A TOML file given as the source: a cameras file.
+fn is_cameras_file(source: &str) -> bool {
+    source.ends_with(".toml") && Path::new(source).is_file()
 }
 
 /// `NAME=SOURCE` or a plain source. A name is a topic level before the first `=` with no `:`,

@@ -48,7 +48,9 @@ struct Cli {
 enum Command {
     /// Detect objects (people by default) in images, videos, streams or cameras; JSON lines out
     Detect(DetectArgs),
-    /// Detect and track with ByteTrack (ids in JSON, video and MOTChallenge output)
+    /// Detect and track with ByteTrack (ids in JSON, video and MOTChallenge output); `vigia run
+    /// cameras.toml` tracks every camera of a cameras file
+    #[command(visible_alias = "run")]
     Track(TrackArgs),
     /// Follow one person: detect, track, lock on and send steering commands (UDP, serial, MAVLink)
     Follow(FollowArgs),

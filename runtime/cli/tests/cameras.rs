@@ -220,7 +220,8 @@ fn cameras_file_names_and_sources() {
          [[camera]]\nname = \"porch\"\nsource = \"synthetic://?scene=occlusion&frames=7\"\n",
     )
     .unwrap();
-    let o = vigia(&["track", "--cameras", file.to_str().unwrap(), "-q"]);
+    // `vigia run FILE` is `vigia track --cameras FILE`.
+    let o = vigia(&["run", file.to_str().unwrap(), "-q"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let lines = json_lines(&String::from_utf8_lossy(&o.stdout));
     let count = |name: &str| lines.iter().filter(|f| f["camera"] == name).count();
