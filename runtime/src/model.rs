@@ -14,6 +14,8 @@ use crate::error::{Error, Result};
 pub enum Task {
     Detect,
     Classify,
+    /// Appearance embeddings of person crops (re-identification).
+    Embed,
 }
 
 /// Memory layout of the image input tensor.
@@ -62,6 +64,8 @@ pub enum OutputFamily {
     Centernet,
     /// Classifier: `[1, C]` logits or probabilities.
     Classification,
+    /// Appearance embedding: one `[1, D]` vector per crop (L2-normalized by the runtime).
+    Embedding,
 }
 
 impl OutputFamily {
@@ -69,6 +73,7 @@ impl OutputFamily {
     pub fn task(self) -> Task {
         match self {
             OutputFamily::Classification => Task::Classify,
+            OutputFamily::Embedding => Task::Embed,
             _ => Task::Detect,
         }
     }
@@ -156,6 +161,10 @@ pub struct OutputSpec {
     /// Detectors: number of classes (inferred from the output shape when absent).
     #[serde(default)]
     pub num_classes: Option<usize>,
+    /// Embeddings: the cosine similarity above which two crops are taken for the same person
+    /// (the default of `--reid-threshold` with this model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_threshold: Option<f32>,
 }
 
 /// Where the model comes from and under which terms.

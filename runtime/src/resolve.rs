@@ -198,6 +198,7 @@ fn finish_load(
                 match card.task {
                     Task::Detect => "detect",
                     Task::Classify => "classify",
+                    Task::Embed => "track --reid MODEL",
                 }
             ),
         });
@@ -222,13 +223,20 @@ pub fn locate(
     spec: Option<&str>,
     task: Task,
 ) -> Result<(Option<ModelCard>, Option<PathBuf>, ModelSource)> {
-    let spec = match spec {
-        Some(s) => s,
-        None => match task {
-            Task::Detect => DEFAULT_DETECTOR,
-            Task::Classify => DEFAULT_CLASSIFIER,
-        },
-    };
+    let spec =
+        match spec {
+            Some(s) => s,
+            None => match task {
+                Task::Detect => DEFAULT_DETECTOR,
+                Task::Classify => DEFAULT_CLASSIFIER,
+                Task::Embed => return Err(Error::Option {
+                    option: "--reid".into(),
+                    reason:
+                        "no embedding model is bundled; pass an .onnx made by `vigia-train reid`"
+                            .into(),
+                }),
+            },
+        };
     let path = Path::new(spec);
     if path.is_file() {
         if path
@@ -414,6 +422,7 @@ fn infer_input(
             labels: None,
             softmax: None,
             num_classes: None,
+            match_threshold: None,
         },
         provenance: Provenance::default(),
     })
@@ -492,7 +501,7 @@ fn engine_class_count(engine: &mut dyn Engine, card: &ModelCard) -> Option<usize
             .filter_map(|s| s.last().copied())
             .filter(|c| c % 4 != 0 || *c == 80)
             .min(),
-        OutputFamily::EndToEnd | OutputFamily::Centernet => None,
+        OutputFamily::EndToEnd | OutputFamily::Centernet | OutputFamily::Embedding => None,
     }
 }
 

@@ -144,6 +144,13 @@ impl DetectorDecoder {
                     shapes_of(outputs)
                 ),
             )),
+            OutputFamily::Embedding => Err(decode_error(
+                OutputFamily::Embedding,
+                format!(
+                    "an embedding model has no boxes; use it with --reid (outputs {})",
+                    shapes_of(outputs)
+                ),
+            )),
         }
     }
 }
@@ -354,6 +361,7 @@ pub(crate) fn family_name(family: OutputFamily) -> &'static str {
         OutputFamily::Nanodet => "nanodet",
         OutputFamily::Centernet => "centernet",
         OutputFamily::Classification => "classification",
+        OutputFamily::Embedding => "embedding",
     }
 }
 

@@ -33,7 +33,7 @@ impl ModelSource {
     }
 
     /// The ONNX bytes.
-    pub(crate) fn read(&self) -> Result<std::borrow::Cow<'static, [u8]>> {
+    pub fn read(&self) -> Result<std::borrow::Cow<'static, [u8]>> {
         match self {
             ModelSource::File(p) => {
                 let bytes = std::fs::read(p).map_err(|e| Error::Io {

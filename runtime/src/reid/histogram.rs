@@ -18,6 +18,8 @@ const SAT_BINS: usize = 3;
 const GREY_BINS: usize = 8;
 const BAND_DIM: usize = HUE_BINS * SAT_BINS + GREY_BINS;
 const BANDS: usize = 3;
+/// Default same-person similarity for histograms (`--reid-threshold` with `--reid hist`).
+pub const HISTOGRAM_THRESHOLD: f32 = 0.93;
 /// Pixels less saturated or darker than this count as grey.
 const CHROMA_MIN: f32 = 0.2;
 /// Fraction of the box width kept, centred.
@@ -122,6 +124,10 @@ impl Embedder for HistogramEmbedder {
 
     fn dim(&self) -> usize {
         BAND_DIM * BANDS
+    }
+
+    fn match_threshold(&self) -> f32 {
+        HISTOGRAM_THRESHOLD
     }
 
     fn embed(

@@ -2,13 +2,18 @@
 //!
 //! An [`Embedder`] turns boxes of a frame into L2-normalized vectors whose cosine similarity is
 //! high for the same person and low for different people. [`HistogramEmbedder`] (colour
-//! histograms per body third) needs no model.
+//! histograms per body third) needs no model; [`ModelEmbedder`] runs an ONNX embedding model
+//! (`vigia-train reid`).
 
+mod crop_walk;
 mod histogram;
+mod model_embedder;
 mod retrieval;
 mod vector;
 
-pub use histogram::HistogramEmbedder;
+pub use crop_walk::CropWalk;
+pub use histogram::{HistogramEmbedder, HISTOGRAM_THRESHOLD};
+pub use model_embedder::{ModelEmbedder, DEFAULT_MODEL_THRESHOLD};
 pub use retrieval::{retrieval, RetrievalScores, Sample};
 pub use vector::{cosine, l2_normalize};
 
@@ -28,6 +33,8 @@ pub trait Embedder: Send {
     fn name(&self) -> &str;
     /// Length of every vector.
     fn dim(&self) -> usize;
+    /// The cosine similarity above which two crops are taken for the same person by default.
+    fn match_threshold(&self) -> f32;
     /// Embeds each box of `image` into `out` (cleared first, one entry per box, in order):
     /// `None` for a box too small or outside the frame, else an L2-normalized vector.
     fn embed(

@@ -78,6 +78,7 @@ pub fn write_card(
             labels: Some(files.labels_name.clone()),
             softmax: Some(true),
             num_classes: None,
+            match_threshold: None,
         },
         provenance: files.provenance(source, notes),
     };

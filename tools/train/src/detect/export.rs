@@ -64,6 +64,7 @@ pub fn write_detector_card(
             labels: Some(files.labels_name.clone()),
             softmax: None,
             num_classes: Some(net.classes),
+            match_threshold: None,
         },
         provenance: files.provenance(source, notes),
     };
