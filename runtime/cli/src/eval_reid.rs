@@ -7,9 +7,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use vigia::mot::read_mot;
-use vigia::reid::{retrieval, Embedder, HistogramEmbedder, Sample};
-use vigia::source::{open_source, SourceOptions};
-use vigia::BBox;
+use vigia::reid::{retrieval, CropWalk, Sample};
 
 use super::track::ReidMode;
 
@@ -21,7 +19,7 @@ pub struct EvalReidArgs {
     /// Tracks of that video in MOTChallenge format (`vigia track VIDEO --reid off --save-mot FILE`)
     #[arg(long)]
     pub tracks: PathBuf,
-    /// Embedding to score: hist
+    /// Embedding to score: hist or an embedding model (.onnx made by `vigia-train reid`)
     #[arg(long, default_value = "hist")]
     pub reid: ReidMode,
     /// First frame (1-based) to use; earlier frames are left out (for held-out scores)
@@ -47,43 +45,22 @@ pub fn eval_reid(a: EvalReidArgs) -> anyhow::Result<ExitCode> {
     if a.every == 0 {
         bail!("--every must be at least 1");
     }
-    let mut embedder: Box<dyn Embedder> = match a.reid {
-        ReidMode::Hist => Box::new(HistogramEmbedder::new()),
-        ReidMode::Off => bail!("--reid off has no embedding to score"),
+    let Some(mut embedder) = a.reid.embedder()? else {
+        bail!("--reid off has no embedding to score");
     };
     let rows = read_mot(&a.tracks)?;
-    let mut source = open_source(&a.video, &SourceOptions::default())
-        .with_context(|| format!("opening {}", a.video))?;
-    let last = a.to_frame.unwrap_or(u64::MAX);
+    let walk = CropWalk {
+        from_frame: a.from_frame,
+        to_frame: a.to_frame.unwrap_or(u64::MAX),
+        every: a.every,
+        max_overlap: a.max_overlap,
+    };
     let mut samples = Vec::new();
-    let (mut boxes, mut owners, mut out) = (Vec::new(), Vec::new(), Vec::new());
+    let mut out = Vec::new();
     let (mut embed_time, mut crops) = (std::time::Duration::ZERO, 0usize);
-    while let Some(frame) = source.next_frame()? {
-        let number = frame.index + 1;
-        if number > last {
-            break;
-        }
-        if number < a.from_frame || !(number - a.from_frame).is_multiple_of(a.every) {
-            continue;
-        }
-        let here: Vec<(i64, BBox)> = rows
-            .iter()
-            .filter(|r| r.frame == number && r.id >= 0)
-            .map(|r| (r.id, r.bbox()))
-            .collect();
-        boxes.clear();
-        owners.clear();
-        for (id, b) in &here {
-            let overlapped = here
-                .iter()
-                .any(|(o, ob)| o != id && ob.iou(b) > a.max_overlap);
-            if !overlapped {
-                boxes.push(*b);
-                owners.push(*id as u64);
-            }
-        }
+    walk.run(&a.video, &rows, |number, image, boxes, owners| {
         let t = std::time::Instant::now();
-        embedder.embed(&frame.image, &boxes, &mut out)?;
+        embedder.embed(image, boxes, &mut out)?;
         embed_time += t.elapsed();
         crops += boxes.len();
         for (person, v) in owners.iter().zip(out.drain(..)) {
@@ -95,7 +72,9 @@ pub fn eval_reid(a: EvalReidArgs) -> anyhow::Result<ExitCode> {
                 });
             }
         }
-    }
+        Ok::<(), anyhow::Error>(())
+    })
+    .with_context(|| format!("reading {}", a.video))?;
     let Some(r) = retrieval(&samples) else {
         bail!(
             "{}: fewer than two people have crops in both halves of their frames",

@@ -74,7 +74,7 @@ pub fn follow(a: FollowArgs, stop: Arc<AtomicBool>) -> anyhow::Result<ExitCode> 
         watchdog: a.follow_watchdog,
         target_height: a.follow_height,
         appearance: AppearanceGate {
-            threshold: a.tracker.reid_threshold,
+            threshold: a.tracker.reid_threshold()?,
             margin: a.tracker.reid_margin,
             memory: a.follow_memory,
             any_after: a.follow_any_after,

@@ -8,32 +8,72 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Args;
 
+use vigia::model::Task;
 use vigia::mot::{detections_by_frame, evaluate, read_mot, write_mot_line};
-use vigia::reid::HistogramEmbedder;
+use vigia::reid::{
+    Embedder, HistogramEmbedder, ModelEmbedder, DEFAULT_MODEL_THRESHOLD, HISTOGRAM_THRESHOLD,
+};
+use vigia::resolve::{locate, LoadOptions};
 use vigia::track::bytetrack::{ByteTrackConfig, ByteTracker};
 use vigia::track::reid::{ReidConfig, ReidTracker};
 use vigia::track::Tracker;
 
 /// How people who leave and come back are recognised (`--reid`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReidMode {
     /// Motion only: an absence longer than the track buffer ends the identity.
     Off,
     /// Colour histograms per body third (no model).
     Hist,
+    /// An embedding model (`.onnx` with its card, or the `.toml` card) made by `vigia-train reid`.
+    Model(String),
 }
 
 impl std::str::FromStr for ReidMode {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let is_model_file = [".onnx", ".toml"]
+            .iter()
+            .any(|e| s.to_ascii_lowercase().ends_with(e));
         match s {
             "off" | "none" => Ok(ReidMode::Off),
             "hist" | "histogram" => Ok(ReidMode::Hist),
+            _ if is_model_file && std::path::Path::new(s).is_file() => {
+                Ok(ReidMode::Model(s.into()))
+            }
+            _ if is_model_file => Err(format!("embedding model {s}: no such file")),
             _ => Err(format!(
-                "'{s}' is not a re-identification mode: use hist or off"
+                "'{s}' is not a re-identification mode: use hist, off or an embedding model \
+                 (.onnx made by vigia-train reid)"
             )),
         }
+    }
+}
+
+impl ReidMode {
+    /// The embedder this mode uses (`None` for `off`).
+    pub fn embedder(&self) -> anyhow::Result<Option<Box<dyn Embedder>>> {
+        Ok(match self {
+            ReidMode::Off => None,
+            ReidMode::Hist => Some(Box::new(HistogramEmbedder::new())),
+            ReidMode::Model(spec) => Some(Box::new(
+                ModelEmbedder::load(spec, &LoadOptions::default())
+                    .with_context(|| format!("--reid {spec}"))?,
+            )),
+        })
+    }
+
+    /// The same-person similarity this mode's embedding uses unless `--reid-threshold` says.
+    pub fn default_threshold(&self) -> anyhow::Result<f32> {
+        Ok(match self {
+            ReidMode::Off | ReidMode::Hist => HISTOGRAM_THRESHOLD,
+            ReidMode::Model(spec) => locate(Some(spec), Task::Embed)
+                .with_context(|| format!("--reid {spec}"))?
+                .0
+                .and_then(|card| card.output.match_threshold)
+                .unwrap_or(DEFAULT_MODEL_THRESHOLD),
+        })
     }
 }
 
@@ -56,15 +96,16 @@ pub struct TrackerArgs {
     #[arg(long, default_value_t = 30)]
     pub track_buffer: u32,
     /// Re-identify people who leave and come back by their look: hist (colour histograms per
-    /// body third) or off (motion only)
+    /// body third), off (motion only) or an embedding model (.onnx made by `vigia-train reid`)
     #[arg(long, default_value = "hist")]
     pub reid: ReidMode,
     /// How long a person out of view is remembered for re-identification (seconds; 30 or 30s)
     #[arg(long, default_value = "30", value_parser = super::args::seconds)]
     pub reid_memory: f64,
     /// Least appearance similarity (cosine) for a returning person, and for the follower's target
-    #[arg(long, default_value_t = 0.93)]
-    pub reid_threshold: f32,
+    /// [default: 0.93 with hist, the model card's match_threshold with a model]
+    #[arg(long)]
+    pub reid_threshold: Option<f32>,
     /// Least lead of the best-matching person over the next best
     #[arg(long, default_value_t = 0.05)]
     pub reid_margin: f32,
@@ -77,35 +118,49 @@ impl TrackerArgs {
     /// The tracker for frames of a source running at `fps`: ByteTrack, with re-identification
     /// unless `--reid off`.
     pub fn build_for_frames(&self, fps: f64) -> anyhow::Result<Box<dyn Tracker>> {
-        if self.reid == ReidMode::Off {
+        let Some(embedder) = self.reid.embedder()? else {
             return Ok(Box::new(self.build(fps)?));
-        }
+        };
         let inner = ByteTracker::new(ByteTrackConfig {
             report_lost: true,
             ..*self.build(fps)?.config()
         })?;
         let config = ReidConfig {
             memory: self.reid_memory,
-            threshold: self.reid_threshold,
+            threshold: self
+                .reid_threshold
+                .unwrap_or_else(|| embedder.match_threshold()),
             margin: self.reid_margin,
             report_lost: self.report_lost,
             ..ReidConfig::default()
         };
-        Ok(Box::new(ReidTracker::new(
-            inner,
-            Box::new(HistogramEmbedder::new()),
-            config,
-        )?))
+        Ok(Box::new(ReidTracker::new(inner, embedder, config)?))
     }
 
     /// One line saying how identities are kept, for the run's log.
     pub fn describe_reid(&self) -> String {
-        match self.reid {
+        let threshold = match (self.reid_threshold, self.reid.default_threshold()) {
+            (Some(t), _) | (None, Ok(t)) => t.to_string(),
+            (None, Err(_)) => "?".into(),
+        };
+        match &self.reid {
             ReidMode::Off => "re-identification off (motion only)".into(),
             ReidMode::Hist => format!(
-                "re-identification by colour histograms, memory {} s, threshold {}",
-                self.reid_memory, self.reid_threshold
+                "re-identification by colour histograms, memory {} s, threshold {threshold}",
+                self.reid_memory
             ),
+            ReidMode::Model(spec) => format!(
+                "re-identification by the embedding model {spec}, memory {} s, threshold {threshold}",
+                self.reid_memory
+            ),
+        }
+    }
+
+    /// The same-person similarity in force: `--reid-threshold`, else the embedding's default.
+    pub fn reid_threshold(&self) -> anyhow::Result<f32> {
+        match self.reid_threshold {
+            Some(t) => Ok(t),
+            None => self.reid.default_threshold(),
         }
     }
 

@@ -95,6 +95,8 @@ fn track_with_reid_reports_ids_like_without() {
     let (off, hist) = (ids("off"), ids("hist"));
     assert!(off.len() > 60, "{} track boxes", off.len());
     assert_eq!(off, hist);
+    let model = bundled_reid_model();
+    assert_eq!(off, ids(&model));
 }
 
 #[test]
@@ -110,7 +112,11 @@ fn reid_options_and_inputs_give_clear_errors() {
     };
     check(
         &["track", "x.mp4", "--reid", "face"],
-        &["--reid", "hist or off"],
+        &["--reid", "hist, off or an embedding model"],
+    );
+    check(
+        &["track", "x.mp4", "--reid", "/nonexistent/reid.onnx"],
+        &["--reid", "/nonexistent/reid.onnx", "no such file"],
     );
     check(
         &["track", "x.mp4", "--reid-memory", "soon"],
@@ -147,6 +153,99 @@ fn reid_options_and_inputs_give_clear_errors() {
             );
         }
     }
+}
+
+/// The bundled embedding model `vigia-train reid` learnt from vtest.avi frames 1-400.
+fn bundled_reid_model() -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/reid-vtest-64x128.onnx")
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn the_trained_embedding_tells_held_out_vtest_people_apart() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = common::temp_dir("reid-model-eval");
+    let video = shared.join("data/video/vtest.avi");
+    let tracks = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tools/train/tests/data/vtest.tracks.txt");
+    let model = bundled_reid_model();
+    let score = |reid: &str| -> serde_json::Value {
+        let o = vigia(&[
+            "eval-reid",
+            video.to_str().unwrap(),
+            "--tracks",
+            tracks.to_str().unwrap(),
+            "--reid",
+            reid,
+            "--from-frame",
+            "401",
+            "--every",
+            "4",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    // Frames 401-795 were held out of its training.
+    let r = score(&model);
+    let f = |k: &str| r[k].as_f64().unwrap();
+    assert!(f("people") >= 10.0, "{r}");
+    assert!(f("map") > 0.4 && f("rank1") > 0.4, "{r}");
+    assert!(f("mean_same") > f("mean_other") + 0.25, "{r}");
+    assert!(
+        r["embedder"]
+            .as_str()
+            .unwrap()
+            .contains("reid-vtest-64x128"),
+        "{r}"
+    );
+
+    // A model without its card, and a card whose model is no embedding, are refused by name.
+    let bare = dir.join("bare.onnx");
+    std::fs::copy(&model, &bare).unwrap();
+    let o = vigia(&[
+        "track",
+        video.to_str().unwrap(),
+        "--reid",
+        bare.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert!(!o.status.success() && err.contains("bare.toml"), "{err}");
+    let detector = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/nanodet-m-416.onnx")
+        .canonicalize()
+        .unwrap();
+    let card = dir.join("not-embedding.toml");
+    std::fs::write(
+        &card,
+        format!(
+            "name = \"x\"\ntask = \"embed\"\nmodel = {:?}\n[input]\nlayout = \"nchw\"\n\
+             width = 416\nheight = 416\nresize = \"stretch\"\n[output]\nfamily = \"embedding\"\n",
+            detector.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let o = vigia(&[
+        "eval-reid",
+        video.to_str().unwrap(),
+        "--tracks",
+        tracks.to_str().unwrap(),
+        "--reid",
+        card.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("not one vector per crop") && !err.contains("panicked"),
+        "{err}"
+    );
 }
 
 /// An exit-and-return clip of vtest.avi as `tools/reid/exit_return.py` builds it for the

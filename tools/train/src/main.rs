@@ -7,6 +7,7 @@ use vigia_train::autolabel::{autolabel, AutolabelArgs};
 use vigia_train::classify::run::{classify, ClassifyArgs};
 use vigia_train::detect::run::{detect, DetectArgs};
 use vigia_train::export::{export, ExportArgs};
+use vigia_train::reid::run::{reid, ReidArgs};
 
 /// Train models for vigia and export them as ONNX with a model card.
 #[derive(Parser)]
@@ -26,6 +27,9 @@ enum Command {
     Export(ExportArgs),
     /// Label a video or image folder with a teacher detector: a YOLO-txt dataset for a student
     Autolabel(AutolabelArgs),
+    /// Learn a person appearance embedding (re-identification) from a tracked video: a head on a
+    /// frozen backbone, exported as ONNX + card for `vigia track --reid MODEL`
+    Reid(Box<ReidArgs>),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +81,25 @@ fn main() -> ExitCode {
                 } else {
                     String::new()
                 }
+            )
+        }),
+        Command::Reid(args) => reid(&args, &line).map(|r| {
+            for s in &r.held_out {
+                eprintln!(
+                    "vigia-train: held-out frames {}-: {:<24} mAP {:.3}  rank-1 {:.3}  ({:.0} µs per crop)",
+                    r.train_to + 1,
+                    s.embedding,
+                    s.scores.map,
+                    s.scores.rank1,
+                    s.us_per_crop
+                );
+            }
+            eprintln!(
+                "vigia-train: wrote {} (threshold {:.2}, parity {:.1e}); report {}",
+                r.model.display(),
+                r.match_threshold,
+                r.parity_rel_err,
+                args.out.join("report.json").display()
             )
         }),
     };
