@@ -209,6 +209,12 @@ fn preview_page_renders_stats_and_stream_in_chromium() {
             dom.contains(r#"<span id="state" class="live">live</span>"#),
             "{dom}"
         );
+        // With a token the JS makes the picture clickable for following.
+        assert!(
+            dom.contains(r#"<img id="stream" alt="live stream" class="clickable""#),
+            "{dom}"
+        );
+        assert!(dom.contains("click a person in the picture"), "{dom}");
 
         let shot = work.join("shot.png");
         run_chromium(

@@ -110,12 +110,12 @@ pub fn follow(a: FollowArgs, stop: Arc<AtomicBool>) -> anyhow::Result<ExitCode> 
             events.extend(follower.reset(time));
             match request {
                 FollowRequest::Target(policy) => {
-                    eprintln!("vigia: follow: new target {policy} (MQTT command)");
+                    eprintln!("vigia: follow: new target {policy} (remote command)");
                     follower.set_policy(policy);
                     halted = false;
                 }
                 FollowRequest::Stop => {
-                    eprintln!("vigia: follow: stopped (MQTT command)");
+                    eprintln!("vigia: follow: stopped (remote command)");
                     halted = true;
                 }
             }

@@ -206,6 +206,12 @@ pub fn run_source(
                     .map(|t| format!("?token={t}"))
                     .unwrap_or_default()
             );
+            if let Some(inbox) = &req.follow_inbox {
+                server.set_follow_control(Arc::new(inbox.clone()));
+                if out.serve_token.is_some() {
+                    eprintln!("vigia: click a person in the preview to follow them");
+                }
+            }
             Some(server)
         }
         None => None,

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 
 use crate::follow::TargetPolicy;
+use crate::sink::preview_control::FollowControl;
 
 /// Largest command payload accepted; bigger ones are rejected unread.
 pub const MAX_COMMAND_BYTES: usize = 4096;
@@ -51,6 +52,20 @@ impl FollowInbox {
     /// The requests since the last call, oldest first.
     pub fn take(&self) -> Vec<FollowRequest> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// The preview page's follow commands (`POST /api/follow`) join the same inbox.
+impl FollowControl for FollowInbox {
+    fn follow(&self, body: &[u8]) -> Result<String, String> {
+        let RemoteAction::Follow(request) = parse_command("follow", body)? else {
+            return Err("not a follow command".into());
+        };
+        self.put(request);
+        Ok(match request {
+            FollowRequest::Target(policy) => policy.to_string(),
+            FollowRequest::Stop => "stop".into(),
+        })
     }
 }
 

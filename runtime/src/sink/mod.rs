@@ -5,6 +5,7 @@ pub mod frame_record;
 pub mod jsonl;
 pub mod labels;
 pub mod preview;
+pub mod preview_control;
 pub mod stage_set;
 pub mod video;
 

@@ -1,6 +1,7 @@
 //! Live preview server for headless boards (`--serve 127.0.0.1:8080`): an HTML page, an MJPEG
 //! stream, the latest frame as JPEG and the latest stats as JSON, over a small HTTP/1.1 server
-//! built on `std::net`.
+//! built on `std::net`; with `--serve-token`, `POST /api/follow` chooses whom a follower follows
+//! (a click in the page; see [`super::preview_control`]).
 //!
 //! The publisher (the pipeline) never waits for viewers: [`PreviewServer::publish`] copies the
 //! frame into a one-slot mailbox and returns; a dedicated encoder thread JPEG-encodes the newest
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 use image::codecs::jpeg::JpegEncoder;
 use image::RgbImage;
 
+use super::preview_control::{check_body_length, follow_response, FollowControl};
 use crate::{Error, Result};
 
 /// Largest accepted request head (request line and headers).
@@ -114,6 +116,8 @@ struct Shared {
     token: Option<String>,
     max_clients: usize,
     quality: u8,
+    /// Where `POST /api/follow` commands go (`None`: the run follows nobody).
+    follow: Mutex<Option<Arc<dyn FollowControl>>>,
 }
 
 impl Shared {
@@ -220,6 +224,7 @@ impl PreviewServer {
             token: cfg.token.clone(),
             max_clients: cfg.max_clients,
             quality: cfg.jpeg_quality.clamp(1, 100),
+            follow: Mutex::new(None),
         });
         let enc_shared = shared.clone();
         let encoder = thread::Builder::new()
@@ -272,6 +277,11 @@ impl PreviewServer {
         }
         drop(mailbox);
         drop(old_stats);
+    }
+
+    /// Sends `POST /api/follow` commands (a click on a person in the page) to `control`.
+    pub fn set_follow_control(&self, control: Arc<dyn FollowControl>) {
+        *lock(&self.shared.follow) = Some(control);
     }
 
     /// Whether any client is watching the stream or waiting for a frame (so callers can skip drawing).
@@ -450,7 +460,7 @@ enum HeadError {
 }
 
 /// Reads one request head (up to and including the empty line) within the time limit.
-fn read_head(stream: &mut TcpStream) -> std::result::Result<Vec<u8>, HeadError> {
+fn read_head(stream: &mut TcpStream) -> std::result::Result<(Vec<u8>, Vec<u8>), HeadError> {
     let deadline = Instant::now() + HEAD_TIMEOUT;
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
@@ -471,8 +481,8 @@ fn read_head(stream: &mut TcpStream) -> std::result::Result<Vec<u8>, HeadError> 
                     if end > MAX_HEAD {
                         return Err(HeadError::TooLarge);
                     }
-                    head.truncate(end);
-                    return Ok(head);
+                    let rest = head.split_off(end);
+                    return Ok((head, rest));
                 }
                 if head.len() > MAX_HEAD {
                     return Err(HeadError::TooLarge);
@@ -521,6 +531,7 @@ struct Request {
     path: String,
     query: String,
     bearer: Option<String>,
+    content_length: Option<usize>,
 }
 
 /// Parses a request head; `None` when it is malformed.
@@ -561,6 +572,7 @@ fn parse_request(head: &[u8]) -> Option<Request> {
     let origin = origin.split('#').next().unwrap_or(origin);
     let (path, query) = origin.split_once('?').unwrap_or((origin, ""));
     let mut bearer = None;
+    let mut content_length = None;
     for line in lines {
         if line.is_empty() {
             break;
@@ -568,6 +580,9 @@ fn parse_request(head: &[u8]) -> Option<Request> {
         let (name, value) = line.split_once(':')?;
         if name.is_empty() || !name.bytes().all(is_token_byte) {
             return None;
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            content_length = Some(value.trim().parse::<usize>().ok()?);
         }
         if name.eq_ignore_ascii_case("authorization") {
             if let Some((scheme, cred)) = value.trim().split_once(' ') {
@@ -582,6 +597,7 @@ fn parse_request(head: &[u8]) -> Option<Request> {
         path: path.to_string(),
         query: query.to_string(),
         bearer,
+        content_length,
     })
 }
 
@@ -657,8 +673,8 @@ fn authorized(token: Option<&str>, req: &Request) -> bool {
 /// Reads, routes and answers one request, then closes the connection.
 fn handle_connection(s: &Shared, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let head = match read_head(&mut stream) {
-        Ok(head) => head,
+    let (head, read_ahead) = match read_head(&mut stream) {
+        Ok(read) => read,
         Err(HeadError::TooLarge) => {
             let _ = respond_text(&mut stream, 431, "request head larger than 8 KiB");
             return linger_close(stream);
@@ -674,9 +690,20 @@ fn handle_connection(s: &Shared, mut stream: TcpStream) {
         Route::Stream => return finish(serve_stream(s, &mut stream), stream),
         Route::Frame => return finish(serve_frame(s, &mut stream), stream),
         Route::Stats => return finish(serve_stats(s, &mut stream), stream),
+        Route::Follow => return finish(serve_follow(s, &mut stream, &head, read_ahead), stream),
         Route::Health => (200, "", b"ok"),
         Route::Refuse(400) => (400, "", b"malformed request\n"),
+        Route::Refuse(405) if head_path_is(&head, FOLLOW_PATH) => (
+            405,
+            "Allow: POST\r\n",
+            b"method not allowed: POST a follow command\n",
+        ),
         Route::Refuse(405) => (405, "Allow: GET\r\n", b"method not allowed\n"),
+        Route::Refuse(403) => (
+            403,
+            "",
+            b"follow commands need --serve-token, sent as Authorization: Bearer ...\n",
+        ),
         Route::Refuse(401) => (
             401,
             "WWW-Authenticate: Bearer realm=\"vigia\"\r\n",
@@ -694,10 +721,60 @@ fn handle_connection(s: &Shared, mut stream: TcpStream) {
     linger_close(stream);
 }
 
+/// Whether the request head asks for `path`.
+fn head_path_is(head: &[u8], path: &str) -> bool {
+    parse_request(head).is_some_and(|r| r.path == path)
+}
+
+/// `POST /api/follow`: reads the body (its start may have come with the head) and hands it to
+/// the run's follow control.
+fn serve_follow(
+    s: &Shared,
+    stream: &mut TcpStream,
+    head: &[u8],
+    mut body: Vec<u8>,
+) -> io::Result<()> {
+    let length = parse_request(head).and_then(|r| r.content_length);
+    let length = match check_body_length(length) {
+        Ok(n) => n,
+        Err((status, message)) => return respond_text(stream, status, message),
+    };
+    let deadline = Instant::now() + HEAD_TIMEOUT;
+    let mut chunk = [0u8; 1024];
+    while body.len() < length {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return respond_text(stream, 408, "follow command body not received within 5 s");
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return respond_text(stream, 408, "follow command body not received within 5 s")
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    body.truncate(length);
+    let control = lock(&s.follow).clone();
+    let (status, reply) = follow_response(control.as_deref(), &body);
+    respond(stream, status, "application/json", "", reply.as_bytes())
+}
+
 /// Ends a served route: the result only matters to the client, which is gone on error.
 fn finish(_served: io::Result<()>, stream: TcpStream) {
     linger_close(stream);
 }
+
+/// Path of the follow command.
+const FOLLOW_PATH: &str = "/api/follow";
 
 /// Where a request goes: one of the routes, or the status it is refused with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -712,7 +789,10 @@ pub enum Route {
     Stats,
     /// `GET /healthz`: liveness, open without the token.
     Health,
-    /// Refused: 400 malformed, 405 not GET, 401 missing or wrong token, 404 unknown path.
+    /// `POST /api/follow` with the token in an `Authorization: Bearer` header: whom to follow.
+    Follow,
+    /// Refused: 400 malformed, 405 wrong method, 401 missing or wrong token, 403 follow commands
+    /// without a configured token, 404 unknown path.
     Refuse(u16),
 }
 
@@ -721,6 +801,25 @@ pub fn route_request(head: &[u8], token: Option<&str>) -> Route {
     let Some(req) = parse_request(head) else {
         return Route::Refuse(400);
     };
+    if req.path == FOLLOW_PATH {
+        // A command: only with a configured token, and only from a header (a cross-site form
+        // can carry a query string, not a header).
+        return match (req.method.as_str(), token) {
+            ("POST", None) => Route::Refuse(403),
+            ("POST", Some(t)) => {
+                let by_header = req
+                    .bearer
+                    .as_deref()
+                    .is_some_and(|b| same_secret(b.as_bytes(), t.as_bytes()));
+                if by_header {
+                    Route::Follow
+                } else {
+                    Route::Refuse(401)
+                }
+            }
+            _ => Route::Refuse(405),
+        };
+    }
     if req.method != "GET" {
         return Route::Refuse(405);
     }
@@ -768,6 +867,10 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -1008,6 +1111,14 @@ const PAGE: &str = r##"<!doctype html>
   td { text-align: right; color: #f0f3f6; font-variant-numeric: tabular-nums; word-break: break-word; }
   tr.group th { color: #6cb6ff; font-weight: 600; padding-top: 8px; }
   .empty { color: #777; }
+  #follow { margin-bottom: 10px; }
+  #follow p { margin: 4px 0; color: #9aa4ae; }
+  #follow-reply.ok { color: #3ccf6e; }
+  #follow-reply.err { color: #e5484d; }
+  #follow button { background: #2a2f35; color: #e8edf2; border: 1px solid #3a4048; border-radius: 3px;
+                   padding: 4px 10px; cursor: pointer; }
+  #follow button:disabled { opacity: .5; cursor: default; }
+  #stream.clickable { cursor: crosshair; }
 </style>
 </head>
 <body>
@@ -1022,6 +1133,12 @@ const PAGE: &str = r##"<!doctype html>
     <noscript><img src="__VIGIA_STREAM_URL__" alt="live stream"></noscript>
   </section>
   <aside id="panel">
+    <section id="follow">
+      <h2>follow</h2>
+      <p id="follow-hint">click a person in the picture to follow them; Esc stops</p>
+      <button id="follow-stop" type="button">Stop following</button>
+      <p id="follow-reply"></p>
+    </section>
     <h2>stats</h2>
     <table><tbody id="stats"><tr><th class="empty">waiting for the first frame</th></tr></tbody></table>
   </aside>
@@ -1136,6 +1253,46 @@ img.addEventListener("error", () => {
   clearTimeout(retry);
   retry = setTimeout(startStream, 1000);
 });
+// Follow: a click on the picture asks to follow whoever stands at that point (a normalized
+// `point:X,Y`); the follower keeps them by their look. Needs the token, sent as a header.
+const followReply = document.getElementById("follow-reply");
+const followStop = document.getElementById("follow-stop");
+function showReply(text, cls) {
+  followReply.textContent = text;
+  followReply.className = cls;
+}
+async function sendFollow(target) {
+  if (!TOKEN) return;
+  try {
+    const r = await fetch("/api/follow", {
+      method: "POST",
+      cache: "no-store",
+      headers: { "Authorization": "Bearer " + TOKEN, "Content-Type": "application/json" },
+      body: JSON.stringify({ target: target }),
+    });
+    const j = await r.json().catch(() => ({}));
+    if (r.ok) showReply(j.target === "stop" ? "stopped" : "following " + j.target, "ok");
+    else showReply(j.error || ("refused (" + r.status + ")"), "err");
+  } catch (e) {
+    showReply("no answer: " + e.message, "err");
+  }
+}
+if (TOKEN) {
+  img.classList.add("clickable");
+  img.addEventListener("click", ev => {
+    const r = img.getBoundingClientRect();
+    if (!r.width || !r.height) return;
+    const x = Math.min(1, Math.max(0, (ev.clientX - r.left) / r.width));
+    const y = Math.min(1, Math.max(0, (ev.clientY - r.top) / r.height));
+    sendFollow("point:" + x.toFixed(3) + "," + y.toFixed(3));
+  });
+  followStop.addEventListener("click", () => sendFollow("stop"));
+  document.addEventListener("keydown", ev => { if (ev.key === "Escape") sendFollow("stop"); });
+} else {
+  followStop.disabled = true;
+  document.getElementById("follow-hint").textContent =
+    "to choose a person by clicking, run vigia follow with --serve-token";
+}
 // Start the endless stream after the page has loaded, so that "load" fires.
 window.addEventListener("load", () => setTimeout(startStream, 0));
 poll();
@@ -1674,5 +1831,28 @@ mod tests {
         );
         assert_eq!(route_request(b"\xff\xfe", None), Route::Refuse(400));
         assert_eq!(route_request(b"", t), Route::Refuse(400));
+        // Follow commands: POST, a configured token, sent in a header only.
+        let post = |extra: &str| format!("POST /api/follow{extra} HTTP/1.1\r\n");
+        let bearer = "Authorization: Bearer s3cr/t+x\r\n\r\n";
+        assert_eq!(
+            route_request(format!("{}{bearer}", post("")).as_bytes(), t),
+            Route::Follow
+        );
+        assert_eq!(
+            route_request(format!("{}\r\n", post("?token=s3cr%2Ft%2Bx")).as_bytes(), t),
+            Route::Refuse(401)
+        );
+        assert_eq!(
+            route_request(format!("{}\r\n", post("")).as_bytes(), None),
+            Route::Refuse(403)
+        );
+        assert_eq!(
+            route_request(b"GET /api/follow HTTP/1.1\r\n\r\n", t),
+            Route::Refuse(405)
+        );
+        assert_eq!(
+            route_request(b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n", None),
+            Route::Refuse(400)
+        );
     }
 }
