@@ -286,13 +286,12 @@ pub fn reid(a: &ReidArgs, line: &str) -> Result<ReidReport> {
         "vigia-train: head trained on {} tracks ({} pairs seen together): loss {:.4} -> {:.4} in {train_seconds:.1}s",
         trained.tracks, trained.negative_pairs, trained.loss_first, trained.loss_last
     );
-    let mut negatives = same_frame_similarities(&crops, &trained.head);
-    negatives.sort_by(f32::total_cmp);
-    let p99 = negatives
-        .get((negatives.len() as f64 * 0.99) as usize)
-        .copied()
-        .unwrap_or(0.5);
-    let match_threshold = (p99.clamp(0.3, 0.95) * 100.0).round() / 100.0;
+    // The threshold: above every similarity of two people seen together in training (no
+    // stranger accepted there), rounded up to a hundredth.
+    let closest_strangers = same_frame_similarities(&crops, &trained.head)
+        .into_iter()
+        .fold(0.3f32, f32::max);
+    let match_threshold = ((closest_strangers * 100.0).ceil() / 100.0).clamp(0.3, 0.95);
 
     let model_path = a.out.join(format!("{}.onnx", a.name));
     write_model(
