@@ -4,42 +4,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Starts `vigia ARGS... --serve 127.0.0.1:0`; returns the child, the preview address and its
 /// stderr lines.
 fn start(args: &[&str]) -> (Child, SocketAddr, mpsc::Receiver<String>) {
-    let mut child = Command::new(common::vigia_bin())
-        .args(args)
-        .args(["--serve", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let addr = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .expect("the preview address is printed");
-        if let Some(rest) = line.strip_prefix("vigia: live preview at http://") {
-            break rest.split('/').next().unwrap().parse().unwrap();
-        }
-    };
-    (child, addr, rx)
+    let mut cmd = Command::new(common::vigia_bin());
+    cmd.args(args).args(["--serve", "127.0.0.1:0"]);
+    common::spawn_with_preview(cmd)
 }
 
 /// Sends `raw`; returns the status code and the body of the answer.

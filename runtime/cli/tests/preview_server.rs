@@ -5,9 +5,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -30,32 +30,7 @@ fn start(
     if let Some(t) = token {
         cmd.args(["--serve-token", t]);
     }
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let addr = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .expect("the preview address is printed");
-        if let Some(rest) = line.strip_prefix("vigia: live preview at http://") {
-            let host = rest.split('/').next().unwrap();
-            break host.parse::<SocketAddr>().unwrap();
-        }
-    };
-    (child, addr, rx)
+    common::spawn_with_preview(cmd)
 }
 
 /// Sends `raw` and returns the status code of the answer.

@@ -100,7 +100,9 @@ impl ModelEmbedder {
         })
     }
 
-    fn embed_one(&mut self, image: &RgbImage, b: &BBox) -> Result<Option<Vec<f32>>> {
+    /// The model's output for the crop of `b`, not normalized (`None` for a box too small or
+    /// outside the frame); after it, [`Self::last_input`] holds the crop as the model saw it.
+    pub fn raw_vector(&mut self, image: &RgbImage, b: &BBox) -> Result<Option<Vec<f32>>> {
         let (w, h) = image.dimensions();
         let Some((x0, y0, x1, y1)) = crop_rect(b, w, h) else {
             return Ok(None);
@@ -109,7 +111,7 @@ impl ModelEmbedder {
         self.preprocess.run(&crop, self.engine.input_mut())?;
         self.engine.run()?;
         let outputs = self.engine.outputs()?;
-        let mut v: Vec<f32> = outputs
+        let v: Vec<f32> = outputs
             .first()
             .map(|o| o.iter().copied().collect())
             .unwrap_or_default();
@@ -128,7 +130,18 @@ impl ModelEmbedder {
                 ),
             });
         }
-        Ok(l2_normalize(&mut v).then_some(v))
+        Ok(Some(v))
+    }
+
+    /// The input tensor of the last crop run.
+    pub fn last_input(&mut self) -> &[f32] {
+        self.engine.input_mut()
+    }
+
+    fn embed_one(&mut self, image: &RgbImage, b: &BBox) -> Result<Option<Vec<f32>>> {
+        Ok(self
+            .raw_vector(image, b)?
+            .and_then(|mut v| l2_normalize(&mut v).then_some(v)))
     }
 }
 

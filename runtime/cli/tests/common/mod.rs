@@ -26,3 +26,42 @@ pub fn vigia(args: &[&str]) -> Output {
 pub fn vigia_cmd() -> Command {
     Command::new(vigia_bin())
 }
+
+/// Spawns `cmd` (a `vigia` run with `--serve`) with stderr piped; returns the child, the preview
+/// address it printed and a receiver of its remaining stderr lines.
+pub fn spawn_with_preview(
+    mut cmd: Command,
+) -> (
+    std::process::Child,
+    std::net::SocketAddr,
+    std::sync::mpsc::Receiver<String>,
+) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let addr = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("the preview address is printed");
+        if let Some(rest) = line.strip_prefix("vigia: live preview at http://") {
+            break rest.split('/').next().unwrap().parse().unwrap();
+        }
+    };
+    (child, addr, rx)
+}

@@ -13,10 +13,8 @@ use vigia::model::{
     Task,
 };
 use vigia::mot::read_mot;
-use vigia::preprocess::Preprocessor;
 use vigia::reid::{
-    crop_rect, retrieval, CropWalk, Embedder, HistogramEmbedder, ModelEmbedder, RetrievalScores,
-    Sample,
+    retrieval, CropWalk, Embedder, HistogramEmbedder, ModelEmbedder, RetrievalScores, Sample,
 };
 use vigia::resolve::{load_model, locate, LoadOptions};
 
@@ -216,13 +214,9 @@ pub fn reid(a: &ReidArgs, line: &str) -> Result<ReidReport> {
     );
 
     // Mine training crops: each crop's pooled features, its track and frame.
-    let mut features = load_model(
-        Some(&backbone_path.to_string_lossy()),
-        Some(Task::Embed),
-        &LoadOptions::default(),
-    )
-    .map_err(|e| anyhow::anyhow!("{}: {e}", backbone_path.display()))?;
-    let mut pre = Preprocessor::new(&input);
+    let mut features =
+        ModelEmbedder::load(&backbone_path.to_string_lossy(), &LoadOptions::default())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", backbone_path.display()))?;
     let mut crops = Vec::new();
     let mut parity_inputs: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
     let walk = CropWalk {
@@ -233,17 +227,12 @@ pub fn reid(a: &ReidArgs, line: &str) -> Result<ReidReport> {
     };
     let started = Instant::now();
     walk.run(&a.video, &rows, |frame, image, boxes, owners| {
-        let (w, h) = image.dimensions();
         for (b, &track) in boxes.iter().zip(owners) {
-            let Some((x0, y0, x1, y1)) = crop_rect(b, w, h) else {
+            let Some(f) = features.raw_vector(image, b)? else {
                 continue;
             };
-            let crop = image::imageops::crop_imm(image, x0, y0, x1 - x0, y1 - y0).to_image();
-            pre.run(&crop, features.engine.input_mut())?;
-            features.engine.run()?;
-            let f: Vec<f32> = features.engine.outputs()?[0].iter().copied().collect();
             if parity_inputs.len() < 4 && crops.len() % 7 == 0 {
-                parity_inputs.push((features.engine.input_mut().to_vec(), f.clone()));
+                parity_inputs.push((features.last_input().to_vec(), f.clone()));
             }
             crops.push(Crop {
                 track,
