@@ -1,25 +1,14 @@
 //! `vigia-train autolabel` on real frames of vtest.avi with the bundled NanoDet teacher: a YOLO-txt
 //! dataset with people on every frame, validation frames from the end, clear errors.
 
+mod common;
+
+use common::vtest;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use vigia::sink::labels::parse_line;
 use vigia_train::autolabel::{autolabel, AutolabelArgs};
-
-fn vtest() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/video/vtest.avi");
-    let ffmpeg = std::process::Command::new("ffprobe")
-        .arg("-version")
-        .output()
-        .is_ok();
-    if p.is_file() && ffmpeg {
-        Some(p)
-    } else {
-        eprintln!("skipping: vtest.avi or ffmpeg missing");
-        None
-    }
-}
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("vigia-autolabel-{name}-{}", std::process::id()));

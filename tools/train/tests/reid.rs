@@ -2,6 +2,9 @@
 //! (`tests/data/vtest.tracks.txt`): an embedding model that loads in vigia, agrees with burn,
 //! separates people it never saw, and clear errors for bad options.
 
+mod common;
+
+use common::vtest;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
@@ -9,20 +12,6 @@ use vigia::reid::{Embedder, ModelEmbedder};
 use vigia::resolve::LoadOptions;
 use vigia::BBox;
 use vigia_train::reid::run::{reid, ReidArgs};
-
-fn vtest() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/video/vtest.avi");
-    let ffmpeg = std::process::Command::new("ffprobe")
-        .arg("-version")
-        .output()
-        .is_ok();
-    if p.is_file() && ffmpeg {
-        Some(p)
-    } else {
-        eprintln!("skipping: vtest.avi or ffmpeg missing");
-        None
-    }
-}
 
 fn tracks() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
