@@ -1,9 +1,10 @@
-//! Depthwise convolution per layer shape, one thread: tract's own path against vigia's kernels
-//! (through the graph, as models run them, and the bare kernel per instruction set this CPU has).
+//! Convolutions per layer shape, one thread: tract's own path against vigia's kernels (through
+//! the graph, as models run them, and the bare kernel per instruction set this CPU has).
 //! Throughput is in FLOPs (2 per multiply-add), so criterion's `elem/s` reads as FLOP/s.
 //!
-//! The shapes are the depthwise layers of MobileNetV2 / EfficientNet-Lite0 at 224x224 and of
-//! CenterNet-MobileNetV3 at 512x512, each followed by ReLU6 as in those networks.
+//! Depthwise: the layers of MobileNetV2 / EfficientNet-Lite0 at 224x224 and of
+//! CenterNet-MobileNetV3 at 512x512. Dense (1x1 and KxK, group 1): layers of NanoDet-m at
+//! 416x416, YOLOv8n at 640x640 and ResNet50 at 224x224. Each is followed by ReLU6.
 
 use std::time::Duration;
 
@@ -13,11 +14,27 @@ use criterion::{
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use vigia::engine::passes::conv_kernels::replace_convs;
-use vigia::kernels::depthwise::{DepthwiseConv, DepthwiseGeometry};
+use vigia::kernels::dense_conv::DenseConv;
+use vigia::kernels::depthwise::DepthwiseConv;
+use vigia::kernels::planes::PlaneGeometry;
 use vigia::kernels::{Activation, Isa};
 use vigia_benches::use_threads;
 
-/// (channels, input side, kernel, stride) with "same" padding.
+/// Dense layers: (input channels, output channels, input side, kernel, stride), "same" padding.
+const DENSE_SHAPES: [(usize, usize, usize, usize, usize); 10] = [
+    (3, 24, 416, 3, 2),
+    (24, 58, 104, 1, 1),
+    (116, 116, 26, 1, 1),
+    (232, 232, 13, 1, 1),
+    (96, 96, 52, 3, 1),
+    (3, 16, 640, 3, 2),
+    (32, 64, 160, 3, 2),
+    (64, 64, 80, 3, 1),
+    (256, 64, 56, 1, 1),
+    (256, 256, 14, 3, 1),
+];
+
+/// Depthwise layers: (channels, input side, kernel, stride) with "same" padding.
 const SHAPES: [(usize, usize, usize, usize); 12] = [
     (32, 112, 3, 1),
     (96, 112, 3, 2),
@@ -33,11 +50,59 @@ const SHAPES: [(usize, usize, usize, usize); 12] = [
     (120, 64, 5, 1),
 ];
 
+fn dense_benches(c: &mut Criterion) {
+    use_threads(1);
+    for (channels, outs, side, k, stride) in DENSE_SHAPES {
+        let pad = k / 2;
+        let g = PlaneGeometry::new(
+            channels,
+            (side, side),
+            (k, k),
+            (stride, stride),
+            (pad, pad),
+            (pad, pad),
+        )
+        .expect("valid geometry");
+        let label = format!("conv{k}x{k}s{stride}_{channels}to{outs}x{side}x{side}");
+        let mut group = c.benchmark_group(format!("kernels_{label}"));
+        group.sampling_mode(SamplingMode::Flat);
+        group.sample_size(20);
+        group.warm_up_time(Duration::from_millis(500));
+        group.measurement_time(Duration::from_secs(2));
+        let flops = 2 * (outs * g.out_h * g.out_w * channels * k * k) as u64;
+        group.throughput(Throughput::Elements(flops));
+
+        let weights = ramp(outs * channels * k * k, 0.37);
+        let bias = ramp(outs, 0.11);
+        let input = ramp(g.input_len(), 0.013);
+        let relu6 = Activation::Clip { min: 0.0, max: 6.0 };
+
+        let (tract_plan, vigia_plan) = plans(&g, outs, 1, &weights, &bias);
+        let x: TValue = Tensor::from_shape(&[1, channels, side, side], &input)
+            .expect("input tensor")
+            .into_tvalue();
+        group.bench_function("tract", |b| {
+            b.iter(|| tract_plan.run(tvec!(x.clone())).expect("tract run"))
+        });
+        group.bench_function("vigia_graph", |b| {
+            b.iter(|| vigia_plan.run(tvec!(x.clone())).expect("vigia run"))
+        });
+        let mut out = vec![0f32; outs * g.out_h * g.out_w];
+        for isa in Isa::all_supported() {
+            let conv = DenseConv::new(isa, g, outs, &weights, &bias, relu6).expect("conv");
+            group.bench_with_input(BenchmarkId::new("vigia", isa.name()), &isa, |b, _| {
+                b.iter(|| conv.run(&input, &mut out))
+            });
+        }
+        group.finish();
+    }
+}
+
 fn kernel_benches(c: &mut Criterion) {
     use_threads(1);
     for (channels, side, k, stride) in SHAPES {
         let pad = k / 2;
-        let g = DepthwiseGeometry::new(
+        let g = PlaneGeometry::new(
             channels,
             (side, side),
             (k, k),
@@ -59,7 +124,7 @@ fn kernel_benches(c: &mut Criterion) {
         let input = ramp(g.input_len(), 0.013);
         let relu6 = Activation::Clip { min: 0.0, max: 6.0 };
 
-        let (tract_plan, vigia_plan) = plans(&g, &weights, &bias);
+        let (tract_plan, vigia_plan) = plans(&g, channels, channels, &weights, &bias);
         let x: TValue = Tensor::from_shape(&[1, channels, side, side], &input)
             .expect("input tensor")
             .into_tvalue();
@@ -88,10 +153,16 @@ fn ramp(n: usize, step: f32) -> Vec<f32> {
 
 type Plan = std::sync::Arc<TypedSimplePlan>;
 
-/// The one-layer ONNX graph (Conv, group = channels, then Clip 0..6) optimized by tract as it is,
-/// and with vigia's kernels put in.
-fn plans(g: &DepthwiseGeometry, weights: &[f32], bias: &[f32]) -> (Plan, Plan) {
-    let proto = depthwise_proto(g, weights, bias);
+/// The one-layer ONNX graph (Conv with `group`, then Clip 0..6) optimized by tract as it is, and
+/// with vigia's kernels put in.
+fn plans(
+    g: &PlaneGeometry,
+    outs: usize,
+    group: usize,
+    weights: &[f32],
+    bias: &[f32],
+) -> (Plan, Plan) {
+    let proto = conv_proto(g, outs, group, weights, bias);
     let decluttered = tract_onnx::onnx()
         .model_for_proto_model(&proto)
         .and_then(|m| m.into_typed())
@@ -104,10 +175,7 @@ fn plans(g: &DepthwiseGeometry, weights: &[f32], bias: &[f32]) -> (Plan, Plan) {
         .expect("tract plan");
     let mut with_vigia = decluttered;
     let report = replace_convs(&mut with_vigia, Isa::detect()).expect("replace");
-    assert_eq!(
-        report.depthwise, 1,
-        "the depthwise convolution was replaced"
-    );
+    assert_eq!(report.replaced(), 1, "the convolution was replaced");
     let vigia = with_vigia
         .into_optimized()
         .and_then(|m| m.into_runnable())
@@ -115,8 +183,15 @@ fn plans(g: &DepthwiseGeometry, weights: &[f32], bias: &[f32]) -> (Plan, Plan) {
     (tract, vigia)
 }
 
-fn depthwise_proto(g: &DepthwiseGeometry, weights: &[f32], bias: &[f32]) -> pb::ModelProto {
+fn conv_proto(
+    g: &PlaneGeometry,
+    outs: usize,
+    group: usize,
+    weights: &[f32],
+    bias: &[f32],
+) -> pb::ModelProto {
     let c = g.channels as i64;
+    let (o, per_group) = (outs as i64, (g.channels / group) as i64);
     let (k, s) = (g.kernel_h as i64, g.stride_h as i64);
     let pad = g.pad_top as i64;
     let ints = |name: &str, v: Vec<i64>| pb::AttributeProto {
@@ -171,7 +246,7 @@ fn depthwise_proto(g: &DepthwiseGeometry, weights: &[f32], bias: &[f32]) -> pb::
                 &["x", "w", "b"],
                 "conv",
                 vec![
-                    int("group", c),
+                    int("group", group as i64),
                     ints("kernel_shape", vec![k, k]),
                     ints("strides", vec![s, s]),
                     ints("pads", vec![pad, pad, pad, pad]),
@@ -180,13 +255,13 @@ fn depthwise_proto(g: &DepthwiseGeometry, weights: &[f32], bias: &[f32]) -> pb::
             node("Clip", &["conv", "lo", "hi"], "y", vec![]),
         ],
         initializer: vec![
-            tensor("w", vec![c, 1, k, k], weights.to_vec()),
-            tensor("b", vec![c], bias.to_vec()),
+            tensor("w", vec![o, per_group, k, k], weights.to_vec()),
+            tensor("b", vec![o], bias.to_vec()),
             tensor("lo", vec![], vec![0.0]),
             tensor("hi", vec![], vec![6.0]),
         ],
         input: vec![value("x", &[1, c, g.in_h as i64, g.in_w as i64])],
-        output: vec![value("y", &[1, c, g.out_h as i64, g.out_w as i64])],
+        output: vec![value("y", &[1, o, g.out_h as i64, g.out_w as i64])],
         ..Default::default()
     };
     pb::ModelProto {
@@ -200,5 +275,5 @@ fn depthwise_proto(g: &DepthwiseGeometry, weights: &[f32], bias: &[f32]) -> pb::
     }
 }
 
-criterion_group!(benches, kernel_benches);
+criterion_group!(benches, dense_benches, kernel_benches);
 criterion_main!(benches);

@@ -5,12 +5,12 @@ mod common;
 
 use std::path::Path;
 
-use vigia::engine::passes::conv_kernels::Kernels;
+use vigia::engine::passes::conv_kernels::{KernelReport, Kernels};
 use vigia::engine::{set_threads, BuildOptions, Engine, ModelSource, OnnxGraph, TractEngine};
 
-/// Runs `path` with `kernels` on a fixed pseudo-random input; the outputs and how many depthwise
-/// convolutions vigia's kernels took.
-fn run(path: &Path, kernels: Kernels) -> (Vec<Vec<f32>>, usize) {
+/// Runs `path` with `kernels` on a fixed pseudo-random input; the outputs and what vigia's
+/// kernels took.
+fn run(path: &Path, kernels: Kernels) -> (Vec<Vec<f32>>, KernelReport) {
     let graph = OnnxGraph::open(ModelSource::File(path.to_path_buf())).unwrap();
     let shape: Vec<usize> = graph.input_dims().iter().map(|d| d.unwrap_or(1)).collect();
     let opts = BuildOptions {
@@ -33,7 +33,7 @@ fn run(path: &Path, kernels: Kernels) -> (Vec<Vec<f32>>, usize) {
         .iter()
         .map(|o| o.iter().copied().collect())
         .collect();
-    (outputs, report.kernels.depthwise)
+    (outputs, report.kernels)
 }
 
 #[test]
@@ -52,6 +52,7 @@ fn vigia_kernels_match_tract_on_real_models_at_one_and_two_threads() {
         (shared.join("models/mnist-cnn-reference.onnx"), false),
         (shared.join("models/centernet-mbv3-512.onnx"), true),
         (shared.join("models/yolo/yolo11n-320.onnx"), true),
+        (shared.join("models/yolo/yolov8n-320.onnx"), false),
     ];
     for light in [
         "bvlc_alexnet",
@@ -77,17 +78,19 @@ fn vigia_kernels_match_tract_on_real_models_at_one_and_two_threads() {
             let (want, none) = run(path, Kernels::Tract);
             let (got, replaced) = run(path, Kernels::Vigia);
             assert_eq!(
-                none,
+                none.replaced(),
                 0,
                 "{}: --kernels tract replaced convolutions",
                 path.display()
             );
             assert_eq!(
-                replaced > 0,
+                replaced.depthwise > 0,
                 *has_depthwise,
-                "{}: {replaced} depthwise convolutions replaced",
+                "{}: {replaced:?}",
                 path.display()
             );
+            // Every one of these models has dense convolutions (1x1 or KxK, group 1).
+            assert!(replaced.dense > 0, "{}: {replaced:?}", path.display());
             assert_eq!(got.len(), want.len());
             for (g, w) in got.iter().zip(&want) {
                 assert_eq!(g.len(), w.len());

@@ -32,7 +32,7 @@ pub struct BenchArgs {
     /// Model: an .onnx file, a model card (.toml) or a bundled name [default: the embedded detector]
     #[arg(long, short)]
     model: Option<String>,
-    /// Threads for tract's matrix kernels
+    /// Threads for the convolution and matrix kernels (vigia's and tract's)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     threads: u32,
     /// Input size (square) to fix the graph to, overriding the card

@@ -201,8 +201,10 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     row(
         "vigia kernels",
         &format!(
-            "{} (depthwise convolutions; --kernels tract uses tract's own)",
-            vigia::kernels::Isa::detect().name()
+            "{} (depthwise convolutions; dense ones as {}x{} matrix-product tiles; --kernels tract uses tract's own)",
+            vigia::kernels::Isa::detect().name(),
+            vigia::kernels::gemm::tile(vigia::kernels::Isa::detect()).0,
+            vigia::kernels::gemm::tile(vigia::kernels::Isa::detect()).1
         ),
     );
     row(

@@ -87,7 +87,7 @@ pub fn load(args: &ModelArgs, task: Task) -> anyhow::Result<LoadedModel> {
             settings.profile.name,
             settings.why
         );
-        if r.kernels.depthwise > 0 {
+        if r.kernels.replaced() > 0 {
             eprintln!("vigia: kernels: {}", r.kernels.summary());
         }
         for a in &model.assumptions {

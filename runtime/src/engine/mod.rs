@@ -81,9 +81,11 @@ impl LoadReport {
     }
 }
 
-/// Sets the number of threads tract's matrix kernels use (1 = single-threaded, the default).
+/// Sets the number of threads tract's and vigia's kernels use (1 = single-threaded, the
+/// default).
 pub fn set_threads(threads: usize) {
     use tract_linalg::multithread::{set_default_executor, Executor};
+    crate::kernels::pool::set_threads(threads);
     if threads > 1 {
         set_default_executor(Executor::multithread(threads));
     } else {

@@ -70,8 +70,8 @@ impl Activation {
         }
     }
 
-    /// Applies the activation to every value of `xs` (a loop the compiler vectorizes for the
-    /// piecewise-linear ones).
+    /// Applies the activation to every value of `xs`, in loops the compiler vectorizes (the
+    /// exponential of Sigmoid and SiLU through [`exp_vectorizable`], within 3e-7 of `exp`).
     #[inline]
     pub fn apply(self, xs: &mut [f32]) {
         match self {
@@ -83,7 +83,12 @@ impl Activation {
             Activation::HardSwish => xs
                 .iter_mut()
                 .for_each(|x| *x *= (*x * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0)),
-            a => xs.iter_mut().for_each(|x| *x = a.apply_one(*x)),
+            Activation::Sigmoid => xs
+                .iter_mut()
+                .for_each(|x| *x = 1.0 / (1.0 + exp_vectorizable(-*x))),
+            Activation::Silu => xs
+                .iter_mut()
+                .for_each(|x| *x /= 1.0 + exp_vectorizable(-*x)),
         }
     }
 
@@ -100,6 +105,31 @@ impl Activation {
             Activation::Silu => "silu".into(),
         }
     }
+}
+
+/// `e^x` in f32 from plain arithmetic, so that loops over it vectorize: `x = n ln 2 + r` with
+/// `|r| <= ln 2 / 2`, a degree-6 polynomial for `e^r` (the Cephes coefficients) and `2^n` built
+/// from its exponent bits. Inputs are clamped to `[-87, 88]` (the normal range); relative error
+/// about 2e-7.
+#[inline(always)]
+pub fn exp_vectorizable(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 split so that `n * LN2_HI` is exact.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding then subtracting 1.5 * 2^23 rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_2e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let e = p * r * r + r + 1.0;
+    e * f32::from_bits(((n as i32 + 127) << 23) as u32)
 }
 
 #[cfg(test)]
@@ -121,8 +151,20 @@ mod tests {
             let mut ys = xs.clone();
             act.apply(&mut ys);
             for (x, y) in xs.iter().zip(&ys) {
-                assert_eq!(*y, act.apply_one(*x), "{act:?} at {x}");
+                let want = act.apply_one(*x);
+                assert!(
+                    (y - want).abs() <= 1e-6 * want.abs().max(1e-3),
+                    "{act:?} at {x}: {y} vs {want}"
+                );
             }
+        }
+        for i in -8700..=8800 {
+            let x = i as f32 * 0.01;
+            let (got, want) = (exp_vectorizable(x), (x as f64).exp());
+            assert!(
+                ((got as f64 - want) / want).abs() < 5e-7,
+                "exp({x}): {got} vs {want}"
+            );
         }
         assert_eq!(Activation::HardSwish.apply_one(-3.0), 0.0);
         assert_eq!(Activation::HardSwish.apply_one(3.0), 3.0);

@@ -6,119 +6,18 @@
 //! offset, so the whole channel is one [`taps_fma`] call over `out_h` rows of `phase_cols`
 //! values (the last `phase_cols - out_w` of each row are computed and dropped). Small maps (7x7,
 //! 14x14) thus run on full vectors, strided convolutions need no gathers, and borders need no
-//! branches. Channels are spread over tract's thread pool.
+//! branches. Channels are spread over the kernels' thread pool ([`super::pool`]).
 
 use std::cell::RefCell;
 
+use super::planes::{fill_phases, PlaneGeometry};
 use super::taps::taps_fma;
 use super::{Activation, Isa};
-
-/// Largest kernel side the kernel accepts (larger ones stay on tract's path).
-pub const MAX_KERNEL: usize = 11;
-
-/// The shape of one depthwise convolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct DepthwiseGeometry {
-    pub channels: usize,
-    pub in_h: usize,
-    pub in_w: usize,
-    pub kernel_h: usize,
-    pub kernel_w: usize,
-    pub stride_h: usize,
-    pub stride_w: usize,
-    pub pad_top: usize,
-    pub pad_left: usize,
-    pub out_h: usize,
-    pub out_w: usize,
-}
-
-impl DepthwiseGeometry {
-    /// The geometry for an `in_h x in_w` input, a `kernel` (h, w), `stride` (h, w) and zero
-    /// padding `pad_before`/`pad_after` (top, left / bottom, right); `None` when it describes
-    /// no output or a kernel larger than [`MAX_KERNEL`].
-    pub fn new(
-        channels: usize,
-        (in_h, in_w): (usize, usize),
-        (kernel_h, kernel_w): (usize, usize),
-        (stride_h, stride_w): (usize, usize),
-        (pad_top, pad_left): (usize, usize),
-        (pad_bottom, pad_right): (usize, usize),
-    ) -> Option<Self> {
-        let ok = channels > 0
-            && in_h > 0
-            && in_w > 0
-            && (1..=MAX_KERNEL).contains(&kernel_h)
-            && (1..=MAX_KERNEL).contains(&kernel_w)
-            && stride_h > 0
-            && stride_w > 0
-            && in_h + pad_top + pad_bottom >= kernel_h
-            && in_w + pad_left + pad_right >= kernel_w;
-        if !ok {
-            return None;
-        }
-        Some(DepthwiseGeometry {
-            channels,
-            in_h,
-            in_w,
-            kernel_h,
-            kernel_w,
-            stride_h,
-            stride_w,
-            pad_top,
-            pad_left,
-            out_h: (in_h + pad_top + pad_bottom - kernel_h) / stride_h + 1,
-            out_w: (in_w + pad_left + pad_right - kernel_w) / stride_w + 1,
-        })
-    }
-
-    /// Rows of each phase plane.
-    fn phase_rows(&self) -> usize {
-        self.out_h + (self.kernel_h - 1) / self.stride_h
-    }
-
-    /// Columns of each phase plane (the pitch of the computed rows).
-    fn phase_cols(&self) -> usize {
-        self.out_w + (self.kernel_w - 1) / self.stride_w
-    }
-
-    /// Floats of one channel's phase planes plus the slack the last taps read into.
-    fn scratch_len(&self) -> usize {
-        self.stride_h * self.stride_w * self.phase_rows() * self.phase_cols() + self.kernel_w
-    }
-
-    /// Where each tap (row-major over the kernel) starts reading in the phase planes.
-    fn tap_offsets(&self) -> Vec<usize> {
-        let (pr, pc) = (self.phase_rows(), self.phase_cols());
-        let mut offsets = Vec::with_capacity(self.kernel_h * self.kernel_w);
-        for ky in 0..self.kernel_h {
-            for kx in 0..self.kernel_w {
-                let plane = (ky % self.stride_h) * self.stride_w + kx % self.stride_w;
-                offsets.push(plane * pr * pc + (ky / self.stride_h) * pc + kx / self.stride_w);
-            }
-        }
-        offsets
-    }
-
-    /// Input floats (`channels * in_h * in_w`).
-    pub fn input_len(&self) -> usize {
-        self.channels * self.in_h * self.in_w
-    }
-
-    /// Output floats (`channels * out_h * out_w`).
-    pub fn output_len(&self) -> usize {
-        self.channels * self.out_h * self.out_w
-    }
-
-    /// Floating-point operations of one run (a multiply-add counts two).
-    pub fn flops(&self) -> u64 {
-        2 * (self.output_len() * self.kernel_h * self.kernel_w) as u64
-    }
-}
 
 /// A depthwise convolution ready to run: geometry, per-channel filters and biases, activation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DepthwiseConv {
-    geometry: DepthwiseGeometry,
+    geometry: PlaneGeometry,
     /// `[channels][kernel_h][kernel_w]`.
     weights: Vec<f32>,
     /// `[channels]`.
@@ -136,7 +35,7 @@ impl DepthwiseConv {
     /// Checks that `weights` holds `channels * kernel_h * kernel_w` values and `bias` one per
     /// channel.
     pub fn new(
-        geometry: DepthwiseGeometry,
+        geometry: PlaneGeometry,
         weights: Vec<f32>,
         bias: Vec<f32>,
         activation: Activation,
@@ -160,7 +59,7 @@ impl DepthwiseConv {
     }
 
     /// The geometry.
-    pub fn geometry(&self) -> &DepthwiseGeometry {
+    pub fn geometry(&self) -> &PlaneGeometry {
         &self.geometry
     }
 
@@ -170,7 +69,7 @@ impl DepthwiseConv {
     }
 
     /// Runs on `input` (`[channels][in_h][in_w]`) into `output` (`[channels][out_h][out_w]`)
-    /// with the kernels of `isa`, channels spread over tract's current thread pool.
+    /// with the kernels of `isa`, channels spread over the current kernel pool.
     ///
     /// Panics when a buffer length does not match the geometry.
     pub fn run(&self, isa: Isa, input: &[f32], output: &mut [f32]) {
@@ -179,18 +78,11 @@ impl DepthwiseConv {
         assert_eq!(output.len(), g.output_len(), "output length");
         let plane_out = g.out_h * g.out_w;
         let work = g.output_len() * g.kernel_h * g.kernel_w;
-        let result = tract_linalg::multithread::par_chunks_mut(
-            output,
-            plane_out,
-            work,
-            |first, chunk: &mut [f32]| {
-                for (k, out_plane) in chunk.chunks_exact_mut(plane_out).enumerate() {
-                    self.run_channel(isa, first + k, input, out_plane);
-                }
-                Ok(())
-            },
-        );
-        result.expect("depthwise channels never fail");
+        super::pool::for_each_rows(output, plane_out, work, |first, chunk: &mut [f32]| {
+            for (k, out_plane) in chunk.chunks_exact_mut(plane_out).enumerate() {
+                self.run_channel(isa, first + k, input, out_plane);
+            }
+        });
     }
 
     /// One channel.
@@ -229,43 +121,6 @@ impl DepthwiseConv {
     }
 }
 
-/// Copies one input channel into its zero-padded phase planes (the slack after them stays as it
-/// is: only dropped columns read it).
-fn fill_phases(g: &DepthwiseGeometry, plane: &[f32], phases: &mut [f32]) {
-    let (pr, pc) = (g.phase_rows(), g.phase_cols());
-    for ry in 0..g.stride_h {
-        for rx in 0..g.stride_w {
-            let base = (ry * g.stride_w + rx) * pr * pc;
-            for j in 0..pr {
-                let row = &mut phases[base + j * pc..base + (j + 1) * pc];
-                let iy = (j * g.stride_h + ry) as isize - g.pad_top as isize;
-                if iy < 0 || iy >= g.in_h as isize {
-                    row.fill(0.0);
-                    continue;
-                }
-                let src = &plane[iy as usize * g.in_w..(iy as usize + 1) * g.in_w];
-                if g.stride_w == 1 {
-                    // Padded column i reads input column i - pad_left.
-                    let left = g.pad_left.min(pc);
-                    row[..left].fill(0.0);
-                    let take = (pc - left).min(g.in_w);
-                    row[left..left + take].copy_from_slice(&src[..take]);
-                    row[left + take..].fill(0.0);
-                } else {
-                    for (i, v) in row.iter_mut().enumerate() {
-                        let ix = (i * g.stride_w + rx) as isize - g.pad_left as isize;
-                        *v = if ix >= 0 && (ix as usize) < g.in_w {
-                            src[ix as usize]
-                        } else {
-                            0.0
-                        };
-                    }
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,7 +144,7 @@ mod tests {
         }
     }
 
-    fn check(g: DepthwiseGeometry, act: Activation, rng: &mut Rng) {
+    fn check(g: PlaneGeometry, act: Activation, rng: &mut Rng) {
         let input: Vec<f32> = (0..g.input_len()).map(|_| rng.value()).collect();
         let weights: Vec<f32> = (0..g.channels * g.kernel_h * g.kernel_w)
             .map(|_| rng.value())
@@ -339,8 +194,7 @@ mod tests {
             let pads = (rng.below(k), rng.below(kw));
             let pads_end = (rng.below(k), rng.below(kw));
             let channels = 1 + rng.below(5);
-            let Some(g) =
-                DepthwiseGeometry::new(channels, (h, w), (k, kw), (s, sw), pads, pads_end)
+            let Some(g) = PlaneGeometry::new(channels, (h, w), (k, kw), (s, sw), pads, pads_end)
             else {
                 continue;
             };
@@ -354,23 +208,23 @@ mod tests {
         let mut rng = Rng(11);
         // 1-pixel-wide and 1-pixel-tall maps, padding larger than the map.
         for (h, w) in [(1, 1), (1, 9), (9, 1), (2, 2)] {
-            let g = DepthwiseGeometry::new(3, (h, w), (3, 3), (1, 1), (1, 1), (1, 1)).unwrap();
+            let g = PlaneGeometry::new(3, (h, w), (3, 3), (1, 1), (1, 1), (1, 1)).unwrap();
             check(g, Activation::None, &mut rng);
-            let g = DepthwiseGeometry::new(3, (h, w), (5, 5), (2, 2), (2, 2), (2, 2)).unwrap();
+            let g = PlaneGeometry::new(3, (h, w), (5, 5), (2, 2), (2, 2), (2, 2)).unwrap();
             check(g, Activation::RELU, &mut rng);
         }
         // Windows that see only padding produce the bias.
-        let g = DepthwiseGeometry::new(2, (1, 1), (3, 3), (1, 1), (4, 4), (4, 4)).unwrap();
+        let g = PlaneGeometry::new(2, (1, 1), (3, 3), (1, 1), (4, 4), (4, 4)).unwrap();
         check(g, Activation::None, &mut rng);
         // No output, a kernel too large: refused.
-        assert!(DepthwiseGeometry::new(1, (2, 2), (3, 3), (1, 1), (0, 0), (0, 0)).is_none());
-        assert!(DepthwiseGeometry::new(1, (64, 64), (13, 13), (1, 1), (6, 6), (6, 6)).is_none());
-        assert!(DepthwiseGeometry::new(0, (8, 8), (3, 3), (1, 1), (1, 1), (1, 1)).is_none());
+        assert!(PlaneGeometry::new(1, (2, 2), (3, 3), (1, 1), (0, 0), (0, 0)).is_none());
+        assert!(PlaneGeometry::new(1, (64, 64), (13, 13), (1, 1), (6, 6), (6, 6)).is_none());
+        assert!(PlaneGeometry::new(0, (8, 8), (3, 3), (1, 1), (1, 1), (1, 1)).is_none());
     }
 
     #[test]
     fn wrong_buffer_sizes_are_refused() {
-        let g = DepthwiseGeometry::new(2, (4, 4), (3, 3), (1, 1), (1, 1), (1, 1)).unwrap();
+        let g = PlaneGeometry::new(2, (4, 4), (3, 3), (1, 1), (1, 1), (1, 1)).unwrap();
         assert!(DepthwiseConv::new(g, vec![0.0; 17], vec![0.0; 2], Activation::None).is_err());
         assert!(DepthwiseConv::new(g, vec![0.0; 18], vec![0.0; 3], Activation::None).is_err());
     }

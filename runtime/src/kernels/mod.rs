@@ -1,16 +1,25 @@
 //! vigia's own compute kernels for the operators that dominate edge CNNs, used in place of
 //! tract's where they are faster (see [`crate::engine::passes::conv_kernels`]).
 //!
+//! - [`dense_conv`]: convolution with every input channel feeding every output (1x1 and KxK,
+//!   any stride and zero padding) as a matrix product on [`gemm`], bias and activation fused;
 //! - [`depthwise`]: depthwise convolution (any kernel up to 11x11, any stride, zero padding) on
 //!   NCHW planes, with bias and activation fused;
-//! - [`taps`]: the inner loop those share, a sum of shifted rows times scalar weights, written
+//! - [`gemm`]: the packed matrix product and its micro-kernels per instruction set;
+//! - [`pool`]: the spinning thread pool the kernels split their work over;
+//! - [`planes`]: the spatial geometry both convolutions share and its phase-plane layout;
+//! - [`taps`]: the depthwise inner loop, a sum of shifted rows times scalar weights, written
 //!   per instruction set (AVX-512, AVX2+FMA, NEON, portable) and picked at run time;
 //! - [`activation`]: the activations fused into the epilogue;
 //! - [`reference`]: naive implementations the kernels are tested against.
 
 pub mod activation;
+pub mod dense_conv;
 pub mod depthwise;
+pub mod gemm;
 pub mod isa;
+pub mod planes;
+pub mod pool;
 pub mod reference;
 pub mod taps;
 

@@ -1,3 +1,3 @@
 //! tract operators that run vigia's kernels ([`crate::kernels`]) inside a tract plan.
 
-pub mod depthwise_conv;
+pub mod vigia_conv;

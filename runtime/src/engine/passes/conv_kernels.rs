@@ -1,21 +1,34 @@
 //! Puts vigia's kernels ([`crate::kernels`]) in place of tract's for the convolutions they
 //! compute faster, in a decluttered tract model, just before tract optimizes it.
 //!
-//! A depthwise convolution (f32, NCHW or CHW, batch 1, constant filters and bias, no dilation,
-//! kernel up to [`MAX_KERNEL`]) becomes one [`VigiaDepthwiseConv`], together with the activation
-//! that follows it when nothing else reads the convolution's output (ReLU, ReLU6 or any clip,
-//! LeakyReLU, HardSwish, Sigmoid, SiLU). Anything else stays tract's.
+//! f32, NCHW or CHW, batch 1, constant filters and bias, no dilation, kernel up to
+//! [`MAX_KERNEL`]:
+//! - a depthwise convolution becomes a [`ConvKernel::Depthwise`];
+//! - a dense one (group 1: KxK, strided, padded, and the 1x1 convolutions tract's declutter
+//!   turned into an `EinSum`) becomes a [`ConvKernel::Dense`] (a matrix product);
+//! - a 1x1 convolution over a `Concat`, which tract's declutter splits into one `EinSum` per
+//!   part and a chain of `Add`s (YOLOv8's C2f blocks), becomes one `Concat` and one dense
+//!   convolution again.
+//!
+//! Each takes along what follows it when nothing else reads the convolution's output:
+//! per-channel multiplications and additions (a bias, an unfolded BatchNorm), folded into its
+//! filters and biases, then one activation (ReLU, ReLU6 or any clip, LeakyReLU, HardSwish,
+//! Sigmoid, SiLU). Grouped convolutions and anything else stay tract's.
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::array::TypedConcat;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
+use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
-use tract_onnx::tract_core::ops::math::{Max, Min};
+use tract_onnx::tract_core::ops::math::{Add, Max, Min, Mul};
 use tract_onnx::tract_core::ops::nn::{DataFormat, HardSwish, LeakyRelu, Sigmoid, Silu};
 
-use crate::engine::ops::depthwise_conv::VigiaDepthwiseConv;
-use crate::kernels::depthwise::{DepthwiseConv, DepthwiseGeometry, MAX_KERNEL};
+use crate::engine::ops::vigia_conv::{ConvKernel, VigiaConv};
+use crate::kernels::dense_conv::DenseConv;
+use crate::kernels::depthwise::DepthwiseConv;
+use crate::kernels::planes::{PlaneGeometry, MAX_KERNEL};
 use crate::kernels::{Activation, Isa};
 
 /// Which kernels compute the convolutions (`--kernels`).
@@ -44,6 +57,8 @@ impl std::str::FromStr for Kernels {
 pub struct KernelReport {
     /// Depthwise convolutions now on vigia's kernels.
     pub depthwise: usize,
+    /// Dense convolutions (1x1 and KxK, group 1) now on vigia's matrix product.
+    pub dense: usize,
     /// Activations fused into them.
     pub fused_activations: usize,
     /// The instruction set the kernels use (`None` when nothing was replaced).
@@ -51,12 +66,19 @@ pub struct KernelReport {
 }
 
 impl KernelReport {
-    /// One line for load messages, e.g. `17 depthwise conv (12 with activation) on avx512`.
+    /// Convolutions replaced, of both kinds.
+    pub fn replaced(&self) -> usize {
+        self.depthwise + self.dense
+    }
+
+    /// One line for load messages, e.g. `17 depthwise + 40 dense conv (50 with activation) on
+    /// avx512`.
     pub fn summary(&self) -> String {
         match self.isa {
-            Some(isa) if self.depthwise > 0 => format!(
-                "{} depthwise conv ({} with activation) on {}",
+            Some(isa) if self.replaced() > 0 => format!(
+                "{} depthwise + {} dense conv ({} with activation) on {}",
                 self.depthwise,
+                self.dense,
                 self.fused_activations,
                 isa.name()
             ),
@@ -65,64 +87,224 @@ impl KernelReport {
     }
 }
 
+/// A convolution the kernels take, read from the graph: its geometry, output channels,
+/// filters `[out][in / group][kh][kw]` and biases, and whether it is depthwise.
+struct ConvParts {
+    geometry: PlaneGeometry,
+    out_channels: usize,
+    weights: Vec<f32>,
+    bias: Vec<f32>,
+    depthwise: bool,
+    /// The output's rank (4 for NCHW, 3 for CHW).
+    rank: usize,
+    /// The data inputs, concatenated along the channels when there are several.
+    inputs: TVec<OutletId>,
+}
+
 /// Replaces every supported convolution of `model` (decluttered, with constant weights) by a
 /// vigia operator, using the kernels of `isa`.
 pub fn replace_convs(model: &mut TypedModel, isa: Isa) -> TractResult<KernelReport> {
     let mut report = KernelReport::default();
+    // Sums of split 1x1 convolutions first: their parts would otherwise be taken one by one.
+    let sums: Vec<usize> = model
+        .eval_order()?
+        .into_iter()
+        .filter(|&id| is_add(model.node(id)))
+        .collect();
+    for id in sums {
+        if let Some(parts) = split_pointwise_parts(model, id)? {
+            replace(model, id, parts, isa, &mut report)?;
+        }
+    }
     let candidates: Vec<usize> = model
         .eval_order()?
         .into_iter()
-        .filter(|&id| model.node(id).op_is::<Conv>())
+        .filter(|&id| model.node(id).op_is::<Conv>() || model.node(id).op_is::<EinSum>())
         .collect();
     for id in candidates {
-        let Some((conv, output_shape)) = depthwise_of(model, id)? else {
-            continue;
+        let parts = match conv_parts(model, id)? {
+            Some(parts) => parts,
+            None => match pointwise_einsum_parts(model, id)? {
+                Some(parts) => parts,
+                None => continue,
+            },
         };
-        let (activation, last) = following_activation(model, id)?;
-        let op = VigiaDepthwiseConv {
-            conv: Arc::new(
-                DepthwiseConv::new(conv.0, conv.1, conv.2, activation)
-                    .map_err(|e| anyhow!("{}: {e}", model.node(id).name))?,
-            ),
-            output_shape,
-            isa,
-        };
-        let node = model.node(id);
-        let mut patch = TypedModelPatch::new(format!("vigia depthwise {}", node.name));
-        let input = patch.tap_model(model, node.inputs[0])?;
-        let out = patch.wire_node(format!("{}.vigia", node.name), op, &[input])?[0];
-        patch.shunt_outside(model, OutletId::new(last, 0), out)?;
-        patch.apply(model)?;
-        report.depthwise += 1;
-        if activation != Activation::None {
-            report.fused_activations += 1;
-        }
-        report.isa = Some(isa);
+        replace(model, id, parts, isa, &mut report)?;
     }
-    if report.depthwise > 0 {
+    if report.replaced() > 0 {
         model.compact()?;
     }
     Ok(report)
 }
 
-/// Geometry, filters `[C][kh][kw]` and biases of node `id` when it is a depthwise convolution
-/// the kernels take, with its output shape.
-#[allow(clippy::type_complexity)]
-fn depthwise_of(
-    model: &TypedModel,
+/// Puts a vigia convolution in place of node `id` (read as `parts`) and of the per-channel
+/// steps and activation that follow it.
+fn replace(
+    model: &mut TypedModel,
     id: usize,
-) -> TractResult<Option<((DepthwiseGeometry, Vec<f32>, Vec<f32>), TVec<usize>)>> {
+    parts: ConvParts,
+    isa: Isa,
+    report: &mut KernelReport,
+) -> TractResult<()> {
+    let ConvParts {
+        geometry,
+        out_channels,
+        mut weights,
+        mut bias,
+        depthwise,
+        rank,
+        inputs,
+    } = parts;
+    let channel_axis = rank - 3;
+    let mut last = id;
+    while let Some((next, step)) = channel_affine_step(model, last, channel_axis, out_channels)? {
+        step.fold(&mut weights, &mut bias);
+        last = next;
+    }
+    let (activation, last) = following_activation(model, last)?;
+    let name = model.node(id).name.clone();
+    let kernel = if depthwise {
+        ConvKernel::Depthwise(
+            Arc::new(
+                DepthwiseConv::new(geometry, weights, bias, activation)
+                    .map_err(|e| anyhow!("{name}: {e}"))?,
+            ),
+            isa,
+        )
+    } else {
+        ConvKernel::Dense(Arc::new(
+            DenseConv::new(isa, geometry, out_channels, &weights, &bias, activation)
+                .map_err(|e| anyhow!("{name}: {e}"))?,
+        ))
+    };
+    let output_shape: TVec<usize> = if rank == 4 {
+        tvec![1, out_channels, geometry.out_h, geometry.out_w]
+    } else {
+        tvec![out_channels, geometry.out_h, geometry.out_w]
+    };
+    let mut patch = TypedModelPatch::new(format!("vigia conv {name}"));
+    let mut taps = tvec![];
+    for &input in &inputs {
+        taps.push(patch.tap_model(model, input)?);
+    }
+    let input = if taps.len() == 1 {
+        taps[0]
+    } else {
+        let axis = channel_axis;
+        patch.wire_node(format!("{name}.vigia.concat"), TypedConcat { axis }, &taps)?[0]
+    };
+    let op = VigiaConv {
+        kernel,
+        output_shape,
+    };
+    let out = patch.wire_node(format!("{name}.vigia"), op, &[input])?[0];
+    patch.shunt_outside(model, OutletId::new(last, 0), out)?;
+    patch.apply(model)?;
+    if depthwise {
+        report.depthwise += 1;
+    } else {
+        report.dense += 1;
+    }
+    if activation != Activation::None {
+        report.fused_activations += 1;
+    }
+    report.isa = Some(isa);
+    Ok(())
+}
+
+/// Whether `node` adds two tensors.
+fn is_add(node: &TypedNode) -> bool {
+    node.op_as::<TypedBinOp>().is_some_and(|b| b.0.is::<Add>()) && node.inputs.len() == 2
+}
+
+/// Node `id`, an `Add`, as the top of a sum of 1x1 convolutions over parts of a split
+/// `Concat`: one 1x1 convolution over the parts concatenated (filters side by side).
+fn split_pointwise_parts(model: &TypedModel, id: usize) -> TractResult<Option<ConvParts>> {
+    let Some(terms) = sum_terms(model, id)? else {
+        return Ok(None);
+    };
+    // Only the top of the chain: a larger sum reading this one takes it whole.
+    if let Some(reader) = sole_reader(model, id)? {
+        if is_add(model.node(reader)) && sum_terms(model, reader)?.is_some() {
+            return Ok(None);
+        }
+    }
+    let mut pieces = Vec::with_capacity(terms.len());
+    for &t in &terms {
+        match pointwise_einsum_parts(model, t)? {
+            Some(p) => pieces.push(p),
+            None => return Ok(None),
+        }
+    }
+    let first = &pieces[0];
+    let (h, w, outs) = (first.geometry.in_h, first.geometry.in_w, first.out_channels);
+    if pieces
+        .iter()
+        .any(|p| (p.geometry.in_h, p.geometry.in_w, p.out_channels) != (h, w, outs))
+    {
+        return Ok(None);
+    }
+    let channels: usize = pieces.iter().map(|p| p.geometry.channels).sum();
+    let mut weights = Vec::with_capacity(outs * channels);
+    for o in 0..outs {
+        for p in &pieces {
+            let c = p.geometry.channels;
+            weights.extend_from_slice(&p.weights[o * c..(o + 1) * c]);
+        }
+    }
+    let Some(geometry) = PlaneGeometry::new(channels, (h, w), (1, 1), (1, 1), (0, 0), (0, 0))
+    else {
+        return Ok(None);
+    };
+    Ok(Some(ConvParts {
+        geometry,
+        out_channels: outs,
+        weights,
+        bias: vec![0.0; outs],
+        depthwise: false,
+        rank: 4,
+        inputs: pieces.iter().flat_map(|p| p.inputs.clone()).collect(),
+    }))
+}
+
+/// The `EinSum` nodes an `Add` chain rooted at node `id` sums (at least two), each read only
+/// by the chain; `None` when anything else is in it.
+fn sum_terms(model: &TypedModel, id: usize) -> TractResult<Option<Vec<usize>>> {
+    let node = model.node(id);
+    if !is_add(node) {
+        return Ok(None);
+    }
+    let mut terms = vec![];
+    for input in &node.inputs {
+        let from = model.node(input.node);
+        if input.slot != 0 || sole_reader(model, from.id)? != Some(id) {
+            return Ok(None);
+        }
+        if from.op_is::<EinSum>() {
+            terms.push(from.id);
+        } else {
+            match sum_terms(model, from.id)? {
+                Some(more) => terms.extend(more),
+                None => return Ok(None),
+            }
+        }
+    }
+    Ok(Some(terms))
+}
+
+/// Node `id` as a convolution the kernels take: depthwise, or dense (group 1).
+fn conv_parts(model: &TypedModel, id: usize) -> TractResult<Option<ConvParts>> {
     let node = model.node(id);
     let Some(conv) = node.op_as::<Conv>() else {
         return Ok(None);
     };
     let spec = &conv.pool_spec;
     let channels = spec.input_channels;
+    let out_channels = spec.output_channels;
+    let depthwise = channels >= 2 && conv.group == channels && out_channels == channels;
     if conv.q_params.is_some()
         || node.inputs.len() != 3
-        || channels < 2
-        || conv.group != channels
-        || spec.output_channels != channels
+        || !(depthwise || conv.group == 1)
         || spec.kernel_shape.len() != 2
         || spec.dilations().iter().any(|&d| d != 1)
     {
@@ -132,10 +314,9 @@ fn depthwise_of(
     let Some(shape) = input.shape.as_concrete() else {
         return Ok(None);
     };
-    let (h, w) = match (spec.data_format, shape) {
-        (DataFormat::NCHW, &[1, c, h, w]) | (DataFormat::CHW, &[c, h, w]) if c == channels => {
-            (h, w)
-        }
+    let (h, w, rank) = match (spec.data_format, shape) {
+        (DataFormat::NCHW, &[1, c, h, w]) if c == channels => (h, w, 4),
+        (DataFormat::CHW, &[c, h, w]) if c == channels => (h, w, 3),
         _ => return Ok(None),
     };
     if input.datum_type != f32::datum_type() {
@@ -147,7 +328,7 @@ fn depthwise_of(
     }
     let padding = spec.computed_padding(&[h, w]);
     let strides = spec.strides();
-    let Some(geometry) = DepthwiseGeometry::new(
+    let Some(geometry) = PlaneGeometry::new(
         channels,
         (h, w),
         (kh, kw),
@@ -160,27 +341,93 @@ fn depthwise_of(
     if (geometry.out_h, geometry.out_w) != (padding[0].convoluted, padding[1].convoluted) {
         return Ok(None);
     }
-    let Some(weights) = filters(model, node.inputs[1], conv.kernel_fmt, channels, kh, kw)? else {
+    let per_group = if depthwise { 1 } else { channels };
+    let filter_shape = (out_channels, per_group, kh, kw);
+    let Some(weights) = filters(model, node.inputs[1], conv.kernel_fmt, filter_shape)? else {
         return Ok(None);
     };
-    let Some(bias) = biases(model, node.inputs[2], channels)? else {
+    let Some(bias) = biases(model, node.inputs[2], out_channels)? else {
         return Ok(None);
     };
-    let output_shape: TVec<usize> = match spec.data_format {
-        DataFormat::NCHW => tvec![1, channels, geometry.out_h, geometry.out_w],
-        _ => tvec![channels, geometry.out_h, geometry.out_w],
-    };
-    Ok(Some(((geometry, weights, bias), output_shape)))
+    Ok(Some(ConvParts {
+        geometry,
+        out_channels,
+        weights,
+        bias,
+        depthwise,
+        rank,
+        inputs: tvec![node.inputs[0]],
+    }))
 }
 
-/// The constant filters as `[C][kh][kw]`, whatever the kernel format.
+/// Node `id` as a 1x1 convolution that tract's declutter wrote as an `EinSum`
+/// (`nchw,oc->nohw` with constant `[out][in]` filters, batch 1).
+fn pointwise_einsum_parts(model: &TypedModel, id: usize) -> TractResult<Option<ConvParts>> {
+    let node = model.node(id);
+    let Some(einsum) = node.op_as::<EinSum>() else {
+        return Ok(None);
+    };
+    if einsum.q_params.is_some()
+        || einsum.operating_dt != f32::datum_type()
+        || node.inputs.len() != 2
+    {
+        return Ok(None);
+    }
+    let facts = [
+        model.outlet_fact(node.inputs[0])?,
+        model.outlet_fact(node.inputs[1])?,
+    ];
+    // Which input holds the constant filters.
+    let (x, f) = match (facts[0].konst.is_some(), facts[1].konst.is_some()) {
+        (false, true) => (0, 1),
+        (true, false) => (1, 0),
+        _ => return Ok(None),
+    };
+    let (ins, outs) = einsum.axes.to_strs();
+    let (xs, fs): (Vec<char>, Vec<char>) = (ins[x].chars().collect(), ins[f].chars().collect());
+    let os: Vec<char> = outs[0].chars().collect();
+    let [n, c, hh, ww] = xs[..] else {
+        return Ok(None);
+    };
+    let [o, c2] = fs[..] else {
+        return Ok(None);
+    };
+    if c2 != c || xs.contains(&o) || os[..] != [n, o, hh, ww] {
+        return Ok(None);
+    }
+    let Some(&[1, channels, h, w]) = facts[x].shape.as_concrete() else {
+        return Ok(None);
+    };
+    if facts[x].datum_type != f32::datum_type() {
+        return Ok(None);
+    }
+    let k = facts[f].konst.as_ref().expect("constant filters");
+    if k.datum_type() != f32::datum_type() || k.rank() != 2 || k.shape()[1] != channels {
+        return Ok(None);
+    }
+    let out_channels = k.shape()[0];
+    let weights: Vec<f32> = k.to_plain_array_view::<f32>()?.iter().copied().collect();
+    let Some(geometry) = PlaneGeometry::new(channels, (h, w), (1, 1), (1, 1), (0, 0), (0, 0))
+    else {
+        return Ok(None);
+    };
+    Ok(Some(ConvParts {
+        geometry,
+        out_channels,
+        weights,
+        bias: vec![0.0; out_channels],
+        depthwise: false,
+        rank: 4,
+        inputs: tvec![node.inputs[x]],
+    }))
+}
+
+/// The constant filters as `[out][in][kh][kw]`, whatever the kernel format.
 fn filters(
     model: &TypedModel,
     outlet: OutletId,
     format: KernelFormat,
-    channels: usize,
-    kh: usize,
-    kw: usize,
+    (outs, ins, kh, kw): (usize, usize, usize, usize),
 ) -> TractResult<Option<Vec<f32>>> {
     let fact = model.outlet_fact(outlet)?;
     let Some(k) = fact.konst.as_ref() else {
@@ -191,22 +438,24 @@ fn filters(
     }
     let k = k.to_plain_array_view::<f32>()?;
     let want: &[usize] = match format {
-        KernelFormat::OIHW => &[channels, 1, kh, kw],
-        KernelFormat::HWIO => &[kh, kw, 1, channels],
-        KernelFormat::OHWI => &[channels, kh, kw, 1],
+        KernelFormat::OIHW => &[outs, ins, kh, kw],
+        KernelFormat::HWIO => &[kh, kw, ins, outs],
+        KernelFormat::OHWI => &[outs, kh, kw, ins],
     };
     if k.shape() != want {
         return Ok(None);
     }
-    let mut out = Vec::with_capacity(channels * kh * kw);
-    for c in 0..channels {
-        for y in 0..kh {
-            for x in 0..kw {
-                out.push(match format {
-                    KernelFormat::OIHW => k[[c, 0, y, x]],
-                    KernelFormat::HWIO => k[[y, x, 0, c]],
-                    KernelFormat::OHWI => k[[c, y, x, 0]],
-                });
+    let mut out = Vec::with_capacity(outs * ins * kh * kw);
+    for o in 0..outs {
+        for i in 0..ins {
+            for y in 0..kh {
+                for x in 0..kw {
+                    out.push(match format {
+                        KernelFormat::OIHW => k[[o, i, y, x]],
+                        KernelFormat::HWIO => k[[y, x, i, o]],
+                        KernelFormat::OHWI => k[[o, y, x, i]],
+                    });
+                }
             }
         }
     }
@@ -228,6 +477,87 @@ fn biases(model: &TypedModel, outlet: OutletId, channels: usize) -> TractResult<
         n if n == channels => Some(b.iter().copied().collect()),
         _ => None,
     })
+}
+
+/// A per-channel operation on a convolution's output that folds into its filters and biases.
+enum ChannelAffine {
+    /// `y = x * s[c]`.
+    Scale(Vec<f32>),
+    /// `y = x + s[c]`.
+    Shift(Vec<f32>),
+}
+
+impl ChannelAffine {
+    /// Folds the step into filters (`out_channels` equal rows) and biases.
+    fn fold(&self, weights: &mut [f32], bias: &mut [f32]) {
+        let per_channel = weights.len() / bias.len();
+        match self {
+            ChannelAffine::Scale(s) => {
+                for ((row, b), &s) in weights.chunks_exact_mut(per_channel).zip(bias).zip(s) {
+                    row.iter_mut().for_each(|w| *w *= s);
+                    *b *= s;
+                }
+            }
+            ChannelAffine::Shift(s) => bias.iter_mut().zip(s).for_each(|(b, s)| *b += s),
+        }
+    }
+}
+
+/// The multiplication or addition by a per-channel constant that alone reads node `id`'s
+/// output, with the node computing it.
+fn channel_affine_step(
+    model: &TypedModel,
+    id: usize,
+    channel_axis: usize,
+    channels: usize,
+) -> TractResult<Option<(usize, ChannelAffine)>> {
+    let Some(next) = sole_reader(model, id)? else {
+        return Ok(None);
+    };
+    let node = model.node(next);
+    let Some(bin) = node.op_as::<TypedBinOp>() else {
+        return Ok(None);
+    };
+    if node.inputs.len() != 2 || !(bin.0.is::<Add>() || bin.0.is::<Mul>()) {
+        return Ok(None);
+    }
+    let other = if node.inputs[0].node == id {
+        node.inputs[1]
+    } else {
+        node.inputs[0]
+    };
+    let out_rank = model.outlet_fact(OutletId::new(id, 0))?.rank();
+    let fact = model.outlet_fact(other)?;
+    let Some(c) = fact.konst.as_ref() else {
+        return Ok(None);
+    };
+    if c.datum_type() != f32::datum_type() || c.rank() > out_rank {
+        return Ok(None);
+    }
+    // Dimensions align from the right: only the channel axis may differ from 1.
+    let offset = out_rank - c.rank();
+    let per_channel = c
+        .shape()
+        .iter()
+        .enumerate()
+        .all(|(i, &d)| d == 1 || (i + offset == channel_axis && d == channels));
+    if !per_channel {
+        return Ok(None);
+    }
+    let values: Vec<f32> = c.to_plain_array_view::<f32>()?.iter().copied().collect();
+    let values = if values.len() == 1 {
+        vec![values[0]; channels]
+    } else {
+        values
+    };
+    Ok(Some((
+        next,
+        if bin.0.is::<Add>() {
+            ChannelAffine::Shift(values)
+        } else {
+            ChannelAffine::Scale(values)
+        },
+    )))
 }
 
 /// The activation applied to node `id`'s only output, and the node whose output is then the

@@ -1,0 +1,48 @@
+//! Micro-kernel of [`super`] for aarch64 NEON: 8 rows x 8 columns (16 accumulators).
+
+use std::arch::aarch64::*;
+
+/// NEON, 8 rows x 8 columns.
+///
+/// # Safety
+/// `a` must hold `8 k` values, `b` `8 k`, `bias` 8, and `c` 8 rows of 8 writable values `ldc`
+/// apart.
+#[target_feature(enable = "neon")]
+pub unsafe fn tile_neon(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    bias: *const f32,
+    accumulate: bool,
+) {
+    const MR: usize = 8;
+    let mut acc = [[vdupq_n_f32(0.0); 2]; MR];
+    for (r, row) in acc.iter_mut().enumerate() {
+        *row = if accumulate {
+            let p = c.add(r * ldc);
+            [vld1q_f32(p), vld1q_f32(p.add(4))]
+        } else {
+            let v = vdupq_n_f32(*bias.add(r));
+            [v, v]
+        };
+    }
+    let (mut a, mut b) = (a, b);
+    for _ in 0..k {
+        let b0 = vld1q_f32(b);
+        let b1 = vld1q_f32(b.add(4));
+        for (r, row) in acc.iter_mut().enumerate() {
+            let x = *a.add(r);
+            row[0] = vfmaq_n_f32(row[0], b0, x);
+            row[1] = vfmaq_n_f32(row[1], b1, x);
+        }
+        a = a.add(MR);
+        b = b.add(8);
+    }
+    for (r, row) in acc.iter().enumerate() {
+        let p = c.add(r * ldc);
+        vst1q_f32(p, row[0]);
+        vst1q_f32(p.add(4), row[1]);
+    }
+}

@@ -1,0 +1,575 @@
+//! Matrix products for convolutions: `C[M][N] = act(A[M][K] B[K][N] + bias[M])`, with `A` (the
+//! filters) packed once when the model loads and `B` read from the input through row offsets.
+//!
+//! The product is tiled as in BLIS: for each block of `KC` steps of `K`, a panel of `NR`
+//! columns of `B` is copied into a small contiguous buffer (where it stays in L1), then every
+//! `MR`-row panel of `A` (in L2) runs the micro-kernel against it, which keeps its `MR x NR`
+//! accumulators in registers. Bias seeds the accumulators and the activation is applied to each
+//! tile as soon as its last block is done, while it is still in cache. Work is split over the
+//! thread pool by columns (or by rows when there are few columns); each thread packs its own
+//! panels, so no thread waits for another.
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+
+use std::cell::RefCell;
+
+use super::pool::{self, MIN_PARALLEL_WORK};
+use super::{Activation, Isa};
+
+/// Steps of `K` per block (the packed `B` panel is `KC x NR`, 16-32 KiB).
+const KC: usize = 256;
+
+/// The tile (`MR` rows x `NR` columns) of the micro-kernel for `isa`.
+pub fn tile(isa: Isa) -> (usize, usize) {
+    match isa {
+        Isa::Avx512 => (12, 32),
+        Isa::Avx2Fma => (6, 16),
+        Isa::Neon => (8, 8),
+        Isa::Portable => (4, 8),
+    }
+}
+
+/// A buffer of f32 aligned to 64 bytes (one cache line), grown on demand.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlignedBuf {
+    lines: Vec<Line>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+impl AlignedBuf {
+    /// A buffer of `len` zeros.
+    pub fn zeroed(len: usize) -> Self {
+        let mut buf = AlignedBuf::default();
+        buf.ensure(len);
+        buf
+    }
+
+    /// Makes room for at least `len` values (new ones are zero).
+    pub fn ensure(&mut self, len: usize) {
+        let lines = len.div_ceil(16);
+        if self.lines.len() < lines {
+            self.lines.resize(lines, Line::default());
+        }
+    }
+
+    /// All the values.
+    pub fn as_slice(&self) -> &[f32] {
+        // SAFETY: `Line` is `repr(C)` around `[f32; 16]` with no padding (64 bytes).
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast(), self.lines.len() * 16) }
+    }
+
+    /// All the values, writable.
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        // SAFETY: as in `as_slice`.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast(), self.lines.len() * 16)
+        }
+    }
+}
+
+/// The `A` operand (filters) packed for one instruction set: panels of `MR` rows, each stored
+/// step by step (`MR` values per step of `K`), the last panel padded with zero rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedWeights {
+    isa: Isa,
+    m: usize,
+    k: usize,
+    data: AlignedBuf,
+    /// `M` biases, padded with zeros to whole panels.
+    bias: Vec<f32>,
+}
+
+impl PackedWeights {
+    /// Packs `weights` (`[m][k]`, row-major) and `bias` (`[m]`) for `isa`.
+    pub fn new(
+        isa: Isa,
+        weights: &[f32],
+        bias: &[f32],
+        m: usize,
+        k: usize,
+    ) -> Result<Self, String> {
+        if m == 0 || k == 0 {
+            return Err(format!("empty product ({m} x {k})"));
+        }
+        if weights.len() != m * k {
+            return Err(format!("{} weights for {m} x {k}", weights.len()));
+        }
+        if bias.len() != m {
+            return Err(format!("{} biases for {m} rows", bias.len()));
+        }
+        let (mr, _) = tile(isa);
+        let panels = m.div_ceil(mr);
+        let mut data = AlignedBuf::zeroed(panels * mr * k);
+        let out = data.as_mut_slice();
+        for (row, w) in weights.chunks_exact(k).enumerate() {
+            let (p, r) = (row / mr, row % mr);
+            let base = p * mr * k;
+            for (step, &v) in w.iter().enumerate() {
+                out[base + step * mr + r] = v;
+            }
+        }
+        let mut padded = bias.to_vec();
+        padded.resize(panels * mr, 0.0);
+        Ok(PackedWeights {
+            isa,
+            m,
+            k,
+            data,
+            bias: padded,
+        })
+    }
+
+    /// Rows (`M`).
+    pub fn rows(&self) -> usize {
+        self.m
+    }
+
+    /// Depth (`K`).
+    pub fn depth(&self) -> usize {
+        self.k
+    }
+
+    /// The instruction set the panels are packed for.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+}
+
+/// The `B` operand: `K` rows of `N` columns. Row `r` starts at `data[offsets[r]]`; its columns
+/// come in runs of `run` values, `pitch` apart (column `j` is at `(j / run) * pitch + j % run`),
+/// which lets a convolution skip the padding columns of its phase planes.
+#[derive(Debug, Clone, Copy)]
+pub struct Columns<'a> {
+    data: &'a [f32],
+    offsets: &'a [usize],
+    n: usize,
+    run: usize,
+    pitch: usize,
+}
+
+impl<'a> Columns<'a> {
+    /// Contiguous rows of `n` columns; checks that every row lies inside `data`.
+    pub fn new(data: &'a [f32], offsets: &'a [usize], n: usize) -> Result<Self, String> {
+        Self::in_runs(data, offsets, n, n.max(1), n.max(1))
+    }
+
+    /// Rows of `n` columns in runs of `run`, `pitch` apart (`run <= pitch`, `run` dividing `n`);
+    /// checks that every row lies inside `data`.
+    pub fn in_runs(
+        data: &'a [f32],
+        offsets: &'a [usize],
+        n: usize,
+        run: usize,
+        pitch: usize,
+    ) -> Result<Self, String> {
+        if run == 0 || run > pitch || !n.is_multiple_of(run) {
+            return Err(format!("{n} columns in runs of {run}, {pitch} apart"));
+        }
+        let span = if n == 0 {
+            0
+        } else {
+            (n / run - 1) * pitch + run
+        };
+        if let Some(&far) = offsets.iter().max() {
+            if far + span > data.len() {
+                return Err(format!(
+                    "a row at {far} spanning {span} values runs past {} values",
+                    data.len()
+                ));
+            }
+        }
+        Ok(Columns {
+            data,
+            offsets,
+            n,
+            run,
+            pitch,
+        })
+    }
+
+    /// Columns (`N`).
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether there are no columns.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+}
+
+thread_local! {
+    /// Each thread's packed `B` panel.
+    static PANEL: RefCell<AlignedBuf> = RefCell::new(AlignedBuf::default());
+}
+
+/// A pointer to the output that threads share; each writes only its own tiles.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: the tasks of one product write disjoint tiles of the output (see `gemm`).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+/// Computes `c[i * ldc + j] = act(sum_k a[i][k] b[k][j] + bias[i])` for `i < M`, `j < N`, with
+/// the work spread over the current kernel pool ([`super::pool`]).
+///
+/// Panics when `a` and `b` disagree on `K`, `ldc < N`, `c` is too short, or `a` was packed for
+/// an instruction set this CPU lacks.
+pub fn gemm(a: &PackedWeights, b: &Columns, c: &mut [f32], ldc: usize, activation: Activation) {
+    assert_eq!(b.offsets.len(), a.k, "B has one row per step of K");
+    assert!(ldc >= b.n, "ldc {ldc} below N {}", b.n);
+    if b.n == 0 {
+        return;
+    }
+    assert!(c.len() >= (a.m - 1) * ldc + b.n, "C too short");
+    assert!(a.isa.is_supported(), "{} kernels on this CPU", a.isa.name());
+    let (mr, nr) = tile(a.isa);
+    let m_panels = a.m.div_ceil(mr);
+    let n_panels = b.n.div_ceil(nr);
+    let out = SharedOut(c.as_mut_ptr());
+    let pool = pool::current();
+    let (tm, tn) = split(pool.threads(), m_panels, n_panels, a.m * a.k * b.n);
+    let task = |t: usize| {
+        let (im, jn) = (t / tn, t % tn);
+        let rows = part(m_panels, tm, im);
+        let cols = part(n_panels, tn, jn);
+        PANEL.with_borrow_mut(|panel| {
+            // SAFETY: tasks cover disjoint panel ranges, so their tiles never overlap; every
+            // tile lies inside `c` (checked above), and the kernels match the CPU (checked).
+            unsafe { run_block(a, b, out, ldc, activation, rows, cols, panel) }
+        });
+    };
+    pool.run(tm * tn, &task);
+}
+
+/// How many parts to cut the rows and the columns into (`tm x tn` tasks) for `threads`.
+fn split(threads: usize, m_panels: usize, n_panels: usize, work: usize) -> (usize, usize) {
+    if threads < 2 || work < MIN_PARALLEL_WORK {
+        return (1, 1);
+    }
+    if n_panels >= 4 * threads {
+        // Columns: no panel is packed twice, and twice as many parts as threads even out.
+        (1, 2 * threads)
+    } else if n_panels >= 2 * threads {
+        (1, threads)
+    } else if m_panels >= 2 * threads {
+        (threads, 1)
+    } else {
+        let tn = n_panels.clamp(1, threads);
+        (threads.div_ceil(tn).min(m_panels), tn)
+    }
+}
+
+/// Part `i` of `0..len` cut into `parts` nearly equal ranges.
+fn part(len: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
+    (len * i / parts)..(len * (i + 1) / parts)
+}
+
+/// One task: row panels `rows` x column panels `cols`.
+///
+/// # Safety
+/// The tiles of `rows x cols` must lie inside the output and belong to this task alone, and
+/// `a.isa` must be supported by the CPU.
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_block(
+    a: &PackedWeights,
+    b: &Columns,
+    out: SharedOut,
+    ldc: usize,
+    activation: Activation,
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+    panel: &mut AlignedBuf,
+) {
+    let (mr, nr) = tile(a.isa);
+    let k = a.k;
+    panel.ensure(KC.min(k) * nr);
+    let panel = panel.as_mut_slice();
+    let packed = a.data.as_slice();
+    let mut scratch = [0f32; 12 * 32];
+    let mut pc = 0;
+    while pc < k {
+        let kc = KC.min(k - pc);
+        let (first, last) = (pc == 0, pc + kc == k);
+        for q in cols.clone() {
+            let j = q * nr;
+            let w = nr.min(b.n - j);
+            pack_panel(b, pc, kc, j, w, nr, panel);
+            for p in rows.clone() {
+                let i = p * mr;
+                let h = mr.min(a.m - i);
+                let ap = packed.as_ptr().add(p * mr * k + pc * mr);
+                let bias = a.bias.as_ptr().add(i);
+                let dst = out.0.add(i * ldc + j);
+                if h == mr && w == nr {
+                    tile_kernel(a.isa, kc, ap, panel.as_ptr(), dst, ldc, bias, !first);
+                } else {
+                    // An edge tile goes through a full-size scratch tile.
+                    let t = scratch.as_mut_ptr();
+                    if !first {
+                        for r in 0..h {
+                            std::ptr::copy_nonoverlapping(dst.add(r * ldc), t.add(r * nr), w);
+                        }
+                    }
+                    tile_kernel(a.isa, kc, ap, panel.as_ptr(), t, nr, bias, !first);
+                    for r in 0..h {
+                        std::ptr::copy_nonoverlapping(t.add(r * nr), dst.add(r * ldc), w);
+                    }
+                }
+                if last && activation != Activation::None {
+                    for r in 0..h {
+                        let row = std::slice::from_raw_parts_mut(dst.add(r * ldc), w);
+                        apply_activation(a.isa, activation, row);
+                    }
+                }
+            }
+        }
+        pc += kc;
+    }
+}
+
+/// Copies rows `pc..pc + kc`, columns `j..j + w` of `b` into `panel` (`nr` values per row,
+/// zeros past `w`).
+fn pack_panel(b: &Columns, pc: usize, kc: usize, j: usize, w: usize, nr: usize, panel: &mut [f32]) {
+    // The panel's columns as (position in the panel, offset in a row, length) runs.
+    let mut runs = [(0usize, 0usize, 0usize); 64];
+    let mut count = 0;
+    let mut col = j;
+    while col < j + w {
+        let len = (b.run - col % b.run).min(j + w - col);
+        runs[count] = (col - j, (col / b.run) * b.pitch + col % b.run, len);
+        count += 1;
+        col += len;
+        if count == runs.len() && col < j + w {
+            // Runs shorter than a panel / 64: copy column by column.
+            return pack_panel_by_column(b, pc, kc, j, w, nr, panel);
+        }
+    }
+    for (dst, &off) in panel.chunks_exact_mut(nr).zip(&b.offsets[pc..pc + kc]) {
+        for &(at, from, len) in &runs[..count] {
+            copy_short(
+                &mut dst[at..at + len],
+                &b.data[off + from..off + from + len],
+            );
+        }
+        dst[w..].fill(0.0);
+    }
+}
+
+/// Copies a few dozen values in 8-value steps the compiler inlines (no call to `memcpy`).
+#[inline(always)]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (d, s) in (&mut d).zip(&mut s) {
+        let s: &[f32; 8] = s.try_into().expect("8 values");
+        d.copy_from_slice(s);
+    }
+    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = *s;
+    }
+}
+
+/// [`pack_panel`] one column at a time (for runs of a few columns).
+fn pack_panel_by_column(
+    b: &Columns,
+    pc: usize,
+    kc: usize,
+    j: usize,
+    w: usize,
+    nr: usize,
+    panel: &mut [f32],
+) {
+    for (dst, &off) in panel.chunks_exact_mut(nr).zip(&b.offsets[pc..pc + kc]) {
+        for (x, v) in dst[..w].iter_mut().enumerate() {
+            let col = j + x;
+            *v = b.data[off + (col / b.run) * b.pitch + col % b.run];
+        }
+        dst[w..].fill(0.0);
+    }
+}
+
+/// Applies `activation` to `row`, compiled for `isa`'s vectors.
+///
+/// # Safety
+/// `isa` must be supported by the CPU.
+#[inline]
+unsafe fn apply_activation(isa: Isa, activation: Activation, row: &mut [f32]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => x86_64::activation_avx512(activation, row),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => x86_64::activation_avx2(activation, row),
+        _ => activation.apply(row),
+    }
+}
+
+/// Runs the micro-kernel of `isa` on one full tile.
+///
+/// # Safety
+/// As for the kernels: `isa` supported, `a` holding `MR kc` values, `b` `NR kc`, `bias` `MR`,
+/// `c` `MR` rows of `NR` writable values `ldc` apart.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn tile_kernel(
+    isa: Isa,
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    bias: *const f32,
+    accumulate: bool,
+) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => x86_64::tile_avx512(kc, a, b, c, ldc, bias, accumulate),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => x86_64::tile_avx2(kc, a, b, c, ldc, bias, accumulate),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => aarch64::tile_neon(kc, a, b, c, ldc, bias, accumulate),
+        _ => tile_portable(kc, a, b, c, ldc, bias, accumulate),
+    }
+}
+
+/// The portable micro-kernel, 4 rows x 8 columns, vectorized by the compiler.
+///
+/// # Safety
+/// `a` must hold `4 kc` values, `b` `8 kc`, `bias` 4, and `c` 4 rows of 8 writable values
+/// `ldc` apart.
+unsafe fn tile_portable(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    bias: *const f32,
+    accumulate: bool,
+) {
+    const MR: usize = 4;
+    const NR: usize = 8;
+    let a = std::slice::from_raw_parts(a, MR * kc);
+    let b = std::slice::from_raw_parts(b, NR * kc);
+    let mut acc = [[0f32; NR]; MR];
+    for (r, row) in acc.iter_mut().enumerate() {
+        if accumulate {
+            row.copy_from_slice(std::slice::from_raw_parts(c.add(r * ldc), NR));
+        } else {
+            *row = [*bias.add(r); NR];
+        }
+    }
+    for (av, bv) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+        for (row, &x) in acc.iter_mut().zip(av) {
+            for (o, &y) in row.iter_mut().zip(bv) {
+                *o += x * y;
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        std::slice::from_raw_parts_mut(c.add(r * ldc), NR).copy_from_slice(row);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `act(A B + bias)` in f64.
+    fn naive(w: &[f32], bias: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+        let mut c = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = bias[i] as f64;
+                for t in 0..k {
+                    s += w[i * k + t] as f64 * b[t * n + j] as f64;
+                }
+                c[i * n + j] = s as f32;
+            }
+        }
+        c
+    }
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 2001) as f32 / 1000.0 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn every_isa_matches_the_naive_product_on_edge_and_multi_block_shapes() {
+        for isa in Isa::all_supported() {
+            for &(m, k, n) in &[
+                (1, 1, 1),
+                (5, 3, 7),
+                (12, 27, 32),
+                (13, 27, 33),
+                (24, 300, 70),
+                (7, 600, 17),
+                (64, 64, 200),
+            ] {
+                let w = values(m * k, 1);
+                let bias = values(m, 2);
+                let bv = values(k * n, 3);
+                let offsets: Vec<usize> = (0..k).map(|t| t * n).collect();
+                let a = PackedWeights::new(isa, &w, &bias, m, k).unwrap();
+                let cols = Columns::new(&bv, &offsets, n).unwrap();
+                let mut c = vec![f32::NAN; m * n];
+                gemm(&a, &cols, &mut c, n, Activation::None);
+                let want = naive(&w, &bias, &bv, m, k, n);
+                for (i, (g, e)) in c.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - e).abs() <= 1e-4 * e.abs().max(1.0),
+                        "{isa:?} {m}x{k}x{n} at {i}: {g} vs {e}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn columns_in_runs_skip_the_gaps() {
+        // 3 rows of 2 runs of 5 columns, 7 apart (2 gap columns), and runs of 1 (by column).
+        for (run, pitch, n) in [(5usize, 7usize, 10usize), (1, 3, 40), (3, 3, 9)] {
+            let (m, k) = (13, 3);
+            let len = (n / run - 1) * pitch + run;
+            let data = values(k * len, 5);
+            let offsets: Vec<usize> = (0..k).map(|t| t * len).collect();
+            let dense: Vec<f32> = (0..k)
+                .flat_map(|t| (0..n).map(move |c| (t, c)))
+                .map(|(t, c)| data[t * len + (c / run) * pitch + c % run])
+                .collect();
+            let w = values(m * k, 6);
+            let bias = values(m, 7);
+            let want = naive(&w, &bias, &dense, m, k, n);
+            for isa in Isa::all_supported() {
+                let a = PackedWeights::new(isa, &w, &bias, m, k).unwrap();
+                let cols = Columns::in_runs(&data, &offsets, n, run, pitch).unwrap();
+                let mut c = vec![f32::NAN; m * n];
+                gemm(&a, &cols, &mut c, n, Activation::None);
+                for (g, e) in c.iter().zip(&want) {
+                    assert!(
+                        (g - e).abs() <= 1e-4 * e.abs().max(1.0),
+                        "{isa:?} {g} vs {e}"
+                    );
+                }
+            }
+        }
+        assert!(Columns::in_runs(&[0.0; 100], &[0], 10, 4, 7).is_err());
+        assert!(Columns::in_runs(&[0.0; 100], &[0], 10, 5, 4).is_err());
+    }
+
+    #[test]
+    fn bad_operands_are_refused() {
+        assert!(PackedWeights::new(Isa::Portable, &[0.0; 5], &[0.0; 2], 2, 3).is_err());
+        assert!(PackedWeights::new(Isa::Portable, &[0.0; 6], &[0.0; 1], 2, 3).is_err());
+        assert!(PackedWeights::new(Isa::Portable, &[], &[], 0, 3).is_err());
+        assert!(Columns::new(&[0.0; 10], &[0, 4], 7).is_err());
+        assert!(Columns::new(&[0.0; 11], &[0, 4], 7).is_ok());
+    }
+}

@@ -1,0 +1,117 @@
+//! Micro-kernels of [`super`] for x86-64: AVX-512F (12 x 32) and AVX2+FMA (6 x 16).
+//!
+//! Each computes one `MR x NR` tile of `C = A B` over `k` steps: per step it loads one row of
+//! the packed B panel (`NR` values, two vectors) and broadcasts each of the `MR` values of the
+//! packed A panel, so the `2 MR` accumulators never leave the registers.
+
+use std::arch::x86_64::*;
+
+use crate::kernels::Activation;
+
+/// [`Activation::apply`] compiled with AVX-512F.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn activation_avx512(activation: Activation, row: &mut [f32]) {
+    activation.apply(row)
+}
+
+/// [`Activation::apply`] compiled with AVX2 and FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn activation_avx2(activation: Activation, row: &mut [f32]) {
+    activation.apply(row)
+}
+
+/// AVX-512F, 12 rows x 32 columns (24 accumulators).
+///
+/// # Safety
+/// The CPU must support AVX-512F; `a` must hold `12 k` values, `b` `32 k`, `bias` 12, and `c`
+/// 12 rows of 32 writable values `ldc` apart.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn tile_avx512(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    bias: *const f32,
+    accumulate: bool,
+) {
+    const MR: usize = 12;
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    for (r, row) in acc.iter_mut().enumerate() {
+        *row = if accumulate {
+            let p = c.add(r * ldc);
+            [_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16))]
+        } else {
+            let v = _mm512_set1_ps(*bias.add(r));
+            [v, v]
+        };
+    }
+    let (mut a, mut b) = (a, b);
+    for _ in 0..k {
+        let b0 = _mm512_loadu_ps(b);
+        let b1 = _mm512_loadu_ps(b.add(16));
+        for (r, row) in acc.iter_mut().enumerate() {
+            let x = _mm512_set1_ps(*a.add(r));
+            row[0] = _mm512_fmadd_ps(x, b0, row[0]);
+            row[1] = _mm512_fmadd_ps(x, b1, row[1]);
+        }
+        a = a.add(MR);
+        b = b.add(32);
+    }
+    for (r, row) in acc.iter().enumerate() {
+        let p = c.add(r * ldc);
+        _mm512_storeu_ps(p, row[0]);
+        _mm512_storeu_ps(p.add(16), row[1]);
+    }
+}
+
+/// AVX2+FMA, 6 rows x 16 columns (12 accumulators).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; `a` must hold `6 k` values, `b` `16 k`, `bias` 6, and `c`
+/// 6 rows of 16 writable values `ldc` apart.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn tile_avx2(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    bias: *const f32,
+    accumulate: bool,
+) {
+    const MR: usize = 6;
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    for (r, row) in acc.iter_mut().enumerate() {
+        *row = if accumulate {
+            let p = c.add(r * ldc);
+            [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))]
+        } else {
+            let v = _mm256_set1_ps(*bias.add(r));
+            [v, v]
+        };
+    }
+    let (mut a, mut b) = (a, b);
+    for _ in 0..k {
+        let b0 = _mm256_loadu_ps(b);
+        let b1 = _mm256_loadu_ps(b.add(8));
+        for (r, row) in acc.iter_mut().enumerate() {
+            let x = _mm256_set1_ps(*a.add(r));
+            row[0] = _mm256_fmadd_ps(x, b0, row[0]);
+            row[1] = _mm256_fmadd_ps(x, b1, row[1]);
+        }
+        a = a.add(MR);
+        b = b.add(16);
+    }
+    for (r, row) in acc.iter().enumerate() {
+        let p = c.add(r * ldc);
+        _mm256_storeu_ps(p, row[0]);
+        _mm256_storeu_ps(p.add(8), row[1]);
+    }
+}

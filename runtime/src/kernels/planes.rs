@@ -1,0 +1,149 @@
+//! The spatial geometry of convolutions over NCHW planes and the phase-plane layout the kernels
+//! read.
+//!
+//! A channel's input is copied once into zero-padded *phase planes*: for strides `sh x sw`,
+//! plane `(ry, rx)` holds the padded pixels at rows `ry, ry + sh, ..` and columns `rx, rx + sw,
+//! ..`. In that layout every kernel tap of every output pixel reads a contiguous run at a fixed
+//! offset ([`PlaneGeometry::tap_offsets`]) over `out_h` rows of `phase_cols` values (the last
+//! `phase_cols - out_w` of each row are computed and dropped), so strided convolutions need no
+//! gathers and borders need no branches.
+
+/// Largest kernel side the kernels accept (larger ones stay on tract's path).
+pub const MAX_KERNEL: usize = 11;
+
+/// The spatial shape of a convolution over `channels` input planes: kernel, strides, zero
+/// padding, and the phase-plane layout the kernels read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PlaneGeometry {
+    pub channels: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub kernel_h: usize,
+    pub kernel_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+}
+
+impl PlaneGeometry {
+    /// The geometry for an `in_h x in_w` input, a `kernel` (h, w), `stride` (h, w) and zero
+    /// padding `pad_before`/`pad_after` (top, left / bottom, right); `None` when it describes
+    /// no output or a kernel larger than [`MAX_KERNEL`].
+    pub fn new(
+        channels: usize,
+        (in_h, in_w): (usize, usize),
+        (kernel_h, kernel_w): (usize, usize),
+        (stride_h, stride_w): (usize, usize),
+        (pad_top, pad_left): (usize, usize),
+        (pad_bottom, pad_right): (usize, usize),
+    ) -> Option<Self> {
+        let ok = channels > 0
+            && in_h > 0
+            && in_w > 0
+            && (1..=MAX_KERNEL).contains(&kernel_h)
+            && (1..=MAX_KERNEL).contains(&kernel_w)
+            && stride_h > 0
+            && stride_w > 0
+            && in_h + pad_top + pad_bottom >= kernel_h
+            && in_w + pad_left + pad_right >= kernel_w;
+        if !ok {
+            return None;
+        }
+        Some(PlaneGeometry {
+            channels,
+            in_h,
+            in_w,
+            kernel_h,
+            kernel_w,
+            stride_h,
+            stride_w,
+            pad_top,
+            pad_left,
+            out_h: (in_h + pad_top + pad_bottom - kernel_h) / stride_h + 1,
+            out_w: (in_w + pad_left + pad_right - kernel_w) / stride_w + 1,
+        })
+    }
+
+    /// Rows of each phase plane.
+    pub(crate) fn phase_rows(&self) -> usize {
+        self.out_h + (self.kernel_h - 1) / self.stride_h
+    }
+
+    /// Columns of each phase plane (the pitch of the computed rows).
+    pub(crate) fn phase_cols(&self) -> usize {
+        self.out_w + (self.kernel_w - 1) / self.stride_w
+    }
+
+    /// Floats of one channel's phase planes plus the slack the last taps read into.
+    pub(crate) fn scratch_len(&self) -> usize {
+        self.stride_h * self.stride_w * self.phase_rows() * self.phase_cols() + self.kernel_w
+    }
+
+    /// Where each tap (row-major over the kernel) starts reading in the phase planes.
+    pub(crate) fn tap_offsets(&self) -> Vec<usize> {
+        let (pr, pc) = (self.phase_rows(), self.phase_cols());
+        let mut offsets = Vec::with_capacity(self.kernel_h * self.kernel_w);
+        for ky in 0..self.kernel_h {
+            for kx in 0..self.kernel_w {
+                let plane = (ky % self.stride_h) * self.stride_w + kx % self.stride_w;
+                offsets.push(plane * pr * pc + (ky / self.stride_h) * pc + kx / self.stride_w);
+            }
+        }
+        offsets
+    }
+
+    /// Input floats (`channels * in_h * in_w`).
+    pub fn input_len(&self) -> usize {
+        self.channels * self.in_h * self.in_w
+    }
+
+    /// Output floats (`channels * out_h * out_w`).
+    pub fn output_len(&self) -> usize {
+        self.channels * self.out_h * self.out_w
+    }
+
+    /// Floating-point operations of one run (a multiply-add counts two).
+    pub fn flops(&self) -> u64 {
+        2 * (self.output_len() * self.kernel_h * self.kernel_w) as u64
+    }
+}
+
+/// Copies one input channel into its zero-padded phase planes (the slack after them stays as it
+/// is: only dropped columns read it).
+pub(crate) fn fill_phases(g: &PlaneGeometry, plane: &[f32], phases: &mut [f32]) {
+    let (pr, pc) = (g.phase_rows(), g.phase_cols());
+    for ry in 0..g.stride_h {
+        for rx in 0..g.stride_w {
+            let base = (ry * g.stride_w + rx) * pr * pc;
+            for j in 0..pr {
+                let row = &mut phases[base + j * pc..base + (j + 1) * pc];
+                let iy = (j * g.stride_h + ry) as isize - g.pad_top as isize;
+                if iy < 0 || iy >= g.in_h as isize {
+                    row.fill(0.0);
+                    continue;
+                }
+                let src = &plane[iy as usize * g.in_w..(iy as usize + 1) * g.in_w];
+                if g.stride_w == 1 {
+                    // Padded column i reads input column i - pad_left.
+                    let left = g.pad_left.min(pc);
+                    row[..left].fill(0.0);
+                    let take = (pc - left).min(g.in_w);
+                    row[left..left + take].copy_from_slice(&src[..take]);
+                    row[left + take..].fill(0.0);
+                } else {
+                    for (i, v) in row.iter_mut().enumerate() {
+                        let ix = (i * g.stride_w + rx) as isize - g.pad_left as isize;
+                        *v = if ix >= 0 && (ix as usize) < g.in_w {
+                            src[ix as usize]
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
