@@ -262,7 +262,14 @@ fn cpuinfo_mhz(cpuinfo: &str) -> Option<f64> {
 /// ISA name, f32 lanes, FMA issue per cycle and a note on the assumption.
 #[cfg(target_arch = "x86_64")]
 fn vector_units(cpuinfo: &str) -> (String, u32, u32, String) {
-    if std::arch::is_x86_feature_detected!("avx512f") {
+    if std::arch::is_x86_feature_detected!("avx512f") && is_zen4(cpuinfo) {
+        (
+            "AVX-512".into(),
+            16,
+            1,
+            "AMD Zen 4: 512-bit FMA over two 256-bit pipes".into(),
+        )
+    } else if std::arch::is_x86_feature_detected!("avx512f") {
         (
             "AVX-512".into(),
             16,
@@ -305,6 +312,15 @@ fn is_zen1(cpuinfo: &str) -> bool {
         && field("model")
             .and_then(|m| m.parse::<u32>().ok())
             .is_some_and(|m| m < 0x30)
+}
+
+/// AMD family 19h (Zen 3 and Zen 4; only Zen 4 has AVX-512), whose 512-bit FMAs issue over two
+/// 256-bit pipes: one per cycle.
+#[cfg(target_arch = "x86_64")]
+fn is_zen4(cpuinfo: &str) -> bool {
+    let field = |key: &str| cpuinfo_field(cpuinfo, key);
+    field("vendor_id").as_deref() == Some("AuthenticAMD")
+        && field("cpu family").as_deref() == Some("25")
 }
 
 /// ISA name, f32 lanes, FMA issue per cycle and a note on the assumption.
@@ -391,6 +407,8 @@ mod tests {
         assert!(is_zen1(&info(23, 8)));
         assert!(!is_zen1(&info(23, 49)));
         assert!(!is_zen1(&info(25, 1)));
+        assert!(is_zen4(&info(25, 17)));
+        assert!(!is_zen4(&info(23, 1)));
         assert!(!is_zen1(
             "vendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 85\n"
         ));

@@ -1,9 +1,10 @@
 //! The thread pool vigia's kernels split their work over: `threads - 1` workers plus the
 //! calling thread, which takes tasks too.
 //!
-//! Between two kernels a worker keeps spinning for [`SPIN`] before it sleeps, so the many short
-//! convolutions of a network start on every core at once: waking a sleeping thread costs tens
-//! to hundreds of microseconds (more in a virtual machine), about what a small layer takes. One
+//! Between two kernels a worker keeps polling for [`SPIN`] before it sleeps (yielding its core
+//! after the first [`SPIN_HOT`]), so the many short convolutions of a network start on every
+//! core at once: waking a sleeping thread costs tens to hundreds of microseconds (more in a
+//! virtual machine), about what a small layer takes. One
 //! job runs at a time; a caller that finds the pool busy (another engine's thread) runs its
 //! tasks alone on its own thread.
 
@@ -15,6 +16,10 @@ use std::time::{Duration, Instant};
 
 /// How long an idle worker spins before it sleeps.
 const SPIN: Duration = Duration::from_millis(2);
+
+/// After this much of [`SPIN`], the worker yields its core between polls, so that other
+/// threads (tract's pool, the pipeline's stages) run first when they need it.
+const SPIN_HOT: Duration = Duration::from_micros(50);
 
 /// The job slot state, one atomic word: generation (16 bits), next task to claim (24 bits),
 /// task count (24 bits). A claim is one compare-and-swap on the whole word, so a worker can
@@ -204,8 +209,16 @@ fn worker(s: &Shared) {
             continue;
         }
         polls = polls.wrapping_add(1);
-        if !polls.is_multiple_of(256) || idle_since.elapsed() < SPIN {
+        if !polls.is_multiple_of(64) {
             std::hint::spin_loop();
+            continue;
+        }
+        let idle = idle_since.elapsed();
+        if idle < SPIN_HOT {
+            continue;
+        }
+        if idle < SPIN {
+            std::thread::yield_now();
             continue;
         }
         // Sleep until the next job (checked under the lock the caller notifies under).
