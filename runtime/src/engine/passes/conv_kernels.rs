@@ -195,7 +195,8 @@ fn replace(
     let input = if taps.len() == 1 {
         taps[0]
     } else {
-        let axis = channel_axis;
+        // The parts' channel axis: `[1]chw`.
+        let axis = patch.outlet_fact(taps[0])?.rank() - 3;
         patch.wire_node(format!("{name}.vigia.concat"), TypedConcat { axis }, &taps)?[0]
     };
     let op = VigiaConv {
@@ -250,12 +251,19 @@ fn split_pointwise_parts(model: &TypedModel, id: usize) -> TractResult<Option<Co
         }
     }
     let first = &pieces[0];
-    let (h, w, outs) = (first.geometry.in_h, first.geometry.in_w, first.out_channels);
-    if pieces
-        .iter()
-        .any(|p| (p.geometry.in_h, p.geometry.in_w, p.out_channels) != (h, w, outs))
-    {
-        return Ok(None);
+    let (h, w, outs, rank) = (
+        first.geometry.in_h,
+        first.geometry.in_w,
+        first.out_channels,
+        first.rank,
+    );
+    let input_rank = model.outlet_fact(first.inputs[0])?.rank();
+    for p in &pieces {
+        if (p.geometry.in_h, p.geometry.in_w, p.out_channels, p.rank) != (h, w, outs, rank)
+            || model.outlet_fact(p.inputs[0])?.rank() != input_rank
+        {
+            return Ok(None);
+        }
     }
     let channels: usize = pieces.iter().map(|p| p.geometry.channels).sum();
     let mut weights = Vec::with_capacity(outs * channels);
@@ -275,7 +283,7 @@ fn split_pointwise_parts(model: &TypedModel, id: usize) -> TractResult<Option<Co
         weights,
         bias: vec![0.0; outs],
         depthwise: false,
-        rank: 4,
+        rank,
         inputs: pieces.iter().flat_map(|p| p.inputs.clone()).collect(),
     }))
 }
@@ -374,7 +382,8 @@ fn conv_parts(model: &TypedModel, id: usize) -> TractResult<Option<ConvParts>> {
 }
 
 /// Node `id` as a 1x1 convolution that tract's declutter wrote as an `EinSum`
-/// (`nchw,oc->nohw` with constant `[out][in]` filters, batch 1).
+/// (`nchw,oc->nohw` with constant `[out][in]` filters, batch 1, the batch axis possibly
+/// dropped).
 fn pointwise_einsum_parts(model: &TypedModel, id: usize) -> TractResult<Option<ConvParts>> {
     let node = model.node(id);
     let Some(einsum) = node.op_as::<EinSum>() else {
@@ -399,17 +408,28 @@ fn pointwise_einsum_parts(model: &TypedModel, id: usize) -> TractResult<Option<C
     let (ins, outs) = einsum.axes.to_strs();
     let (xs, fs): (Vec<char>, Vec<char>) = (ins[x].chars().collect(), ins[f].chars().collect());
     let os: Vec<char> = outs[0].chars().collect();
-    let [n, c, hh, ww] = xs[..] else {
-        return Ok(None);
+    // Data `[n]chw` (tract's declutter may drop the batch axis from either side), filters `oc`,
+    // output `[n]ohw`.
+    let (batch, [c, hh, ww]) = match xs[..] {
+        [n, c, h, w] => (Some(n), [c, h, w]),
+        [c, h, w] => (None, [c, h, w]),
+        _ => return Ok(None),
     };
     let [o, c2] = fs[..] else {
         return Ok(None);
     };
-    if c2 != c || xs.contains(&o) || os[..] != [n, o, hh, ww] {
+    let output_ok = match os[..] {
+        [n, o2, h, w] => Some(n) == batch && [o2, h, w] == [o, hh, ww],
+        [o2, h, w] => [o2, h, w] == [o, hh, ww],
+        _ => false,
+    };
+    if c2 != c || xs.contains(&o) || !output_ok {
         return Ok(None);
     }
-    let Some(&[1, channels, h, w]) = facts[x].shape.as_concrete() else {
-        return Ok(None);
+    let (channels, h, w) = match facts[x].shape.as_concrete() {
+        Some(&[1, c, h, w]) if batch.is_some() => (c, h, w),
+        Some(&[c, h, w]) if batch.is_none() => (c, h, w),
+        _ => return Ok(None),
     };
     if facts[x].datum_type != f32::datum_type() {
         return Ok(None);
@@ -430,7 +450,7 @@ fn pointwise_einsum_parts(model: &TypedModel, id: usize) -> TractResult<Option<C
         weights,
         bias: vec![0.0; out_channels],
         depthwise: false,
-        rank: 4,
+        rank: os.len(),
         inputs: tvec![node.inputs[x]],
     }))
 }
