@@ -139,15 +139,7 @@ mod tests {
     #[test]
     fn slice_and_scalar_forms_agree() {
         let xs: Vec<f32> = (-40..=40).map(|i| i as f32 * 0.25).collect();
-        for act in [
-            Activation::None,
-            Activation::RELU,
-            Activation::Clip { min: 0.0, max: 6.0 },
-            Activation::LeakyRelu { alpha: 0.1 },
-            Activation::HardSwish,
-            Activation::Sigmoid,
-            Activation::Silu,
-        ] {
+        for act in crate::kernels::test_support::ACTIVATIONS {
             let mut ys = xs.clone();
             act.apply(&mut ys);
             for (x, y) in xs.iter().zip(&ys) {

@@ -138,44 +138,22 @@ mod tests {
     use super::*;
     use crate::kernels::pool::{with_pool, Pool};
     use crate::kernels::reference::dense_conv_naive;
+    use crate::kernels::test_support::{assert_close, Rng, ACTIVATIONS};
     use std::sync::Arc;
-
-    /// A small deterministic generator (xorshift).
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        fn value(&mut self) -> f32 {
-            (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        }
-    }
 
     fn check(g: PlaneGeometry, out_channels: usize, act: Activation, rng: &mut Rng) {
         let taps = g.kernel_h * g.kernel_w;
-        let input: Vec<f32> = (0..g.input_len()).map(|_| rng.value()).collect();
-        let weights: Vec<f32> = (0..out_channels * g.channels * taps)
-            .map(|_| rng.value())
-            .collect();
-        let bias: Vec<f32> = (0..out_channels).map(|_| rng.value()).collect();
+        let input = rng.values(g.input_len());
+        let weights = rng.values(out_channels * g.channels * taps);
+        let bias = rng.values(out_channels);
         let want = dense_conv_naive(&g, out_channels, &input, &weights, &bias, act);
         for isa in Isa::all_supported() {
             let conv = DenseConv::new(isa, g, out_channels, &weights, &bias, act).unwrap();
             for threads in [1, 2, 3] {
                 let mut got = vec![f32::NAN; conv.output_len()];
                 with_pool(Arc::new(Pool::new(threads)), || conv.run(&input, &mut got));
-                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-                    assert!(
-                        (a - b).abs() <= 1e-4 * b.abs().max(1.0),
-                        "{isa:?} {threads} threads {g:?} x {out_channels} {act:?} at {i}: {a} vs {b}"
-                    );
-                }
+                let what = format!("{isa:?} {threads} threads {g:?} x {out_channels} {act:?}");
+                assert_close(&got, &want, 1e-4, what);
             }
         }
     }
@@ -183,15 +161,6 @@ mod tests {
     #[test]
     fn random_shapes_strides_pads_and_activations_match_the_naive_convolution() {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-        let acts = [
-            Activation::None,
-            Activation::RELU,
-            Activation::Clip { min: 0.0, max: 6.0 },
-            Activation::LeakyRelu { alpha: 0.1 },
-            Activation::HardSwish,
-            Activation::Sigmoid,
-            Activation::Silu,
-        ];
         let mut tried = 0;
         while tried < 120 {
             let k = [1, 1, 3, 3, 5, 7][rng.below(6)];
@@ -210,7 +179,12 @@ mod tests {
             else {
                 continue;
             };
-            check(g, out_channels, acts[rng.below(acts.len())], &mut rng);
+            check(
+                g,
+                out_channels,
+                ACTIVATIONS[rng.below(ACTIVATIONS.len())],
+                &mut rng,
+            );
             tried += 1;
         }
     }

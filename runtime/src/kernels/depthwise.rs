@@ -125,57 +125,24 @@ impl DepthwiseConv {
 mod tests {
     use super::*;
     use crate::kernels::reference::depthwise_naive;
-
-    /// A small deterministic generator (SplitMix64).
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        fn value(&mut self) -> f32 {
-            (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
-        }
-    }
+    use crate::kernels::test_support::{assert_close, Rng, ACTIVATIONS};
 
     fn check(g: PlaneGeometry, act: Activation, rng: &mut Rng) {
-        let input: Vec<f32> = (0..g.input_len()).map(|_| rng.value()).collect();
-        let weights: Vec<f32> = (0..g.channels * g.kernel_h * g.kernel_w)
-            .map(|_| rng.value())
-            .collect();
-        let bias: Vec<f32> = (0..g.channels).map(|_| rng.value()).collect();
+        let input = rng.values(g.input_len());
+        let weights = rng.values(g.channels * g.kernel_h * g.kernel_w);
+        let bias = rng.values(g.channels);
         let want = depthwise_naive(&g, &input, &weights, &bias, act);
         let conv = DepthwiseConv::new(g, weights, bias, act).unwrap();
         for isa in Isa::all_supported() {
             let mut got = vec![f32::NAN; g.output_len()];
             conv.run(isa, &input, &mut got);
-            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (a - b).abs() <= 1e-5 * b.abs().max(1.0),
-                    "{isa:?} {g:?} {act:?} at {i}: {a} vs {b}"
-                );
-            }
+            assert_close(&got, &want, 1e-5, format!("{isa:?} {g:?} {act:?}"));
         }
     }
 
     #[test]
     fn random_shapes_strides_pads_and_activations_match_the_naive_convolution() {
         let mut rng = Rng(7);
-        let acts = [
-            Activation::None,
-            Activation::RELU,
-            Activation::Clip { min: 0.0, max: 6.0 },
-            Activation::LeakyRelu { alpha: 0.1 },
-            Activation::HardSwish,
-            Activation::Sigmoid,
-            Activation::Silu,
-        ];
         let mut tried = 0;
         while tried < 300 {
             let k = [1, 3, 3, 5, 5, 7][rng.below(6)];
@@ -198,7 +165,7 @@ mod tests {
             else {
                 continue;
             };
-            check(g, acts[rng.below(acts.len())], &mut rng);
+            check(g, ACTIVATIONS[rng.below(ACTIVATIONS.len())], &mut rng);
             tried += 1;
         }
     }

@@ -22,6 +22,8 @@ pub mod planes;
 pub mod pool;
 pub mod reference;
 pub mod taps;
+#[cfg(test)]
+mod test_support;
 
 pub use activation::Activation;
 pub use isa::Isa;
