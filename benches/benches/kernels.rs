@@ -53,24 +53,10 @@ const SHAPES: [(usize, usize, usize, usize); 12] = [
 fn dense_benches(c: &mut Criterion) {
     use_threads(1);
     for (channels, outs, side, k, stride) in DENSE_SHAPES {
-        let pad = k / 2;
-        let g = PlaneGeometry::new(
-            channels,
-            (side, side),
-            (k, k),
-            (stride, stride),
-            (pad, pad),
-            (pad, pad),
-        )
-        .expect("valid geometry");
-        let label = format!("conv{k}x{k}s{stride}_{channels}to{outs}x{side}x{side}");
-        let mut group = c.benchmark_group(format!("kernels_{label}"));
-        group.sampling_mode(SamplingMode::Flat);
-        group.sample_size(20);
-        group.warm_up_time(Duration::from_millis(500));
-        group.measurement_time(Duration::from_secs(2));
+        let g = same_padded(channels, side, k, stride);
         let flops = 2 * (outs * g.out_h * g.out_w * channels * k * k) as u64;
-        group.throughput(Throughput::Elements(flops));
+        let label = format!("conv{k}x{k}s{stride}_{channels}to{outs}x{side}x{side}");
+        let mut group = layer_group(c, &label, flops);
 
         let weights = ramp(outs * channels * k * k, 0.37);
         let bias = ramp(outs, 0.11);
@@ -101,23 +87,9 @@ fn dense_benches(c: &mut Criterion) {
 fn kernel_benches(c: &mut Criterion) {
     use_threads(1);
     for (channels, side, k, stride) in SHAPES {
-        let pad = k / 2;
-        let g = PlaneGeometry::new(
-            channels,
-            (side, side),
-            (k, k),
-            (stride, stride),
-            (pad, pad),
-            (pad, pad),
-        )
-        .expect("valid geometry");
+        let g = same_padded(channels, side, k, stride);
         let label = format!("dw{k}x{k}s{stride}_{channels}x{side}x{side}");
-        let mut group = c.benchmark_group(format!("kernels_{label}"));
-        group.sampling_mode(SamplingMode::Flat);
-        group.sample_size(20);
-        group.warm_up_time(Duration::from_millis(500));
-        group.measurement_time(Duration::from_secs(2));
-        group.throughput(Throughput::Elements(g.flops()));
+        let mut group = layer_group(c, &label, g.flops());
 
         let weights = ramp(channels * k * k, 0.37);
         let bias = ramp(channels, 0.11);
@@ -144,6 +116,35 @@ fn kernel_benches(c: &mut Criterion) {
         }
         group.finish();
     }
+}
+
+/// A `side x side` map of `channels`, a `k x k` kernel with `stride` and "same" padding.
+fn same_padded(channels: usize, side: usize, k: usize, stride: usize) -> PlaneGeometry {
+    let pad = k / 2;
+    PlaneGeometry::new(
+        channels,
+        (side, side),
+        (k, k),
+        (stride, stride),
+        (pad, pad),
+        (pad, pad),
+    )
+    .expect("valid geometry")
+}
+
+/// A criterion group for one layer shape, its throughput in FLOPs.
+fn layer_group<'a>(
+    c: &'a mut Criterion,
+    label: &str,
+    flops: u64,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(format!("kernels_{label}"));
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(20);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    group.throughput(Throughput::Elements(flops));
+    group
 }
 
 /// `n` values cycling through [-1, 1) with step `step`.
