@@ -9,6 +9,7 @@
 //! tasks alone on its own thread.
 
 use std::cell::RefCell;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
@@ -60,6 +61,8 @@ struct Shared {
     sleepers: Mutex<usize>,
     wake: Condvar,
     stop: AtomicBool,
+    /// A task of the current job panicked on a worker.
+    panicked: AtomicBool,
 }
 
 #[derive(Clone, Copy)]
@@ -92,6 +95,7 @@ impl Pool {
             sleepers: Mutex::new(0),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
+            panicked: AtomicBool::new(false),
         });
         let workers = (1..threads)
             .map(|i| {
@@ -144,15 +148,25 @@ impl Pool {
         if *s.sleepers.lock().expect("sleepers") > 0 {
             s.wake.notify_all();
         }
+        // A panicking task must not end this call while workers still run the job's tasks:
+        // it is caught, the job finished, and the panic raised again afterwards.
+        let mut caller_panic = None;
         while let Some(i) = claim(s) {
-            task(i);
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| task(i))) {
+                caller_panic.get_or_insert(p);
+            }
             s.remaining.fetch_sub(1, Ordering::AcqRel);
         }
         while s.remaining.load(Ordering::Acquire) > 0 {
             std::hint::spin_loop();
         }
         *s.job.lock().expect("job slot") = None;
+        let worker_panicked = s.panicked.swap(false, Ordering::AcqRel);
         drop(guard);
+        if let Some(p) = caller_panic {
+            resume_unwind(p);
+        }
+        assert!(!worker_panicked, "a kernel task panicked on a pool thread");
     }
 }
 
@@ -203,7 +217,9 @@ fn worker(s: &Shared) {
             // The claimed task keeps its job alive: read it now.
             let job = s.job.lock().expect("job slot").expect("a job with tasks");
             // SAFETY: the caller waits for this task before the job goes away.
-            unsafe { (*job.0)(i) };
+            if catch_unwind(AssertUnwindSafe(|| unsafe { (*job.0)(i) })).is_err() {
+                s.panicked.store(true, Ordering::Release);
+            }
             s.remaining.fetch_sub(1, Ordering::AcqRel);
             idle_since = Instant::now();
             continue;
@@ -351,6 +367,30 @@ mod tests {
             }
         });
         assert_eq!(total.load(Ordering::Relaxed), 2 * 50 * 16);
+    }
+
+    #[test]
+    fn a_panicking_task_is_reported_after_the_job_and_the_pool_still_works() {
+        let pool = Pool::new(2);
+        for bad in [0, 5] {
+            let done = AtomicUsize::new(0);
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                pool.run(8, &|i| {
+                    assert!(i != bad, "task {i} fails");
+                    done.fetch_add(1, Ordering::Relaxed);
+                })
+            }));
+            assert!(
+                result.is_err(),
+                "the panic of task {bad} reaches the caller"
+            );
+            assert_eq!(done.load(Ordering::Relaxed), 7, "every other task ran");
+        }
+        let done = AtomicUsize::new(0);
+        pool.run(8, &|_| {
+            done.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(done.load(Ordering::Relaxed), 8);
     }
 
     #[test]
