@@ -78,7 +78,8 @@ impl Detector {
             assumptions: m.assumptions.clone(),
             source: m.source.clone(),
             engine: m.engine.fork()?,
-            report: m.report,
+            report: m.report.clone(),
+            engine_why: m.engine_why.clone(),
         }))
     }
 

@@ -61,6 +61,12 @@ pub enum Error {
     /// A thread of the pipeline (capture, inference worker, output) failed or could not start.
     #[error("{thread} thread failed: {reason}")]
     Thread { thread: String, reason: String },
+    /// An engine that cannot run on this machine: no GPU, no driver, a library missing.
+    #[error("engine {engine} cannot run here: {reason}")]
+    EngineUnavailable {
+        engine: &'static str,
+        reason: String,
+    },
     /// Something this build of vigia leaves out; rebuilding with `feature` adds it.
     #[error("{what} needs the `{feature}` feature, which this vigia was built without; rebuild with `cargo build --release -p vigia-cli --features {feature}`")]
     FeatureMissing { feature: &'static str, what: String },

@@ -17,4 +17,6 @@ pub struct LoadedModel {
     pub engine: Box<dyn Engine>,
     /// Load timings.
     pub report: LoadReport,
+    /// Why `--engine auto` chose this engine (`None` when it was named).
+    pub engine_why: Option<String>,
 }

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::decode::infer_family;
+pub use crate::engine::choice::EngineKind;
+use crate::engine::choice::{EngineChoice, OrtProvider};
 use crate::engine::passes::conv_kernels::Kernels;
 use crate::engine::{Engine, LoadReport, ModelSource, OnnxGraph, TractEngine};
 use crate::error::{Error, Result};
@@ -38,6 +40,8 @@ pub struct LoadOptions {
     pub threads: usize,
     /// The ONNX Runtime library (`--ort-lib`); `ORT_DYLIB_PATH` otherwise.
     pub ort_lib: Option<PathBuf>,
+    /// ONNX Runtime's execution provider (`--ort-ep`).
+    pub ort_provider: OrtProvider,
     /// tract: run the graph in f16 (inputs and outputs stay f32).
     pub half: bool,
     /// tract: directory of cached pre-decluttered models (`None`: no cache).
@@ -46,35 +50,33 @@ pub struct LoadOptions {
     pub kernels: Kernels,
 }
 
-/// Which inference engine runs the graph.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum EngineKind {
-    /// tract (built in; the default).
-    #[default]
-    Tract,
-    /// ONNX Runtime loaded at run time (Cargo feature `ort`).
-    Ort,
-}
-
-impl std::str::FromStr for EngineKind {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "tract" => Ok(EngineKind::Tract),
-            "ort" | "onnxruntime" => Ok(EngineKind::Ort),
-            _ => Err(format!("unknown engine '{s}' (tract or ort)")),
-        }
-    }
-}
-
-/// Builds the engine `kind` for `graph` with a fixed input shape.
+/// Builds the engine `choice` names for `graph` with a fixed input shape; when `auto` picked the
+/// GPU and it cannot run the model, falls back to tract and says why in the returned choice.
 pub fn build_engine(
     graph: &OnnxGraph,
     shape: &[usize],
     opts: &LoadOptions,
+    choice: EngineChoice,
+) -> Result<(Box<dyn Engine>, LoadReport, EngineChoice)> {
+    match build_kind(graph, shape, opts, choice.kind) {
+        Err(e) if choice.may_fall_back => {
+            let fallback = choice.fell_back(&e);
+            let (engine, report) = build_kind(graph, shape, opts, fallback.kind)?;
+            Ok((engine, report, fallback))
+        }
+        built => built.map(|(engine, report)| (engine, report, choice)),
+    }
+}
+
+/// Builds the engine `kind` (a concrete one) for `graph`.
+fn build_kind(
+    graph: &OnnxGraph,
+    shape: &[usize],
+    opts: &LoadOptions,
+    kind: EngineKind,
 ) -> Result<(Box<dyn Engine>, LoadReport)> {
-    match opts.engine {
-        EngineKind::Tract => {
+    match kind {
+        EngineKind::Tract | EngineKind::Auto => {
             let build = crate::engine::BuildOptions {
                 half: opts.half,
                 cache_dir: opts.cache_dir.clone(),
@@ -83,12 +85,28 @@ pub fn build_engine(
             let (e, r) = TractEngine::build_with(graph, shape, &build)?;
             Ok((Box::new(e), r))
         }
+        #[cfg(feature = "cuda-engine")]
+        EngineKind::Cuda => {
+            let (e, r) = crate::engine::cuda::CudaEngine::build(graph, shape, opts.half)?;
+            Ok((Box::new(e), r))
+        }
+        #[cfg(not(feature = "cuda-engine"))]
+        EngineKind::Cuda => Err(Error::FeatureMissing {
+            feature: "cuda",
+            what: "--engine cuda (NVIDIA GPUs)".into(),
+        }),
         #[cfg(feature = "ort")]
         EngineKind::Ort => {
+            let session = crate::engine::ort::SessionOptions {
+                threads: opts.threads,
+                provider: opts.ort_provider,
+                half: opts.half,
+                cache_dir: opts.cache_dir.clone(),
+            };
             let (e, r) = crate::engine::ort::OrtEngine::build(
                 graph,
                 shape,
-                opts.threads,
+                &session,
                 opts.ort_lib.as_deref(),
             )?;
             Ok((Box::new(e), r))
@@ -125,8 +143,9 @@ pub fn load_model(
         card
     };
     let bytes = source.read()?;
+    let choice = EngineChoice::for_request(opts.engine);
     // A card and a cache entry: the engine comes from the cache without parsing the ONNX.
-    if let (Some(card), EngineKind::Tract) = (&card, opts.engine) {
+    if let (Some(card), EngineKind::Tract) = (&card, choice.kind) {
         let card = with_imgsz(card.clone());
         let build = crate::engine::BuildOptions {
             half: opts.half,
@@ -136,7 +155,7 @@ pub fn load_model(
         if let Some((engine, report)) =
             crate::engine::tract::load_cached(&source, &bytes, &card.input.shape(), &build)
         {
-            let loaded = (Box::new(engine) as Box<dyn Engine>, report);
+            let loaded = (Box::new(engine) as Box<dyn Engine>, report, choice);
             return finish_load(card, card_dir, source, loaded, vec![], task);
         }
     }
@@ -148,7 +167,7 @@ pub fn load_model(
         Some(c) => c,
         None => infer_input(&graph, opts.imgsz, &mut assumptions)?,
     });
-    let (mut engine, report) = build_engine(&graph, &card.input.shape(), opts)?;
+    let (mut engine, report, choice) = build_engine(&graph, &card.input.shape(), opts, choice)?;
     if inferred {
         // `infer_input` could not know the outputs: decide from the real output shapes.
         let shapes = match engine.run() {
@@ -177,7 +196,14 @@ pub fn load_model(
         card.task = family.task();
         apply_family_defaults(&mut card, &mut assumptions);
     }
-    finish_load(card, card_dir, source, (engine, report), assumptions, task)
+    finish_load(
+        card,
+        card_dir,
+        source,
+        (engine, report, choice),
+        assumptions,
+        task,
+    )
 }
 
 /// Checks the task, reads the labels and assembles the [`LoadedModel`].
@@ -185,7 +211,7 @@ fn finish_load(
     card: ModelCard,
     card_dir: Option<PathBuf>,
     source: ModelSource,
-    (mut engine, report): (Box<dyn Engine>, LoadReport),
+    (mut engine, report, choice): (Box<dyn Engine>, LoadReport, EngineChoice),
     assumptions: Vec<String>,
     task: Option<Task>,
 ) -> Result<LoadedModel> {
@@ -215,6 +241,7 @@ fn finish_load(
         source,
         engine,
         report,
+        engine_why: choice.why,
     })
 }
 

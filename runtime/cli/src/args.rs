@@ -34,12 +34,18 @@ pub struct ModelArgs {
     /// Build the model from ONNX at every start: no cache read or write
     #[arg(long)]
     pub no_cache: bool,
-    /// Inference engine: tract (built in) or ort (ONNX Runtime, builds with the `ort` feature)
-    #[arg(long, default_value = "tract", value_name = "tract|ort")]
+    /// Inference engine: auto (the GPU when this build has the `cuda` feature and finds a usable
+    /// NVIDIA GPU, else tract), tract (CPU), cuda (GPU, or an error saying what is missing) or ort
+    /// (ONNX Runtime, `ort` feature)
+    #[arg(long, default_value = "auto", value_name = "auto|tract|cuda|ort")]
     pub engine: vigia::resolve::EngineKind,
     /// Convolution kernels (tract engine): vigia's where they apply, or tract's throughout
     #[arg(long, default_value = "vigia", value_name = "vigia|tract")]
     pub kernels: vigia::engine::passes::conv_kernels::Kernels,
+    /// ONNX Runtime's execution provider for --engine ort: cpu, cuda or tensorrt (engines cached
+    /// in the cache dir's tensorrt/); needs an onnxruntime-gpu build
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda|tensorrt")]
+    pub ort_ep: vigia::engine::choice::OrtProvider,
     /// ONNX Runtime library for --engine ort: libonnxruntime.so* or its folder [env: ORT_DYLIB_PATH]
     #[arg(long, value_name = "PATH")]
     pub ort_lib: Option<PathBuf>,

@@ -20,7 +20,7 @@ use vigia::engine::flops::{self, CpuPeak, FlopCount};
 use vigia::engine::passes::conv_kernels::Kernels;
 use vigia::engine::{self, BuildOptions, Engine, LoadReport, ModelSource, OnnxGraph, TractEngine};
 use vigia::preprocess::Preprocessor;
-use vigia::resolve::{self, LoadOptions};
+use vigia::resolve::{self, EngineKind, LoadOptions};
 use vigia::source::images::load_rgb;
 
 /// The bundled sample, compiled in so `vigia bench` works from any directory.
@@ -41,6 +41,13 @@ pub struct BenchArgs {
     /// Convolution kernels: vigia's where they apply (the default) or tract's throughout
     #[arg(long, default_value = "vigia", value_name = "vigia|tract")]
     kernels: Kernels,
+    /// Engine to time: tract on the CPU (the default here, so figures say what they measure),
+    /// cuda on an NVIDIA GPU (host to host: upload, run, download), auto, or ort
+    #[arg(long, default_value = "tract", value_name = "tract|cuda|auto|ort")]
+    engine: EngineKind,
+    /// Run the graph in f16 (tract on CPUs with FP16 arithmetic, or the GPU)
+    #[arg(long)]
+    half: bool,
     /// Timed runs
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     runs: u32,
@@ -112,6 +119,8 @@ struct Prepared {
     name: String,
     report: LoadReport,
     input_note: String,
+    /// Why `--engine auto` chose the engine.
+    engine_why: Option<String>,
 }
 
 pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -171,7 +180,8 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Err(e) => (json!({"error": e.to_string()}), None),
     };
 
-    let profile = if args.profile {
+    let on_cpu = prepared.report.gpu.is_none();
+    let profile = if args.profile && on_cpu {
         Some(profile_nodes(
             &prepared.source,
             &shape,
@@ -188,6 +198,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let out = json!({
             "model": prepared.name,
             "engine": prepared.engine.name(),
+            "engine_why": prepared.engine_why,
             "tract_version": engine::tract_version(),
             "input_shape": shape,
             "input": prepared.input_note,
@@ -200,6 +211,8 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 "plan": round(prepared.report.plan_ms, 2),
             },
             "kernels": prepared.report.kernels,
+            "gpu": prepared.report.gpu,
+            "half": args.half,
             "runs": args.runs,
             "warmup": args.warmup,
             "latency_ms": latency,
@@ -207,9 +220,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "times_ms": times,
             "flops": flops_json,
             "gflops_per_s": achieved,
-            "peak": peak,
-            "peak_gflops": peak_total,
-            "peak_percent": achieved.map(|a| 100.0 * a / peak_total),
+            "peak": on_cpu.then_some(&peak),
+            "peak_gflops": on_cpu.then_some(peak_total),
+            "peak_percent": achieved.filter(|_| on_cpu).map(|a| 100.0 * a / peak_total),
             "profile": profile.as_ref().map(|p| p.to_json()),
         });
         println!("{}", serde_json::to_string(&out)?);
@@ -260,6 +273,9 @@ fn prepare(args: &BenchArgs) -> anyhow::Result<Prepared> {
         &LoadOptions {
             imgsz: args.imgsz,
             kernels: args.kernels,
+            engine: args.engine,
+            threads: args.threads as usize,
+            half: args.half,
             ..LoadOptions::default()
         },
     ) {
@@ -280,6 +296,7 @@ fn prepare(args: &BenchArgs) -> anyhow::Result<Prepared> {
                 engine: m.engine,
                 source: m.source,
                 report: m.report,
+                engine_why: m.engine_why,
             })
         }
         Err(load_error) => {
@@ -293,6 +310,9 @@ fn prepare(args: &BenchArgs) -> anyhow::Result<Prepared> {
             }) else {
                 return Err(load_error.into());
             };
+            if args.engine != EngineKind::Tract {
+                return Err(load_error.into());
+            }
             let source = ModelSource::File(PathBuf::from(spec));
             let graph = OnnxGraph::open(source.clone())?;
             let dims = graph.input_dims();
@@ -311,6 +331,7 @@ fn prepare(args: &BenchArgs) -> anyhow::Result<Prepared> {
                 .collect();
             let build = BuildOptions {
                 kernels: args.kernels,
+                half: args.half,
                 ..BuildOptions::default()
             };
             let Ok((engine, report)) = TractEngine::build_with(&graph, &shape, &build) else {
@@ -333,6 +354,7 @@ fn prepare(args: &BenchArgs) -> anyhow::Result<Prepared> {
                 engine,
                 source,
                 report,
+                engine_why: None,
             })
         }
     }
@@ -431,6 +453,9 @@ fn print_text(
         p.engine.name(),
         engine::tract_version()
     );
+    if let Some(why) = &p.engine_why {
+        println!("engine     {why}");
+    }
     println!("input      {}", p.input_note);
     println!("threads    {}", args.threads);
     println!(
@@ -441,7 +466,15 @@ fn print_text(
         r.optimize_ms,
         r.plan_ms
     );
-    println!("kernels    vigia: {}", r.kernels.summary());
+    match &r.gpu {
+        Some(gpu) => {
+            println!("gpu        {}", gpu.summary());
+            if args.profile {
+                println!("profile    per-operator times are measured on the CPU engines only");
+            }
+        }
+        None => println!("kernels    vigia: {}", r.kernels.summary()),
+    }
     println!("runs       {} after {} warm-up", times.len(), args.warmup);
     println!(
         "latency    mean {:.2} ms  p50 {:.2}  p90 {:.2}  p99 {:.2}  min {:.2}  max {:.2}  (sd {:.2})",
@@ -461,18 +494,24 @@ fn print_text(
             c.macs as f64 / 1e9,
             c.other_flops as f64 / 1e9
         );
-        println!(
-            "achieved   {:.1} GFLOP/s = {:.1}% of {:.1} GFLOP/s peak ({} thread(s))",
-            achieved,
-            100.0 * achieved / total,
-            total,
-            args.threads
-        );
+        if r.gpu.is_some() {
+            println!("achieved   {achieved:.1} GFLOP/s on the GPU, host to host");
+        } else {
+            println!(
+                "achieved   {:.1} GFLOP/s = {:.1}% of {:.1} GFLOP/s peak ({} thread(s))",
+                achieved,
+                100.0 * achieved / total,
+                total,
+                args.threads
+            );
+        }
         if !c.uncounted_ops.is_empty() {
             println!("uncounted  {}", c.uncounted_ops.join(", "));
         }
     }
-    println!("peak       {}", peak.describe());
+    if r.gpu.is_none() {
+        println!("peak       {}", peak.describe());
+    }
 }
 
 /// Time per node of an optimized plan, summed over runs.

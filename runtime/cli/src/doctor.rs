@@ -9,6 +9,8 @@ use serde_json::json;
 use vigia::board::{Machine, Overrides, PROFILES};
 use vigia::engine;
 use vigia::engine::cache::check_writable;
+use vigia::engine::choice::{EngineChoice, EngineKind};
+use vigia::engine::gpu::GpuStatus;
 
 /// Arguments of `vigia doctor`.
 #[derive(Args)]
@@ -109,6 +111,9 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         .or(machine.cpu.model_name.clone())
         .unwrap_or_else(|| "not identified".into());
     let fp16 = machine.cpu.fp16_arithmetic();
+    let gpu = engine::gpu::probe();
+    let nvidia = engine::gpu::nvidia_hardware();
+    let auto = EngineChoice::from_status(EngineKind::Auto, &gpu);
 
     if args.json {
         let report = json!({
@@ -135,6 +140,13 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
                 "dir": d, "writable": w.is_ok(), "error": w.as_ref().err(),
                 "entries": cache_entries(d).0, "bytes": cache_entries(d).1,
             })),
+            "gpu": {
+                "built_for_cuda": engine::gpu::built_for_cuda(),
+                "device": match &gpu { GpuStatus::Ready(info) => Some(info), _ => None },
+                "unusable": gpu.unusable_reason(),
+                "nvidia_hardware": nvidia,
+                "auto_engine": format!("{:?}", auto.kind).to_lowercase(),
+            },
             "profile": settings.profile,
             "profile_reason": settings.why,
             "threads": settings.threads,
@@ -213,6 +225,35 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
             .memory_mib
             .map(|m| format!("{:.1} GiB", m as f64 / 1024.0))
             .unwrap_or_else(|| "unknown (/proc/meminfo unreadable)".into()),
+    );
+
+    println!("\ngpu");
+    row(
+        "cuda engine",
+        &match engine::gpu::built_for_cuda() {
+            Some(v) => {
+                format!("built in (CUDA {v} API; driver, CUDA and cuDNN opened at run time)")
+            }
+            None => "not in this build (rebuild with --features cuda, or cuda-13)".into(),
+        },
+    );
+    match &gpu {
+        GpuStatus::Ready(info) => row("device", &info.summary()),
+        GpuStatus::Unavailable(why) => row("device", &format!("none usable: {why}")),
+        GpuStatus::NotBuilt => row(
+            "device",
+            nvidia
+                .as_deref()
+                .unwrap_or("no NVIDIA driver or Jetson release file found"),
+        ),
+    }
+    row(
+        "--engine auto",
+        match (&auto.kind, &gpu) {
+            (EngineKind::Cuda, _) => "runs on the GPU (falls back to tract if the model cannot)",
+            (_, GpuStatus::NotBuilt) => "runs tract on the CPU: this build has no GPU engine",
+            _ => "runs tract on the CPU: no usable GPU (see above)",
+        },
     );
 
     println!("\ntools");

@@ -15,6 +15,7 @@ use super::track::TrackerArgs;
 use vigia::decode::DecodeParams;
 use vigia::detector::Detector;
 use vigia::engine;
+use vigia::engine::choice::OrtProvider;
 use vigia::model::{Labels, Task};
 use vigia::pipeline::{self, DetectSwitch, FrameHook, PipelineConfig, RunSummary};
 use vigia::publish::FollowInbox;
@@ -35,13 +36,18 @@ pub fn load(args: &ModelArgs, task: Task) -> anyhow::Result<LoadedModel> {
     if args.ort_lib.is_some() && args.engine != EngineKind::Ort {
         bail!("--ort-lib needs --engine ort");
     }
+    if args.ort_ep != OrtProvider::Cpu && args.engine != EngineKind::Ort {
+        bail!("--ort-ep needs --engine ort (--engine cuda runs tract on the GPU)");
+    }
     let settings = args
         .overrides()
         .settings(args.model.is_none() && task == Task::Detect)
         .map_err(|e| anyhow::anyhow!("--profile: {e}"))?;
-    if args.engine == EngineKind::Tract {
+    if args.engine != EngineKind::Ort {
+        // tract's kernels, and the CPU operators of a graph on the GPU.
         engine::set_threads(settings.threads as usize);
     }
+    let half = settings.half && args.engine != EngineKind::Ort;
     let model = resolve::load_model(
         args.model.as_deref(),
         Some(task),
@@ -50,7 +56,8 @@ pub fn load(args: &ModelArgs, task: Task) -> anyhow::Result<LoadedModel> {
             engine: args.engine,
             threads: settings.threads as usize,
             ort_lib: args.ort_lib.clone(),
-            half: settings.half && args.engine == EngineKind::Tract,
+            ort_provider: args.ort_ep,
+            half,
             cache_dir: settings.cache_dir.clone(),
             kernels: args.kernels,
         },
@@ -66,13 +73,9 @@ pub fn load(args: &ModelArgs, task: Task) -> anyhow::Result<LoadedModel> {
             c.input.width,
             c.input.height,
             c.input.layout,
-            engine_label(args.engine),
+            engine_label(model.engine.name()),
             settings.threads,
-            if settings.half && args.engine == EngineKind::Tract {
-                " in f16"
-            } else {
-                ""
-            },
+            if half { " in f16" } else { "" },
             if args.workers > 1 {
                 format!(" x {} workers", args.workers)
             } else {
@@ -87,6 +90,12 @@ pub fn load(args: &ModelArgs, task: Task) -> anyhow::Result<LoadedModel> {
             settings.profile.name,
             settings.why
         );
+        if let Some(why) = &model.engine_why {
+            eprintln!("vigia: engine: {why}");
+        }
+        if let Some(gpu) = &r.gpu {
+            eprintln!("vigia: gpu: {}", gpu.summary());
+        }
         if r.kernels.replaced() > 0 {
             eprintln!("vigia: kernels: {}", r.kernels.summary());
         }
@@ -113,17 +122,25 @@ fn cache_note(r: &vigia::engine::LoadReport) -> String {
     }
 }
 
-/// The engine and its version (or library) for the load line.
-fn engine_label(kind: EngineKind) -> String {
-    match kind {
-        EngineKind::Tract => format!("tract {}", engine::tract_version()),
+/// The engine that runs (`Engine::name`) and its version, library or GPU for the load line.
+fn engine_label(name: &str) -> String {
+    match name {
+        "cuda" => match vigia::engine::gpu::probe() {
+            vigia::engine::gpu::GpuStatus::Ready(info) => format!(
+                "the GPU (tract-cuda {}, {})",
+                engine::tract_version(),
+                info.summary()
+            ),
+            _ => format!("the GPU (tract-cuda {})", engine::tract_version()),
+        },
         #[cfg(feature = "ort")]
-        EngineKind::Ort => match vigia::engine::ort::init(None) {
+        "ort" => match vigia::engine::ort::init(None) {
             Ok((path, _)) => format!("ONNX Runtime ({})", path.display()),
             Err(_) => "ONNX Runtime".into(),
         },
         #[cfg(not(feature = "ort"))]
-        EngineKind::Ort => "ONNX Runtime".into(),
+        "ort" => "ONNX Runtime".into(),
+        _ => format!("tract {}", engine::tract_version()),
     }
 }
 

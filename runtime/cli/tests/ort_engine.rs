@@ -25,7 +25,7 @@ fn without_the_feature_engine_ort_is_refused_with_a_hint() {
     assert!(err.contains("--features ort"), "{err}");
     let o = vigia(&["detect", image.to_str().unwrap(), "--engine", "onnx"]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("tract or ort"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("tract, cuda or ort"));
 }
 
 #[cfg(feature = "ort")]
@@ -75,8 +75,8 @@ mod with_ort {
         assert_eq!(
             m.engine.name(),
             match engine {
-                EngineKind::Tract => "tract",
                 EngineKind::Ort => "ort",
+                _ => "tract",
             }
         );
         m
@@ -199,6 +199,54 @@ mod with_ort {
             let by: Vec<f64> = serde_json::from_value(y["box"].clone()).unwrap();
             assert!(bx.iter().zip(&by).all(|(p, q)| (p - q).abs() < 0.5));
         }
+    }
+
+    #[test]
+    fn a_cpu_only_library_refuses_the_gpu_providers_by_name() {
+        let Some(lib) = dylib() else {
+            return;
+        };
+        let image = common::models_dir().join("samples/person.jpg");
+        for (ep, name) in [("cuda", "CUDA"), ("tensorrt", "TensorRT")] {
+            let o = vigia(&[
+                "detect",
+                image.to_str().unwrap(),
+                "--engine",
+                "ort",
+                "--ort-ep",
+                ep,
+            ]);
+            let err = String::from_utf8_lossy(&o.stderr);
+            if o.status.success() {
+                // An onnxruntime-gpu library: the provider is there.
+                common::skip(format!(
+                    "skipping: {} has the {name} provider",
+                    lib.display()
+                ));
+                continue;
+            }
+            assert!(!err.contains("panicked"), "{err}");
+            let line = err
+                .lines()
+                .find(|l| l.contains("engine ort cannot run here"))
+                .unwrap_or_else(|| panic!("no refusal line in:\n{err}"));
+            assert!(
+                line.contains(&format!("without the {name} execution provider")),
+                "{line}"
+            );
+            assert!(line.contains("onnxruntime-gpu"), "{line}");
+        }
+        // The CPU provider, named, runs.
+        let o = vigia(&[
+            "detect",
+            image.to_str().unwrap(),
+            "--engine",
+            "ort",
+            "--ort-ep",
+            "cpu",
+            "-q",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
 
     #[test]

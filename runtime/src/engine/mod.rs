@@ -1,12 +1,17 @@
 //! Inference engines: load an ONNX graph, fix its input shape, optimize once, run many times.
 //!
 //! [`Engine`] is the small trait the rest of the runtime sees; [`TractEngine`] is the default
-//! (and, in static builds, the only) implementation. [`onnx`] reads model files, [`passes`]
-//! rewrites their graphs, [`cache`] keeps prepared models between runs, [`half`] converts to f16
-//! and [`flops`] counts the work.
+//! implementation, `cuda::CudaEngine` (feature `cuda`) runs on an NVIDIA GPU and `ort::OrtEngine`
+//! (feature `ort`) on ONNX Runtime. [`onnx`] reads model files, [`passes`] rewrites their graphs,
+//! [`cache`] keeps prepared models between runs, [`half`] converts to f16, [`flops`] counts the
+//! work and [`gpu`] finds the GPU.
 
 pub mod cache;
+pub mod choice;
+#[cfg(feature = "cuda-engine")]
+pub mod cuda;
 pub mod flops;
+pub mod gpu;
 pub mod half;
 pub mod onnx;
 pub mod ops;
@@ -27,7 +32,7 @@ use crate::error::{Error, Result};
 
 /// One inference engine instance: a fixed-shape plan plus the state reused on every frame.
 pub trait Engine: Send {
-    /// Engine name for reports (`tract`, `ort`).
+    /// Engine name for reports (`tract`, `cuda`, `ort`).
     fn name(&self) -> &'static str;
     /// The fixed input shape.
     fn input_shape(&self) -> &[usize];
@@ -48,8 +53,8 @@ pub trait Engine: Send {
     }
 }
 
-/// Time spent turning a file into a runnable plan.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+/// Time spent turning a file into a runnable plan, and what the engine made of it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct LoadReport {
     /// Graph construction from the parsed protobuf.
     pub parse_ms: f64,
@@ -67,6 +72,40 @@ pub struct LoadReport {
     pub cache: CacheUse,
     /// Convolutions moved to vigia's kernels.
     pub kernels: passes::conv_kernels::KernelReport,
+    /// Where the operators run (the `cuda` engine).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuPlacement>,
+}
+
+/// Where a GPU engine runs a graph's operators.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GpuPlacement {
+    /// Operators on the GPU.
+    pub gpu_ops: usize,
+    /// Operators left on the CPU (no GPU kernel), by name.
+    pub cpu_ops: Vec<String>,
+    /// Copies between host and device (each CPU operator costs one each way).
+    pub copies: usize,
+}
+
+impl GpuPlacement {
+    /// One line: `84 operators on the GPU, 2 on the CPU (Topk, Gather), 4 copies`.
+    pub fn summary(&self) -> String {
+        let mut cpu: Vec<&str> = self.cpu_ops.iter().map(String::as_str).collect();
+        cpu.sort_unstable();
+        cpu.dedup();
+        let names = if cpu.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", cpu.join(", "))
+        };
+        format!(
+            "{} operators on the GPU, {} on the CPU{names}, {} host/device copies",
+            self.gpu_ops,
+            self.cpu_ops.len(),
+            self.copies
+        )
+    }
 }
 
 impl LoadReport {

@@ -15,6 +15,7 @@ use ort::value::Tensor;
 use prost::Message;
 use tract_onnx::tract_core::ndarray::{ArrayViewD, IxDyn};
 
+use crate::engine::choice::OrtProvider;
 use crate::engine::{Engine, LoadReport, OnnxGraph};
 use crate::error::{Error, Result};
 
@@ -78,8 +79,8 @@ fn dylib_in(dir: &Path) -> Option<PathBuf> {
 /// Loads ONNX Runtime once per process (later calls reuse the first library); returns its
 /// path and build information.
 pub fn init(explicit: Option<&Path>) -> Result<(PathBuf, String)> {
-    let to_error = |reason: String| Error::Option {
-        option: "--engine ort".into(),
+    let to_error = |reason: String| Error::EngineUnavailable {
+        engine: "ort",
         reason,
     };
     if let Some(loaded) = LOADED.get() {
@@ -113,8 +114,22 @@ fn default_dylib_name() -> &'static str {
     }
 }
 
-/// An ONNX Runtime session on the CPU with a fixed input buffer; outputs are copied out after
-/// each run so they can be viewed like tract's.
+/// How an ONNX Runtime session is set up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// Intra-op threads (0 means 1).
+    pub threads: usize,
+    /// The execution provider; anything but the CPU must register or the build fails.
+    pub provider: OrtProvider,
+    /// TensorRT: build f16 engines.
+    pub half: bool,
+    /// TensorRT: where its engine cache goes (`tensorrt/` inside; vigia's default cache dir when
+    /// `None`).
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// An ONNX Runtime session with a fixed input buffer; outputs are copied out after each run so
+/// they can be viewed like tract's.
 pub struct OrtEngine {
     session: Session,
     input: Tensor<f32>,
@@ -122,19 +137,21 @@ pub struct OrtEngine {
     outputs: Vec<(Vec<usize>, Vec<f32>)>,
     output_names: Vec<String>,
     model: Arc<[u8]>,
-    threads: usize,
+    options: SessionOptions,
 }
 
 impl OrtEngine {
-    /// Builds a session for `graph` (as vigia prepared it) with a fixed f32 input shape and
-    /// `threads` intra-op threads, loading ONNX Runtime from `dylib` first if needed.
+    /// Builds a session for `graph` (as vigia prepared it) with a fixed f32 input shape, as
+    /// `options` say, loading ONNX Runtime from `dylib` first if needed. A provider the library
+    /// lacks is an [`Error::EngineUnavailable`] naming it.
     pub fn build(
         graph: &OnnxGraph,
         input_shape: &[usize],
-        threads: usize,
+        options: &SessionOptions,
         dylib: Option<&Path>,
     ) -> Result<(Self, LoadReport)> {
-        init(dylib)?;
+        let (library, _) = init(dylib)?;
+        check_provider(options.provider, &library)?;
         let name = graph.source().display_name();
         let t = Instant::now();
         let model: Arc<[u8]> = graph.proto().encode_to_vec().into();
@@ -144,7 +161,7 @@ impl OrtEngine {
         };
         let t = Instant::now();
         let engine =
-            Self::from_bytes(model, input_shape.to_vec(), threads.max(1)).map_err(|reason| {
+            Self::from_bytes(model, input_shape.to_vec(), options.clone()).map_err(|reason| {
                 Error::Model {
                     model: name,
                     reason,
@@ -157,15 +174,23 @@ impl OrtEngine {
     fn from_bytes(
         model: Arc<[u8]>,
         input_shape: Vec<usize>,
-        threads: usize,
+        options: SessionOptions,
     ) -> std::result::Result<Self, String> {
         let session = catch_unwind(AssertUnwindSafe(|| -> std::result::Result<_, String> {
-            Session::builder()
+            let mut builder = Session::builder()
                 .map_err(|e| e.to_string())?
-                .with_intra_threads(threads)
+                .with_intra_threads(options.threads.max(1))
                 .map_err(|e| e.to_string())?
                 .with_inter_threads(1)
-                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            if let Some(provider) = provider_dispatch(&options)? {
+                builder = builder
+                    .with_execution_providers([provider.error_on_failure()])
+                    .map_err(|e| {
+                        format!("ONNX Runtime cannot start {:?}: {e}", options.provider)
+                    })?;
+            }
+            builder
                 .commit_from_memory(&model)
                 .map_err(|e| format!("ONNX Runtime cannot load the graph: {e}"))
         }))
@@ -191,7 +216,7 @@ impl OrtEngine {
             outputs: vec![],
             output_names,
             model,
-            threads,
+            options,
         })
     }
 }
@@ -249,11 +274,70 @@ impl Engine for OrtEngine {
     }
 
     fn fork(&self) -> Result<Box<dyn Engine>> {
-        let engine = Self::from_bytes(self.model.clone(), self.input_shape.clone(), self.threads)
-            .map_err(|reason| Error::Model {
+        let engine = Self::from_bytes(
+            self.model.clone(),
+            self.input_shape.clone(),
+            self.options.clone(),
+        )
+        .map_err(|reason| Error::Model {
             model: "ort".into(),
             reason,
         })?;
         Ok(Box::new(engine))
     }
+}
+
+/// Refuses a provider the loaded library was built without, naming the package that has it.
+fn check_provider(provider: OrtProvider, library: &Path) -> Result<()> {
+    use ort::ep::ExecutionProvider;
+    let (name, available) = match provider {
+        OrtProvider::Cpu => return Ok(()),
+        OrtProvider::Cuda => ("CUDA", ort::ep::CUDA::default().is_available()),
+        OrtProvider::TensorRt => ("TensorRT", ort::ep::TensorRT::default().is_available()),
+    };
+    match available {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::EngineUnavailable {
+            engine: "ort",
+            reason: format!(
+                "the ONNX Runtime at {} was built without the {name} execution provider; use an \
+                 onnxruntime-gpu build (pip install onnxruntime-gpu, or JetPack's onnxruntime \
+                 wheel on a Jetson) with --ort-lib, or --ort-ep cpu",
+                library.display()
+            ),
+        }),
+        Err(e) => Err(Error::EngineUnavailable {
+            engine: "ort",
+            reason: format!("cannot list ONNX Runtime's providers: {e}"),
+        }),
+    }
+}
+
+/// The execution provider to register for `options` (`None`: the CPU).
+fn provider_dispatch(
+    options: &SessionOptions,
+) -> std::result::Result<Option<ort::ep::ExecutionProviderDispatch>, String> {
+    Ok(match options.provider {
+        OrtProvider::Cpu => None,
+        OrtProvider::Cuda => Some(ort::ep::CUDA::default().build()),
+        OrtProvider::TensorRt => {
+            let dir = options
+                .cache_dir
+                .clone()
+                .or_else(crate::board::default_cache_dir)
+                .ok_or("TensorRT needs a cache directory for its engines; pass --cache-dir")?
+                .join("tensorrt");
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create TensorRT's cache {}: {e}", dir.display()))?;
+            Some(
+                ort::ep::TensorRT::default()
+                    .with_engine_cache(true)
+                    .with_engine_cache_path(dir.display())
+                    .with_timing_cache(true)
+                    .with_timing_cache_path(dir.display())
+                    .with_fp16(options.half)
+                    .build(),
+            )
+        }
+    })
 }

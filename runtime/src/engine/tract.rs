@@ -135,19 +135,7 @@ impl TractEngine {
         (opts, decluttered): (&BuildOptions, &mut Option<TypedModel>),
     ) -> std::thread::Result<TractResult<TypedModel>> {
         catch_unwind(AssertUnwindSafe(|| -> TractResult<TypedModel> {
-            let t = Instant::now();
-            // Graph rewrites (Pad folding, YOLO head cut) unless VIGIA_NO_REWRITE is set.
-            let rewritten = crate::engine::passes::enabled()
-                .then(|| crate::engine::passes::rewrite(graph.proto(), shape))
-                .flatten();
-            let proto = rewritten.as_ref().map_or(graph.proto(), |(p, _)| p);
-            let model = onnx.model_for_proto_model(proto)?;
-            report.parse_ms = ms(t.elapsed());
-            let t = Instant::now();
-            let typed = model
-                .with_input_fact(0, f32::fact(shape).into())?
-                .into_typed()?;
-            report.typing_ms = ms(t.elapsed());
+            let typed = parse_typed(onnx, graph, shape, report)?;
             let typed = prepare(typed, opts, report, decluttered)?;
             let typed =
                 with_vigia_kernels(typed, opts, report, opts.half || opts.cache_dir.is_some())?;
@@ -290,6 +278,29 @@ pub fn load_cached(
     let engine = from_cache(&entry, opts, &mut report)?;
     report.cache_ms += hash_ms;
     Some((engine, report))
+}
+
+/// Parses `graph` (after vigia's ONNX rewrites: Pad folding, YOLO head cut, unless
+/// `VIGIA_NO_REWRITE` is set) and types it for an f32 input of `shape`, timing both steps.
+pub(crate) fn parse_typed(
+    onnx: &tract_onnx::model::Onnx,
+    graph: &OnnxGraph,
+    shape: &[usize],
+    report: &mut LoadReport,
+) -> TractResult<TypedModel> {
+    let t = Instant::now();
+    let rewritten = crate::engine::passes::enabled()
+        .then(|| crate::engine::passes::rewrite(graph.proto(), shape))
+        .flatten();
+    let proto = rewritten.as_ref().map_or(graph.proto(), |(p, _)| p);
+    let model = onnx.model_for_proto_model(proto)?;
+    report.parse_ms = ms(t.elapsed());
+    let t = Instant::now();
+    let typed = model
+        .with_input_fact(0, f32::fact(shape).into())?
+        .into_typed()?;
+    report.typing_ms = ms(t.elapsed());
+    Ok(typed)
 }
 
 /// Declutters and converts to f16 before optimization when `opts` ask for either; keeps a copy

@@ -1,0 +1,230 @@
+//! The `cuda` engine: tract's CUDA backend (tract-cuda) runs the graph on an NVIDIA GPU,
+//! convolutions through cuDNN and the other operators on CUDA kernels. Operators it has no kernel
+//! for stay on the CPU with a copy each way; the load report counts both.
+//!
+//! The graph gets vigia's ONNX rewrites (Pad folding, YOLO head cut) but not vigia's CPU
+//! convolution kernels: tract-cuda translates tract's own operators.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ndarray::ArrayViewD;
+use tract_onnx::tract_core::runtime::{runtime_for_name, Runnable, State};
+
+use super::gpu::probe;
+use super::onnx::OnnxGraph;
+use super::tract::parse_typed;
+use super::{chain, model_err, ms, Engine, GpuPlacement, LoadReport};
+use crate::error::{Error, Result};
+
+/// A graph prepared for the GPU and one state (its device buffers) reused on every frame.
+pub struct CudaEngine {
+    plan: Arc<dyn Runnable>,
+    state: Box<dyn State>,
+    input: Arc<Tensor>,
+    input_shape: Vec<usize>,
+    outputs: TVec<TValue>,
+    output_names: Vec<String>,
+}
+
+impl CudaEngine {
+    /// Builds the engine for `graph` with a fixed f32 input shape, in f16 on the GPU with `half`
+    /// (inputs and outputs stay f32). Without a usable GPU this is an [`Error::EngineUnavailable`]
+    /// saying what is missing.
+    pub fn build(
+        graph: &OnnxGraph,
+        input_shape: &[usize],
+        half: bool,
+    ) -> Result<(Self, LoadReport)> {
+        if let Some(why) = probe().unusable_reason() {
+            return Err(Error::EngineUnavailable {
+                engine: "cuda",
+                reason: why,
+            });
+        }
+        let name = graph.source().display_name();
+        let shape = input_shape.to_vec();
+        let mut report = LoadReport::default();
+        let typed =
+            typed_model(graph, &shape, half, &mut report).map_err(|e| model_err(&name, &e))?;
+        let t = Instant::now();
+        let prepared = catch_unwind(AssertUnwindSafe(|| prepare_on_gpu(typed)))
+            .map_err(|_| model_err(&name, "tract-cuda panicked while preparing the graph"))?
+            .map_err(|e| {
+                model_err(
+                    &name,
+                    &format!("cannot prepare the graph for the GPU: {}", chain(&e)),
+                )
+            })?;
+        report.optimize_ms = ms(t.elapsed());
+        let t = Instant::now();
+        report.gpu = Some(placement(&*prepared));
+        let engine =
+            Self::with_plan(Arc::from(prepared), shape).map_err(|e| model_err(&name, &e))?;
+        report.plan_ms = ms(t.elapsed());
+        Ok((engine, report))
+    }
+
+    fn with_plan(plan: Arc<dyn Runnable>, input_shape: Vec<usize>) -> Result<Self, String> {
+        let model = plan
+            .typed_model()
+            .ok_or("tract-cuda gave a plan without its model")?;
+        if model.inputs.len() != 1 {
+            return Err(format!(
+                "the graph has {} inputs; vigia runs single-input image models",
+                model.inputs.len()
+            ));
+        }
+        let output_names = model
+            .outputs
+            .iter()
+            .map(|o| model.node(o.node).name.clone())
+            .collect();
+        let state = plan.spawn().map_err(|e| chain(&e))?;
+        let input = Arc::new(Tensor::zero::<f32>(&input_shape).map_err(|e| chain(&e))?);
+        Ok(CudaEngine {
+            plan,
+            state,
+            input,
+            input_shape,
+            outputs: tvec![],
+            output_names,
+        })
+    }
+}
+
+/// Parses and types `graph` (leniently on a second try, as the tract engine does), declutters it
+/// and converts it to f16 with `half`.
+fn typed_model(
+    graph: &OnnxGraph,
+    shape: &[usize],
+    half: bool,
+    report: &mut LoadReport,
+) -> Result<TypedModel, String> {
+    let build = |onnx: &tract_onnx::model::Onnx, report: &mut LoadReport| {
+        catch_unwind(AssertUnwindSafe(|| -> TractResult<TypedModel> {
+            let typed = parse_typed(onnx, graph, shape, report)?;
+            let t = Instant::now();
+            let mut model = typed.into_decluttered()?;
+            if half {
+                model = super::half::to_half(model)?;
+            }
+            report.declutter_ms = ms(t.elapsed());
+            Ok(model)
+        }))
+    };
+    let lenient = || {
+        tract_onnx::onnx()
+            .with_ignore_output_shapes(true)
+            .with_ignore_value_info(true)
+    };
+    match build(&tract_onnx::onnx(), report) {
+        Ok(Ok(m)) => Ok(m),
+        Ok(Err(first)) => match build(&lenient(), report) {
+            Ok(Ok(m)) => Ok(m),
+            _ => Err(format!(
+                "cannot build the graph for input shape {shape:?}: {}",
+                chain(&first)
+            )),
+        },
+        Err(_) => Err(format!(
+            "tract panicked while loading the graph for input shape {shape:?}"
+        )),
+    }
+}
+
+/// tract-cuda's runtime: translation to GPU operators, optimization, plan, weights uploaded.
+fn prepare_on_gpu(model: TypedModel) -> TractResult<Box<dyn Runnable>> {
+    // Linking tract-cuda registers its runtime; naming a symbol keeps the crate linked.
+    let _ = tract_cuda::CudaTransform;
+    let runtime = runtime_for_name("cuda")?
+        .ok_or_else(|| anyhow::anyhow!("tract-cuda's runtime is not registered in this build"))?;
+    runtime.prepare(model)
+}
+
+/// Counts where the prepared graph's operators run.
+fn placement(plan: &dyn Runnable) -> GpuPlacement {
+    let mut placement = GpuPlacement::default();
+    let Some(model) = plan.typed_model() else {
+        return placement;
+    };
+    for node in model.nodes() {
+        let op = node.op.name();
+        if op.starts_with("DeviceSync") {
+            placement.copies += 1;
+        } else if op.starts_with("Cuda") || op.starts_with("Gpu") {
+            placement.gpu_ops += 1;
+        } else if op != "Source" && op != "Const" {
+            placement.cpu_ops.push(op.to_string());
+        }
+    }
+    placement
+}
+
+impl Engine for CudaEngine {
+    fn name(&self) -> &'static str {
+        "cuda"
+    }
+
+    fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    fn input_mut(&mut self) -> &mut [f32] {
+        // The state keeps no reference to the input after a run, so this does not copy.
+        Arc::make_mut(&mut self.input)
+            .to_plain_array_view_mut::<f32>()
+            .ok()
+            .and_then(|v| v.into_slice())
+            .unwrap_or_default()
+    }
+
+    fn run(&mut self) -> Result<()> {
+        self.outputs.clear();
+        let input = TValue::from_const(self.input.clone());
+        match catch_unwind(AssertUnwindSafe(|| self.state.run(tvec![input]))) {
+            Ok(Ok(out)) => {
+                self.outputs = out;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(model_err("inference on the GPU", &chain(&e))),
+            Err(_) => Err(model_err(
+                "inference on the GPU",
+                "tract-cuda panicked while running the graph",
+            )),
+        }
+    }
+
+    fn outputs(&self) -> Result<Vec<ArrayViewD<'_, f32>>> {
+        self.outputs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                o.to_plain_array_view::<f32>().map_err(|e| {
+                    model_err(
+                        "inference on the GPU",
+                        &format!(
+                            "output {} is {:?}, expected f32 ({e})",
+                            self.output_names.get(i).map(String::as_str).unwrap_or("?"),
+                            o.datum_type(),
+                        ),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn output_names(&self) -> &[String] {
+        &self.output_names
+    }
+
+    fn fork(&self) -> Result<Box<dyn Engine>> {
+        // A new state (its own device buffers; each thread runs its own CUDA stream) on the same
+        // prepared graph: weights are uploaded once.
+        Self::with_plan(self.plan.clone(), self.input_shape.clone())
+            .map(|e| Box::new(e) as Box<dyn Engine>)
+            .map_err(|e| model_err("cuda", &e))
+    }
+}
