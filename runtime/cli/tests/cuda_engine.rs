@@ -235,8 +235,8 @@ mod with_cuda {
         m
     }
 
-    /// Largest difference between the two engines' raw outputs on the same input, relative to
-    /// the largest magnitude.
+    /// Largest difference between the two engines' raw outputs on the same ramp input, relative
+    /// to the largest magnitude.
     fn max_rel_diff(cpu: &mut LoadedModel, gpu: &mut LoadedModel) -> f32 {
         let n = cpu.engine.input_mut().len();
         for (i, (a, b)) in cpu
@@ -252,20 +252,7 @@ mod with_cuda {
         }
         cpu.engine.run().unwrap();
         gpu.engine.run().unwrap();
-        let (oa, ob) = (cpu.engine.outputs().unwrap(), gpu.engine.outputs().unwrap());
-        assert_eq!(oa.len(), ob.len());
-        let mut worst = 0f32;
-        for (x, y) in oa.iter().zip(&ob) {
-            assert_eq!(x.shape(), y.shape());
-            assert!(y.iter().all(|v| v.is_finite()));
-            let scale = x.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-            let diff = x
-                .iter()
-                .zip(y.iter())
-                .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
-            worst = worst.max(diff / scale);
-        }
-        worst
+        common::max_rel_output_diff(&*cpu.engine, &*gpu.engine)
     }
 
     #[test]

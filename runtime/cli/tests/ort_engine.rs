@@ -82,22 +82,8 @@ mod with_ort {
         m
     }
 
-    /// Largest absolute difference between the two engines' raw outputs, relative to the
-    /// largest magnitude, after each ran on the same preprocessed input.
     fn max_rel_output_diff(a: &LoadedModel, b: &LoadedModel) -> f32 {
-        let (oa, ob) = (a.engine.outputs().unwrap(), b.engine.outputs().unwrap());
-        assert_eq!(oa.len(), ob.len());
-        let mut worst = 0f32;
-        for (x, y) in oa.iter().zip(&ob) {
-            assert_eq!(x.shape(), y.shape());
-            let scale = x.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-            let diff = x
-                .iter()
-                .zip(y.iter())
-                .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
-            worst = worst.max(diff / scale);
-        }
-        worst
+        common::max_rel_output_diff(&*a.engine, &*b.engine)
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tract_onnx::tract_core::runtime::{runtime_for_name, Runnable, State};
 
 use super::gpu::probe;
 use super::onnx::OnnxGraph;
-use super::tract::parse_typed;
+use super::tract::{f32_views, input_slice, parse_typed};
 use super::{chain, model_err, ms, Engine, GpuPlacement, LoadReport};
 use crate::error::{Error, Result};
 
@@ -174,11 +174,7 @@ impl Engine for CudaEngine {
 
     fn input_mut(&mut self) -> &mut [f32] {
         // The state keeps no reference to the input after a run, so this does not copy.
-        Arc::make_mut(&mut self.input)
-            .to_plain_array_view_mut::<f32>()
-            .ok()
-            .and_then(|v| v.into_slice())
-            .unwrap_or_default()
+        input_slice(&mut self.input)
     }
 
     fn run(&mut self) -> Result<()> {
@@ -198,22 +194,7 @@ impl Engine for CudaEngine {
     }
 
     fn outputs(&self) -> Result<Vec<ArrayViewD<'_, f32>>> {
-        self.outputs
-            .iter()
-            .enumerate()
-            .map(|(i, o)| {
-                o.to_plain_array_view::<f32>().map_err(|e| {
-                    model_err(
-                        "inference on the GPU",
-                        &format!(
-                            "output {} is {:?}, expected f32 ({e})",
-                            self.output_names.get(i).map(String::as_str).unwrap_or("?"),
-                            o.datum_type(),
-                        ),
-                    )
-                })
-            })
-            .collect()
+        f32_views(&self.outputs, &self.output_names, "inference on the GPU")
     }
 
     fn output_names(&self) -> &[String] {

@@ -184,11 +184,7 @@ impl Engine for TractEngine {
 
     fn input_mut(&mut self) -> &mut [f32] {
         // `run` drops the state's reference to the input, so this does not copy.
-        Arc::make_mut(&mut self.input)
-            .to_plain_array_view_mut::<f32>()
-            .ok()
-            .and_then(|v| v.into_slice())
-            .unwrap_or_default()
+        input_slice(&mut self.input)
     }
 
     fn run(&mut self) -> Result<()> {
@@ -211,22 +207,7 @@ impl Engine for TractEngine {
     }
 
     fn outputs(&self) -> Result<Vec<ArrayViewD<'_, f32>>> {
-        self.outputs
-            .iter()
-            .enumerate()
-            .map(|(i, o)| {
-                o.to_plain_array_view::<f32>().map_err(|e| {
-                    model_err(
-                        "inference",
-                        &format!(
-                            "output {} is {:?}, expected f32 ({e})",
-                            self.output_names.get(i).map(String::as_str).unwrap_or("?"),
-                            o.datum_type(),
-                        ),
-                    )
-                })
-            })
-            .collect()
+        f32_views(&self.outputs, &self.output_names, "inference")
     }
 
     fn output_names(&self) -> &[String] {
@@ -251,6 +232,40 @@ impl Engine for TractEngine {
             output_names: self.output_names.clone(),
         }))
     }
+}
+
+/// The input tensor's values to fill in place (copied first only if a run still holds it).
+pub(crate) fn input_slice(input: &mut Arc<Tensor>) -> &mut [f32] {
+    Arc::make_mut(input)
+        .to_plain_array_view_mut::<f32>()
+        .ok()
+        .and_then(|v| v.into_slice())
+        .unwrap_or_default()
+}
+
+/// f32 views of a run's `outputs`; an output of another type is an error naming it (`context`
+/// says which run).
+pub(crate) fn f32_views<'a>(
+    outputs: &'a [TValue],
+    names: &[String],
+    context: &str,
+) -> Result<Vec<ArrayViewD<'a, f32>>> {
+    outputs
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            o.to_plain_array_view::<f32>().map_err(|e| {
+                model_err(
+                    context,
+                    &format!(
+                        "output {} is {:?}, expected f32 ({e})",
+                        names.get(i).map(String::as_str).unwrap_or("?"),
+                        o.datum_type(),
+                    ),
+                )
+            })
+        })
+        .collect()
 }
 
 /// The engine for `bytes` (read from `source`) at `shape` straight from the cache, skipping the

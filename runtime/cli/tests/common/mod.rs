@@ -65,3 +65,25 @@ pub fn spawn_with_preview(
     };
     (child, addr, rx)
 }
+
+/// Largest difference between two engines' raw outputs after their last runs, relative to the
+/// largest magnitude of `reference`'s; the outputs must have the same shapes.
+pub fn max_rel_output_diff(
+    reference: &dyn vigia::engine::Engine,
+    other: &dyn vigia::engine::Engine,
+) -> f32 {
+    let (oa, ob) = (reference.outputs().unwrap(), other.outputs().unwrap());
+    assert_eq!(oa.len(), ob.len());
+    let mut worst = 0f32;
+    for (x, y) in oa.iter().zip(&ob) {
+        assert_eq!(x.shape(), y.shape());
+        assert!(y.iter().all(|v| v.is_finite()));
+        let scale = x.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        let diff = x
+            .iter()
+            .zip(y.iter())
+            .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        worst = worst.max(diff / scale);
+    }
+    worst
+}
