@@ -110,12 +110,13 @@ impl DepthwiseConv {
                 self.bias[c],
                 acc,
             );
-            self.activation.apply(acc);
+            // The activation on the way out, in one pass with the copy.
             for (row, out_row) in acc
                 .chunks_exact(pc)
                 .zip(out_plane.chunks_exact_mut(g.out_w))
             {
-                out_row.copy_from_slice(&row[..g.out_w]);
+                self.activation
+                    .apply_into_for(isa, &row[..g.out_w], out_row);
             }
         });
     }

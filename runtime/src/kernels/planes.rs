@@ -147,11 +147,48 @@ pub(crate) fn fill_phases(g: &PlaneGeometry, plane: &[f32], phases: &mut [f32]) 
                     row[end..].fill(0.0);
                     if end > first {
                         let start = first * sw + rx - g.pad_left;
-                        for (v, x) in row[first..end].iter_mut().zip(src[start..].chunks(sw)) {
-                            *v = x[0];
-                        }
+                        gather_strided(&src[start..], sw, &mut row[first..end]);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// `dst[i] = src[i * stride]`; stride 2 (most strided layers) as pairs of known size, which the
+/// compiler turns into vector shuffles.
+#[inline]
+fn gather_strided(src: &[f32], stride: usize, dst: &mut [f32]) {
+    if stride == 2 {
+        let pairs = src.chunks_exact(2);
+        let paired = pairs.len().min(dst.len());
+        for (v, pair) in dst[..paired].iter_mut().zip(pairs) {
+            *v = pair[0];
+        }
+        // The last value when `src` ends on the first of a pair.
+        for (i, v) in dst.iter_mut().enumerate().skip(paired) {
+            *v = src[i * 2];
+        }
+    } else {
+        for (v, x) in dst.iter_mut().zip(src.chunks(stride)) {
+            *v = x[0];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strided_gathers_take_every_stride_th_value_to_the_end() {
+        let src: Vec<f32> = (0..11).map(|i| i as f32).collect();
+        for stride in 1..=4 {
+            for n in 0..=src.len().div_ceil(stride) {
+                let mut dst = vec![f32::NAN; n];
+                gather_strided(&src, stride, &mut dst);
+                let want: Vec<f32> = (0..n).map(|i| (i * stride) as f32).collect();
+                assert_eq!(dst, want, "stride {stride}, {n} values");
             }
         }
     }

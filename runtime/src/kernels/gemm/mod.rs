@@ -323,10 +323,7 @@ unsafe fn run_block(
                     }
                 }
                 if last && activation != Activation::None {
-                    for r in 0..h {
-                        let row = std::slice::from_raw_parts_mut(dst.add(r * ldc), w);
-                        apply_activation(a.isa, activation, row);
-                    }
+                    activation.apply_rows_for(a.isa, dst, h, w, ldc);
                 }
             }
         }
@@ -392,21 +389,6 @@ fn pack_panel_by_column(
             *v = b.data[off + (col / b.run) * b.pitch + col % b.run];
         }
         dst[w..].fill(0.0);
-    }
-}
-
-/// Applies `activation` to `row`, compiled for `isa`'s vectors.
-///
-/// # Safety
-/// `isa` must be supported by the CPU.
-#[inline]
-unsafe fn apply_activation(isa: Isa, activation: Activation, row: &mut [f32]) {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => x86_64::activation_avx512(activation, row),
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => x86_64::activation_avx2(activation, row),
-        _ => activation.apply(row),
     }
 }
 

@@ -6,26 +6,6 @@
 
 use std::arch::x86_64::*;
 
-use crate::kernels::Activation;
-
-/// [`Activation::apply`] compiled with AVX-512F.
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn activation_avx512(activation: Activation, row: &mut [f32]) {
-    activation.apply(row)
-}
-
-/// [`Activation::apply`] compiled with AVX2 and FMA.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn activation_avx2(activation: Activation, row: &mut [f32]) {
-    activation.apply(row)
-}
-
 /// AVX-512F, 12 rows x 32 columns (24 accumulators).
 ///
 /// # Safety
