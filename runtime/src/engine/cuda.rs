@@ -15,7 +15,7 @@ use tract_onnx::tract_core::runtime::{runtime_for_name, Runnable, State};
 
 use super::gpu::probe;
 use super::onnx::OnnxGraph;
-use super::tract::{f32_views, input_slice, parse_typed};
+use super::tract::{f32_views, input_slice, parse_typed, run_outputs};
 use super::{chain, model_err, ms, Engine, GpuPlacement, LoadReport};
 use crate::error::{Error, Result};
 
@@ -180,17 +180,9 @@ impl Engine for CudaEngine {
     fn run(&mut self) -> Result<()> {
         self.outputs.clear();
         let input = TValue::from_const(self.input.clone());
-        match catch_unwind(AssertUnwindSafe(|| self.state.run(tvec![input]))) {
-            Ok(Ok(out)) => {
-                self.outputs = out;
-                Ok(())
-            }
-            Ok(Err(e)) => Err(model_err("inference on the GPU", &chain(&e))),
-            Err(_) => Err(model_err(
-                "inference on the GPU",
-                "tract-cuda panicked while running the graph",
-            )),
-        }
+        let result = catch_unwind(AssertUnwindSafe(|| self.state.run(tvec![input])));
+        self.outputs = run_outputs(result, "inference on the GPU", "tract-cuda")?;
+        Ok(())
     }
 
     fn outputs(&self) -> Result<Vec<ArrayViewD<'_, f32>>> {

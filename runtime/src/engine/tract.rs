@@ -193,17 +193,8 @@ impl Engine for TractEngine {
         let result = catch_unwind(AssertUnwindSafe(|| self.state.run(tvec![input])));
         // Release the state's reference to the input so the buffer is refilled in place.
         let _ = self.state.reset_turn();
-        match result {
-            Ok(Ok(out)) => {
-                self.outputs = out;
-                Ok(())
-            }
-            Ok(Err(e)) => Err(model_err("inference", &chain(&e))),
-            Err(_) => Err(model_err(
-                "inference",
-                "tract panicked while running the graph",
-            )),
-        }
+        self.outputs = run_outputs(result, "inference", "tract")?;
+        Ok(())
     }
 
     fn outputs(&self) -> Result<Vec<ArrayViewD<'_, f32>>> {
@@ -231,6 +222,23 @@ impl Engine for TractEngine {
             outputs: tvec![],
             output_names: self.output_names.clone(),
         }))
+    }
+}
+
+/// A caught run's outputs, or its error or panic as a model error (`context` says which run,
+/// `engine` who panicked).
+pub(crate) fn run_outputs(
+    result: std::thread::Result<TractResult<TVec<TValue>>>,
+    context: &str,
+    engine: &str,
+) -> Result<TVec<TValue>> {
+    match result {
+        Ok(Ok(out)) => Ok(out),
+        Ok(Err(e)) => Err(model_err(context, &chain(&e))),
+        Err(_) => Err(model_err(
+            context,
+            &format!("{engine} panicked while running the graph"),
+        )),
     }
 }
 
