@@ -27,6 +27,8 @@ pub mod preprocess;
 pub mod publish;
 pub mod reid;
 pub mod resolve;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod sink;
 pub mod source;
 pub mod track;

@@ -4,6 +4,8 @@
 //! Needs Chromium (`VIGIA_CHROMIUM`, `/usr/bin/chromium`, or `chromium` on PATH); without it the
 //! test prints why and passes (CI installs the Debian package `chromium`).
 
+#![cfg(feature = "serve")]
+
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -12,7 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use image::{Rgb, RgbImage};
-use vigia::sink::preview::{PreviewConfig, PreviewServer};
+use vigia::serve::{PreviewConfig, PreviewServer};
+use vigia::sink::live_preview::LivePreview;
+use vigia::sink::preview_control::FollowControl;
 
 /// Colour of the moving box: nothing else on the page is magenta.
 const BOX: Rgb<u8> = Rgb([255, 0, 255]);
@@ -147,8 +151,12 @@ fn preview_page_renders_stats_and_stream_in_chromium() {
         token: Some(TOKEN.into()),
         max_clients: 8,
         jpeg_quality: 80,
+        cameras: vec!["front".into(), "back".into()],
     })
     .expect("preview server starts");
+    // Clicks are offered where a follower takes them: on the front camera.
+    server.set_follow_control("front", std::sync::Arc::new(AcceptAll));
+    let (front, back) = (server.feed("front").unwrap(), server.feed("back").unwrap());
     let url = format!(
         "http://{}/?token={}",
         server.local_addr(),
@@ -168,7 +176,11 @@ fn preview_page_renders_stats_and_stream_in_chromium() {
                     "tracks": 2,
                     "source": "test-pattern",
                 });
-                server.publish(&test_frame(i), stats);
+                front.publish(&test_frame(i), stats);
+                back.publish(
+                    &test_frame(i + 40),
+                    serde_json::json!({ "frame": i, "source": "back" }),
+                );
                 published.store(i + 1, Ordering::SeqCst);
                 i += 1;
                 std::thread::sleep(Duration::from_millis(50));
@@ -195,7 +207,7 @@ fn preview_page_renders_stats_and_stream_in_chromium() {
             .expect("img#stream in the DOM")..];
         let img = &img[..img.find('>').unwrap()];
         assert!(
-            img.contains("/stream.mjpg") && img.contains("token=t0k%2Fen%2B1"),
+            img.contains("/cameras/front/stream.mjpg") && img.contains("token=t0k%2Fen%2B1"),
             "the stream URL carries the token: {img}"
         );
         let frame: u32 = stats_cell(&dom, "frame")
@@ -215,6 +227,31 @@ fn preview_page_renders_stats_and_stream_in_chromium() {
             "{dom}"
         );
         assert!(dom.contains("click a person in the picture"), "{dom}");
+        // Two cameras: the picker lists both, and `?camera=back` shows the other one, where
+        // nobody is followed.
+        assert!(
+            dom.contains(r#"<select id="camera" aria-label="camera"><option value="front">"#),
+            "{dom}"
+        );
+        let back_dom = run_chromium(
+            &chromium,
+            &work,
+            "dump-dom-back",
+            &[
+                "--virtual-time-budget=3000".into(),
+                "--dump-dom".into(),
+                format!("{url}&camera=back"),
+            ],
+        );
+        assert_eq!(stats_cell(&back_dom, "source"), Some("back"), "{back_dom}");
+        let img = &back_dom[back_dom.find(r#"<img id="stream""#).expect("img#stream")..];
+        let img = &img[..img.find('>').unwrap()];
+        assert!(img.contains("/cameras/back/stream.mjpg"), "{img}");
+        assert!(!img.contains("clickable"), "{img}");
+        assert!(
+            back_dom.contains("nobody is followed on this camera"),
+            "{back_dom}"
+        );
 
         let shot = work.join("shot.png");
         run_chromium(
@@ -254,4 +291,13 @@ fn preview_page_renders_stats_and_stream_in_chromium() {
         );
     });
     drop(server);
+}
+
+/// A follower that takes every command.
+struct AcceptAll;
+
+impl FollowControl for AcceptAll {
+    fn follow(&self, body: &[u8]) -> Result<String, String> {
+        Ok(String::from_utf8_lossy(body).into_owned())
+    }
 }

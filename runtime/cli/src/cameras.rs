@@ -9,16 +9,27 @@
 //! vid_stride = 1       # optional: keep every Nth frame of a video file
 //! conf = 0.4           # optional: this camera's --conf
 //! classes = "person"   # optional: this camera's --classes
+//! model = "models/yolov8n-640.onnx"  # optional: this camera's --model (shared by cameras naming it)
+//! save_json = "door.jsonl"           # optional: this camera's files instead of the derived
+//! save_video = "door.mp4"            #   names (`out.door.jsonl`, ...)
+//! save_mot = "door.mot.txt"
+//! track_buffer = 60    # optional, `vigia track`: this camera's tracker settings
+//! track_high = 0.5
+//! track_low = 0.1
+//! new_track = 0.6
+//! match_thresh = 0.8
+//! reid = "off"         # hist, off or an embedding model
+//! reid_memory = "1m"
 //! ```
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use super::args::{seconds, SourceArgs};
-use super::run::source_stem;
+use super::track::TrackerOverrides;
 use vigia::publish::topics::check_level;
 
 /// One camera to run.
@@ -38,6 +49,23 @@ pub struct CameraSpec {
     pub conf: Option<f32>,
     /// Classes to keep instead of `--classes`.
     pub classes: Option<String>,
+    /// Model instead of `--model` (cameras naming the same file share it).
+    pub model: Option<String>,
+    /// Files written instead of the run's derived ones.
+    pub files: CameraFiles,
+    /// Tracker settings instead of the run's.
+    pub tracker: TrackerOverrides,
+}
+
+/// Files one camera writes instead of the run's derived names (cameras file).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CameraFiles {
+    /// JSON lines (`save_json`).
+    pub json: Option<PathBuf>,
+    /// Annotated video (`save_video`).
+    pub video: Option<PathBuf>,
+    /// MOTChallenge tracks (`save_mot`).
+    pub mot: Option<PathBuf>,
 }
 
 /// The cameras `args` name, or a clear error when none or a bad one was given.
@@ -108,6 +136,9 @@ impl CameraSpec {
             vid_stride: None,
             conf: None,
             classes: None,
+            model: None,
+            files: CameraFiles::default(),
+            tracker: TrackerOverrides::default(),
         }
     }
 }
@@ -122,6 +153,17 @@ struct CameraEntry {
     vid_stride: Option<u64>,
     conf: Option<f32>,
     classes: Option<String>,
+    model: Option<String>,
+    save_json: Option<PathBuf>,
+    save_video: Option<PathBuf>,
+    save_mot: Option<PathBuf>,
+    track_buffer: Option<u32>,
+    track_high: Option<f32>,
+    track_low: Option<f32>,
+    new_track: Option<f32>,
+    match_thresh: Option<f32>,
+    reid: Option<String>,
+    reid_memory: Option<Wait>,
 }
 
 /// Seconds as a number or as text with a unit.
@@ -159,20 +201,37 @@ fn from_file(path: &Path) -> anyhow::Result<Vec<CameraSpec>> {
             if c.source.is_empty() {
                 bail!("{}: empty source", at());
             }
-            let source_wait = match c.source_wait.as_ref() {
-                None => None,
-                Some(Wait::Seconds(s)) => {
-                    let s: f64 = *s;
-                    if !(s.is_finite() && s >= 0.0) {
-                        bail!("{}: source_wait {s} is not >= 0", at());
-                    }
-                    Some(s)
+            let source_wait = c
+                .source_wait
+                .as_ref()
+                .map(|w| w.seconds("source_wait"))
+                .transpose()
+                .with_context(at)?;
+            let reid_memory = c
+                .reid_memory
+                .as_ref()
+                .map(|w| w.seconds("reid_memory"))
+                .transpose()
+                .with_context(at)?;
+            for (key, value) in [
+                ("track_high", c.track_high),
+                ("track_low", c.track_low),
+                ("new_track", c.new_track),
+                ("match_thresh", c.match_thresh),
+            ] {
+                if let Some(v) = value.filter(|v| !(0.0..=1.0).contains(v)) {
+                    bail!("{}: {key} {v} is not in 0..1", at());
                 }
-                Some(Wait::Text(t)) => Some(
-                    seconds(t.as_str())
-                        .map_err(|e| anyhow::anyhow!("{}: source_wait {e}", at()))?,
-                ),
-            };
+            }
+            let reid = c
+                .reid
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e: String| anyhow::anyhow!("{}: reid: {e}", at()))?;
+            if c.model.as_deref() == Some("") {
+                bail!("{}: empty model", at());
+            }
             if c.vid_stride == Some(0) {
                 bail!("{}: vid_stride must be at least 1", at());
             }
@@ -187,9 +246,63 @@ fn from_file(path: &Path) -> anyhow::Result<Vec<CameraSpec>> {
                 vid_stride: c.vid_stride,
                 conf: c.conf,
                 classes: c.classes,
+                model: c.model,
+                files: CameraFiles {
+                    json: c.save_json,
+                    video: c.save_video,
+                    mot: c.save_mot,
+                },
+                tracker: TrackerOverrides {
+                    track_buffer: c.track_buffer,
+                    track_high: c.track_high,
+                    track_low: c.track_low,
+                    new_track: c.new_track,
+                    match_thresh: c.match_thresh,
+                    reid,
+                    reid_memory,
+                },
             })
         })
         .collect()
+}
+
+impl Wait {
+    /// The value in seconds; errors name `key`.
+    fn seconds(&self, key: &str) -> anyhow::Result<f64> {
+        match self {
+            Wait::Seconds(s) if s.is_finite() && *s >= 0.0 => Ok(*s),
+            Wait::Seconds(s) => bail!("{key} {s} is not >= 0"),
+            Wait::Text(t) => seconds(t.as_str()).map_err(|e| anyhow::anyhow!("{key} {e}")),
+        }
+    }
+}
+
+/// A file-name stem for outputs derived from a source string.
+fn source_stem(spec: &str) -> String {
+    if spec.starts_with("synthetic://") {
+        return "synthetic".into();
+    }
+    let stem = Path::new(spec.split(['?', '#']).next().unwrap_or(spec))
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let clean: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean.is_empty() {
+        "stream".into()
+    } else if clean.chars().all(|c| c.is_ascii_digit()) {
+        format!("camera{clean}")
+    } else {
+        clean
+    }
 }
 
 /// Makes names unique: an unnamed camera whose source's stem is taken becomes `stem_2` (names the
@@ -233,6 +346,15 @@ mod tests {
 
     fn names(list: &[CameraSpec]) -> Vec<&str> {
         list.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    #[test]
+    fn output_stems() {
+        assert_eq!(source_stem("data/vtest.avi"), "vtest");
+        assert_eq!(source_stem("0"), "camera0");
+        assert_eq!(source_stem("rtsp://host/live/cam 1"), "cam_1");
+        assert_eq!(source_stem("synthetic://?scene=x"), "synthetic");
+        assert_eq!(source_stem("rtsp://host/"), "host");
     }
 
     #[test]
@@ -299,6 +421,47 @@ mod tests {
         a.cameras = Some(twice.clone());
         let e = format!("{:#}", cameras(&a).unwrap_err());
         assert!(e.contains("twice.toml") && e.contains("used twice"), "{e}");
+
+        let full = dir.join("full.toml");
+        std::fs::write(
+            &full,
+            "[[camera]]\nname = \"a\"\nsource = \"0\"\nmodel = \"m.onnx\"\n\
+             save_json = \"a.jsonl\"\nsave_video = \"a.mp4\"\nsave_mot = \"a.txt\"\n\
+             track_buffer = 90\ntrack_high = 0.6\nreid = \"off\"\nreid_memory = \"2m\"\n",
+        )
+        .unwrap();
+        a.cameras = Some(full);
+        let list = cameras(&a).unwrap();
+        assert_eq!(list[0].model.as_deref(), Some("m.onnx"));
+        assert_eq!(list[0].files.json.as_deref(), Some(Path::new("a.jsonl")));
+        assert_eq!(list[0].files.video.as_deref(), Some(Path::new("a.mp4")));
+        assert_eq!(list[0].files.mot.as_deref(), Some(Path::new("a.txt")));
+        assert_eq!(list[0].tracker.track_buffer, Some(90));
+        assert_eq!(list[0].tracker.track_high, Some(0.6));
+        assert_eq!(
+            list[0].tracker.reid,
+            Some(super::super::track::ReidMode::Off)
+        );
+        assert_eq!(list[0].tracker.reid_memory, Some(120.0));
+        for (bad, says) in [
+            ("track_low = 1.5", "track_low 1.5 is not in 0..1"),
+            (
+                "reid = \"nope\"",
+                "reid: 'nope' is not a re-identification mode",
+            ),
+            ("reid_memory = -1", "reid_memory -1 is not >= 0"),
+            ("source_wait = \"soon\"", "source_wait"),
+        ] {
+            let f = dir.join("bad.toml");
+            std::fs::write(
+                &f,
+                format!("[[camera]]\nname = \"b\"\nsource = \"0\"\n{bad}\n"),
+            )
+            .unwrap();
+            a.cameras = Some(f);
+            let e = format!("{:#}", cameras(&a).unwrap_err());
+            assert!(e.contains("camera `b`") && e.contains(says), "{bad}: {e}");
+        }
 
         let typo = dir.join("typo.toml");
         std::fs::write(&typo, "[[camera]]\nname = \"a\"\nsorce = \"0\"\n").unwrap();

@@ -10,6 +10,7 @@ mod follow;
 mod inspect;
 mod mqtt;
 mod multi_camera;
+mod preview;
 mod run;
 mod track;
 

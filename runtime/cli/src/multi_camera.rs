@@ -11,18 +11,19 @@ use anyhow::bail;
 
 use super::cameras::CameraSpec;
 use super::mqtt::{CameraControl, Publishing};
+use super::preview::Preview;
 use super::run::{
-    camera_decode, decode_params, frame_rate, load, output_options, report, source_options,
-    stats_every, RunRequest,
+    camera_decode, camera_tracker, decode_params, frame_rate, load_for_camera, output_options,
+    report, source_options, stats_every, RunRequest,
 };
 use super::track::TrackerArgs;
 use vigia::camera_set::{self, BoxError, CameraJob, CameraParts};
 use vigia::detector::Detector;
 use vigia::inference_turns::InferenceTurns;
-use vigia::model::Task;
 use vigia::pipeline::{DetectSwitch, OutputStage, PipelineConfig};
+use vigia::sink::live_preview::LivePreview;
 use vigia::sink::stage_set::StageSet;
-use vigia::sink::Outputs;
+use vigia::sink::{OutputOptions, Outputs};
 use vigia::source::pool::FramePool;
 use vigia::source::{classify_source, open_source};
 
@@ -33,16 +34,31 @@ pub fn run_cameras(
     cameras: Vec<CameraSpec>,
 ) -> anyhow::Result<ExitCode> {
     let out = req.output;
-    if out.serve.is_some() {
-        bail!("--serve previews one camera: run it with one --source");
-    }
     if req.save_mot.is_some() && tracker_args.is_none() {
         bail!("--save-mot needs tracks: use `vigia track`");
     }
     let quiet = req.model.quiet;
-    let detector = Detector::new(load(req.model, Task::Detect)?);
-    let decode = decode_params(req.decode, detector.labels())?;
-    let labels = detector.labels().clone();
+    for camera in &cameras {
+        camera_tracker(camera, tracker_args)?;
+    }
+    // One loaded model per distinct model file; each camera gets its own engine state on it.
+    let mut detectors = Vec::with_capacity(cameras.len());
+    let mut loaded: Vec<(Option<String>, usize)> = Vec::new();
+    for camera in &cameras {
+        let detector = match loaded.iter().find(|(m, _)| *m == camera.model) {
+            Some(&(_, first)) => {
+                let shared: &Detector = &detectors[first];
+                shared.fork()?
+            }
+            None => {
+                loaded.push((camera.model.clone(), detectors.len()));
+                Detector::new(load_for_camera(req.model, camera)?)
+            }
+        };
+        detectors.push(detector);
+    }
+    let decode = decode_params(req.decode, detectors[0].labels())?;
+    let labels = detectors[0].labels().clone();
     let turns = InferenceTurns::new(req.model.workers as usize);
     let switches: Vec<DetectSwitch> = cameras.iter().map(|_| DetectSwitch::default()).collect();
     let mut publishing = Publishing::start(
@@ -59,27 +75,30 @@ pub fn run_cameras(
         &labels,
         decode.classes.as_deref(),
     )?;
+    let names: Vec<&str> = cameras.iter().map(|c| c.name.as_str()).collect();
     if !quiet {
-        let names: Vec<&str> = cameras.iter().map(|c| c.name.as_str()).collect();
         eprintln!(
-            "vigia: {} cameras ({}), one model, {} inference(s) at a time",
+            "vigia: {} cameras ({}), {}, {} inference(s) at a time",
             cameras.len(),
             names.join(", "),
+            match loaded.len() {
+                1 => "one model".to_string(),
+                n => format!("{n} models"),
+            },
             turns.capacity()
         );
     }
-    // One engine state per camera, all on the one optimized model.
-    let mut detectors = (1..cameras.len())
-        .map(|_| detector.fork())
-        .collect::<vigia::Result<Vec<_>>>()?;
-    detectors.insert(0, detector);
+    let preview = Preview::start(out, &names, None, quiet)?;
     let mut jobs = Vec::with_capacity(cameras.len());
     for (i, ((camera, detect), detector)) in cameras.iter().zip(switches).zip(detectors).enumerate()
     {
         let stop = Arc::new(AtomicBool::new(false));
-        let publish_stage = publishing.as_mut().and_then(|p| p.take_stage(i));
+        let extra = ExtraOutputs {
+            publish: publishing.as_mut().and_then(|p| p.take_stage(i)),
+            preview: preview.as_ref().and_then(|p| p.feed(&camera.name)),
+        };
         let config = PipelineConfig {
-            decode: camera_decode(req.decode, camera, &labels)?,
+            decode: camera_decode(req.decode, camera, detector.labels())?,
             max_frames: req.source.max_frames,
             stats_every: stats_every(out),
             progress: false,
@@ -91,16 +110,8 @@ pub fn run_cameras(
         let start = {
             let (req, stop) = (&req, stop.clone());
             move || -> Result<CameraParts, BoxError> {
-                start_camera(
-                    req,
-                    camera,
-                    tracker_args,
-                    detector,
-                    publish_stage,
-                    config,
-                    stop,
-                )
-                .map_err(|e| format!("{e:#}").into())
+                start_camera(req, camera, tracker_args, detector, extra, config, stop)
+                    .map_err(|e| format!("{e:#}").into())
             }
         };
         jobs.push(CameraJob {
@@ -141,12 +152,18 @@ pub fn run_cameras(
 }
 
 /// Opens `camera`'s source, tracker and outputs (on the camera's own thread).
+/// A camera's outputs beyond its files: its MQTT stage and its live preview feed.
+struct ExtraOutputs {
+    publish: Option<Box<dyn OutputStage>>,
+    preview: Option<Box<dyn LivePreview>>,
+}
+
 fn start_camera(
     req: &RunRequest<'_>,
     camera: &CameraSpec,
     tracker_args: Option<&TrackerArgs>,
     detector: Detector,
-    publish_stage: Option<Box<dyn OutputStage>>,
+    extra: ExtraOutputs,
     config: PipelineConfig,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<CameraParts> {
@@ -158,10 +175,13 @@ fn start_camera(
     )?;
     let info = source.info().clone();
     let fps = frame_rate(req.source, camera, info.fps);
-    let tracker = tracker_args
+    let tracker = camera_tracker(camera, tracker_args)?
         .map(|t| t.build_for_frames(fps.or(req.source.image_fps).unwrap_or(30.0)))
         .transpose()?;
-    let options = output_options(req, camera, kind, fps, true);
+    let options = OutputOptions {
+        preview: extra.preview,
+        ..output_options(req, camera, kind, fps, true)
+    };
     let video = options.video.clone();
     let outputs = Outputs::open(options, detector.labels().clone())?;
     if !req.model.quiet {
@@ -176,7 +196,7 @@ fn start_camera(
     }
     let mut stages = StageSet::new();
     stages.push(Box::new(outputs));
-    if let Some(stage) = publish_stage {
+    if let Some(stage) = extra.publish {
         stages.push(stage);
     }
     Ok(CameraParts {

@@ -6,11 +6,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 
 use super::args::{DecodeArgs, ModelArgs, OutputArgs, SourceArgs};
 use super::cameras::{cameras, CameraSpec};
 use super::mqtt::{CameraControl, Publishing};
+use super::preview::Preview;
 use super::track::TrackerArgs;
 use vigia::decode::DecodeParams;
 use vigia::detector::Detector;
@@ -20,7 +21,6 @@ use vigia::model::{Labels, Task};
 use vigia::pipeline::{self, DetectSwitch, FrameHook, PipelineConfig, RunSummary};
 use vigia::publish::FollowInbox;
 use vigia::resolve::{self, EngineKind, LoadOptions, LoadedModel};
-use vigia::sink::preview::{PreviewConfig, PreviewServer};
 use vigia::sink::stage_set::StageSet;
 use vigia::sink::{OutputOptions, Outputs};
 use vigia::source::pool::FramePool;
@@ -199,7 +199,9 @@ pub fn run_source(
     }
     let camera = &cameras[0];
     let kind = classify_source(&camera.source)?;
-    let mut detector = Detector::new(load(req.model, Task::Detect)?);
+    let tracker_args = camera_tracker(camera, tracker_args)?;
+    let tracker_args = tracker_args.as_ref();
+    let mut detector = Detector::new(load_for_camera(req.model, camera)?);
     let decode = camera_decode(req.decode, camera, detector.labels())?;
     let pool = FramePool::new(8 + 2 * req.model.workers as usize);
     let source = open_source(
@@ -208,31 +210,12 @@ pub fn run_source(
     )?;
     let info = source.info().clone();
     let out = req.output;
-    let preview = match &out.serve {
-        Some(addr) => {
-            let server = PreviewServer::start(PreviewConfig {
-                addr: addr.clone(),
-                token: out.serve_token.clone(),
-                ..PreviewConfig::default()
-            })?;
-            eprintln!(
-                "vigia: live preview at http://{}/{}",
-                server.local_addr(),
-                out.serve_token
-                    .as_deref()
-                    .map(|t| format!("?token={t}"))
-                    .unwrap_or_default()
-            );
-            if let Some(inbox) = &req.follow_inbox {
-                server.set_follow_control(Arc::new(inbox.clone()));
-                if out.serve_token.is_some() {
-                    eprintln!("vigia: click a person in the preview to follow them");
-                }
-            }
-            Some(server)
-        }
-        None => None,
-    };
+    let preview = Preview::start(
+        out,
+        &[camera.name.as_str()],
+        req.follow_inbox.as_ref().map(|f| (camera.name.as_str(), f)),
+        req.model.quiet,
+    )?;
     let source_fps = frame_rate(req.source, camera, info.fps);
     let mut tracker = tracker_args
         .map(|t| t.build_for_frames(source_fps.or(req.source.image_fps).unwrap_or(30.0)))
@@ -252,7 +235,7 @@ pub fn run_source(
         decode.classes.as_deref(),
     )?;
     let options = OutputOptions {
-        preview,
+        preview: preview.as_ref().and_then(|p| p.feed(&camera.name)),
         ..output_options(&req, camera, kind, source_fps, false)
     };
     let video = options.video.clone();
@@ -303,6 +286,36 @@ pub fn run_source(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The model of `camera`: its cameras-file `model`, else the run's `--model`.
+pub fn load_for_camera(args: &ModelArgs, camera: &CameraSpec) -> anyhow::Result<LoadedModel> {
+    match &camera.model {
+        None => load(args, Task::Detect),
+        Some(model) => {
+            let args = ModelArgs {
+                model: Some(model.clone()),
+                ..args.clone()
+            };
+            load(&args, Task::Detect).with_context(|| format!("camera `{}`", camera.name))
+        }
+    }
+}
+
+/// The tracker settings of `camera`: the run's, with what its cameras-file entry overrides
+/// (`None` when the run does not track; tracker settings then are an error).
+pub fn camera_tracker(
+    camera: &CameraSpec,
+    run: Option<&TrackerArgs>,
+) -> anyhow::Result<Option<TrackerArgs>> {
+    match run {
+        Some(t) => Ok(Some(camera.tracker.apply(t))),
+        None if camera.tracker.is_empty() => Ok(None),
+        None => bail!(
+            "camera `{}` sets tracker settings: use `vigia track` (or `vigia run`)",
+            camera.name
+        ),
+    }
 }
 
 /// Decoding thresholds of `camera`: the run's, with what its cameras-file entry overrides.
@@ -378,7 +391,11 @@ pub fn output_options(
             p.to_path_buf()
         }
     };
-    let mut video = out.save_video.as_deref().map(per_camera);
+    let mut video = camera
+        .files
+        .video
+        .clone()
+        .or_else(|| out.save_video.as_deref().map(per_camera));
     let mut images = None;
     if let Some(dir) = &out.save {
         if is_images {
@@ -392,6 +409,7 @@ pub fn output_options(
         }
     }
     let json = match &out.save_json {
+        _ if camera.files.json.is_some() => camera.files.json.clone(),
         Some(p) if p.as_os_str() != "-" => Some(per_camera(p)),
         Some(p) => Some(p.clone()),
         None => req.json_to_stdout.then(|| PathBuf::from("-")),
@@ -408,7 +426,11 @@ pub fn output_options(
             }
         }),
         txt_conf: out.save_conf,
-        mot: req.save_mot.as_deref().map(per_camera),
+        mot: camera
+            .files
+            .mot
+            .clone()
+            .or_else(|| req.save_mot.as_deref().map(per_camera)),
         preview: None,
         fps,
         is_video: !is_images,
@@ -451,46 +473,9 @@ pub fn report(label: Option<&str>, s: &RunSummary, quiet: bool) {
     }
 }
 
-/// A file-name stem for outputs derived from a source string.
-pub fn source_stem(spec: &str) -> String {
-    if spec.starts_with("synthetic://") {
-        return "synthetic".into();
-    }
-    let stem = Path::new(spec.split(['?', '#']).next().unwrap_or(spec))
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let clean: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if clean.is_empty() {
-        "stream".into()
-    } else if clean.chars().all(|c| c.is_ascii_digit()) {
-        format!("camera{clean}")
-    } else {
-        clean
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn output_stems() {
-        assert_eq!(source_stem("data/vtest.avi"), "vtest");
-        assert_eq!(source_stem("0"), "camera0");
-        assert_eq!(source_stem("rtsp://host/live/cam 1"), "cam_1");
-        assert_eq!(source_stem("synthetic://?scene=x"), "synthetic");
-        assert_eq!(source_stem("rtsp://host/"), "host");
-    }
 
     #[test]
     fn per_camera_file_names() {

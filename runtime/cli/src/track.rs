@@ -114,6 +114,52 @@ pub struct TrackerArgs {
     pub report_lost: bool,
 }
 
+/// Tracker settings one camera of a cameras file sets instead of the run's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrackerOverrides {
+    pub track_buffer: Option<u32>,
+    pub track_high: Option<f32>,
+    pub track_low: Option<f32>,
+    pub new_track: Option<f32>,
+    pub match_thresh: Option<f32>,
+    pub reid: Option<ReidMode>,
+    pub reid_memory: Option<f64>,
+}
+
+impl TrackerOverrides {
+    /// Whether the camera sets anything.
+    pub fn is_empty(&self) -> bool {
+        *self == TrackerOverrides::default()
+    }
+
+    /// The run's settings `base` with this camera's in their place.
+    pub fn apply(&self, base: &TrackerArgs) -> TrackerArgs {
+        let mut t = base.clone();
+        if let Some(v) = self.track_buffer {
+            t.track_buffer = v;
+        }
+        if let Some(v) = self.track_high {
+            t.track_high = v;
+        }
+        if let Some(v) = self.track_low {
+            t.track_low = v;
+        }
+        if let Some(v) = self.new_track {
+            t.new_track = v;
+        }
+        if let Some(v) = self.match_thresh {
+            t.match_thresh = v;
+        }
+        if let Some(v) = &self.reid {
+            t.reid = v.clone();
+        }
+        if let Some(v) = self.reid_memory {
+            t.reid_memory = v;
+        }
+        t
+    }
+}
+
 impl TrackerArgs {
     /// The tracker for frames of a source running at `fps`: ByteTrack, with re-identification
     /// unless `--reid off`.

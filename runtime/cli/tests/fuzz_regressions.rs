@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use vigia::engine::{ModelSource, OnnxGraph, TractEngine};
 use vigia::mot::{evaluate, parse_mot};
-use vigia::sink::preview::{route_request, Route};
 
 /// A minimal protobuf writer, enough for small ONNX graphs.
 fn varint(mut n: u64, out: &mut Vec<u8>) {
@@ -132,17 +131,42 @@ fn mot_detections_with_frame_numbers_far_apart_are_tracked_without_stepping_ever
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[cfg(feature = "serve")]
 #[test]
-fn request_heads_from_the_fuzzer_route_without_panicking() {
+fn request_heads_from_the_fuzzer_are_refused_and_the_server_stays_up() {
+    use std::io::{Read, Write};
+    use vigia::serve::{PreviewConfig, PreviewServer};
+    let server = PreviewServer::start(PreviewConfig {
+        addr: "127.0.0.1:0".into(),
+        token: Some("t".into()),
+        ..PreviewConfig::default()
+    })
+    .unwrap();
+    let status = |head: &[u8]| {
+        let mut c = std::net::TcpStream::connect(server.local_addr()).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let _ = c.write_all(head);
+        let _ = c.shutdown(std::net::Shutdown::Write);
+        let mut buf = Vec::new();
+        let _ = c.read_to_end(&mut buf);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        text.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok())
+    };
     for head in [
         &b"GET %"[..],
         b"GET / HTTP/1.1\r\nAuthorization:Bearer\r\n\r\n",
         b"GET /?token=%C3 HTTP/1.1\r\n\r\n",
         b"GET http:// HTTP/1.0\r\n\r\n",
     ] {
-        let r = route_request(head, Some("t"));
-        assert!(matches!(r, Route::Refuse(_)), "{r:?}");
+        let got = status(head);
+        assert!(
+            got.is_none_or(|s| (400..500).contains(&s)),
+            "{got:?} for {}",
+            String::from_utf8_lossy(head)
+        );
     }
+    assert_eq!(status(b"GET /healthz HTTP/1.1\r\n\r\n"), Some(200));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 pub mod frame_record;
 pub mod jsonl;
 pub mod labels;
-pub mod preview;
+pub mod live_preview;
 pub mod preview_control;
 pub mod stage_set;
 pub mod video;
@@ -21,7 +21,7 @@ use crate::pipeline::{FrameResult, OutputStage, PipelineStats};
 use frame_record::FrameRecord;
 use jsonl::{JsonLinesWriter, RecordFile};
 use labels::YoloTxtWriter;
-use preview::PreviewServer;
+use live_preview::LivePreview;
 use video::VideoWriter;
 
 /// Which outputs a run writes.
@@ -39,8 +39,8 @@ pub struct OutputOptions {
     pub txt_conf: bool,
     /// MOTChallenge tracks file.
     pub mot: Option<PathBuf>,
-    /// Live preview server.
-    pub preview: Option<PreviewServer>,
+    /// Live preview of this camera (the `serve` module's feed).
+    pub preview: Option<Box<dyn LivePreview>>,
     /// Frames per second of the source (for the video).
     pub fps: Option<f64>,
     /// True when frames come from a video or stream (txt names get the frame index).
@@ -59,7 +59,7 @@ pub struct Outputs {
     txt: Option<YoloTxtWriter>,
     /// The MOT file and the buffer one frame's lines are gathered in.
     mot: Option<(RecordFile, Vec<u8>)>,
-    preview: Option<PreviewServer>,
+    preview: Option<Box<dyn LivePreview>>,
     fps: Option<f64>,
     is_video: bool,
     camera: Option<String>,
@@ -115,7 +115,7 @@ impl Outputs {
     fn needs_canvas(&self) -> bool {
         self.video_path.is_some()
             || self.images.is_some()
-            || self.preview.as_ref().is_some_and(|p| p.has_viewers())
+            || self.preview.as_ref().is_some_and(|p| p.wants_frames())
     }
 }
 
@@ -145,7 +145,8 @@ impl OutputStage for Outputs {
                 f.append(buf)?;
             }
         }
-        if self.needs_canvas() {
+        let drawn = self.needs_canvas();
+        if drawn {
             // Annotate a copy into a reused canvas; the frame buffer goes back to the pool.
             self.canvas.clone_from(&r.frame.image);
             let labels = &self.labels;
@@ -175,18 +176,20 @@ impl OutputStage for Outputs {
                     .save(&target)
                     .map_err(|e| create_error("--save", &target, "cannot write", e))?;
             }
-            if let Some(p) = &self.preview {
-                p.publish(
-                    &self.canvas,
-                    serde_json::json!({
-                        "frame": r.frame.index,
-                        "fps": (fps * 10.0).round() / 10.0,
-                        "objects": if r.tracks.is_empty() { r.detections.len() } else { r.tracks.len() },
-                        "inference_ms": (stats.inference.mean_ms() * 10.0).round() / 10.0,
-                        "preprocess_ms": (stats.preprocess.mean_ms() * 10.0).round() / 10.0,
-                        "output_ms": (stats.output.mean_ms() * 10.0).round() / 10.0,
-                    }),
-                );
+        }
+        if let Some(p) = &self.preview {
+            let stats = serde_json::json!({
+                "frame": r.frame.index,
+                "fps": (fps * 10.0).round() / 10.0,
+                "objects": if r.tracks.is_empty() { r.detections.len() } else { r.tracks.len() },
+                "inference_ms": (stats.inference.mean_ms() * 10.0).round() / 10.0,
+                "preprocess_ms": (stats.preprocess.mean_ms() * 10.0).round() / 10.0,
+                "output_ms": (stats.output.mean_ms() * 10.0).round() / 10.0,
+            });
+            if drawn {
+                p.publish(&self.canvas, stats);
+            } else {
+                p.publish_stats(stats);
             }
         }
         Ok(())
