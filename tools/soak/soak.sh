@@ -10,7 +10,8 @@
 # b=...`), publishing to a mosquitto started here (`--mqtt`), with the preview watched: an MJPEG
 # viewer on camera a for the whole run, /api/cameras and each camera's frame.jpg every sample.
 # A subscriber to `vigia/#` counts the messages the broker delivered; at the end they are compared
-# with the messages vigia says it published.
+# with the messages vigia says it published. VIGIA_ARGS adds options to the fleet run (e.g.
+# "--imgsz 320 --workers 1" to leave a core free).
 #
 # Environment: VIGIA (binary, default target/release/vigia or $CARGO_TARGET_DIR/release/vigia),
 # VIDEO (default ../shared/data/video/vtest.avi), SOAK_DIR (work folder, default a new temp
@@ -54,7 +55,8 @@ if [ "$FLEET" = 1 ]; then
   mosquitto_sub -h 127.0.0.1 -p "$mqtt_port" -q 1 -v -t 'vigia/#' >"$SOAK_DIR/mqtt.txt" 2>&1 &
   helpers+=($!)
   sleep 1
-  "$VIGIA" track --source "a=$looped" --source "b=$looped" --workers 2 \
+  # shellcheck disable=SC2086 # VIGIA_ARGS is a list of options
+  "$VIGIA" track --source "a=$looped" --source "b=$looped" --workers 2 ${VIGIA_ARGS:-} \
     --save-video "$SOAK_DIR/video" --save-json "$SOAK_DIR/out.jsonl" \
     --save-mot "$SOAK_DIR/tracks.txt" \
     --mqtt "mqtt://127.0.0.1:$mqtt_port" --device soak \
