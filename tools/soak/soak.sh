@@ -10,8 +10,8 @@
 # b=...`), publishing to a mosquitto started here (`--mqtt`), with the preview watched: an MJPEG
 # viewer on camera a for the whole run, /api/cameras and each camera's frame.jpg every sample.
 # A subscriber to `vigia/#` counts the messages the broker delivered; at the end they are compared
-# with the messages vigia says it published. VIGIA_ARGS adds options to the fleet run (e.g.
-# "--imgsz 320 --workers 1" to leave a core free).
+# with the messages vigia says it published. VIGIA_ARGS gives the fleet run options (default
+# "--workers 2"; "--imgsz 320 --workers 1" leaves a core free).
 #
 # Environment: VIGIA (binary, default target/release/vigia or $CARGO_TARGET_DIR/release/vigia),
 # VIDEO (default ../shared/data/video/vtest.avi), SOAK_DIR (work folder, default a new temp
@@ -56,7 +56,7 @@ if [ "$FLEET" = 1 ]; then
   helpers+=($!)
   sleep 1
   # shellcheck disable=SC2086 # VIGIA_ARGS is a list of options
-  "$VIGIA" track --source "a=$looped" --source "b=$looped" --workers 2 ${VIGIA_ARGS:-} \
+  "$VIGIA" track --source "a=$looped" --source "b=$looped" ${VIGIA_ARGS:---workers 2} \
     --save-video "$SOAK_DIR/video" --save-json "$SOAK_DIR/out.jsonl" \
     --save-mot "$SOAK_DIR/tracks.txt" \
     --mqtt "mqtt://127.0.0.1:$mqtt_port" --device soak \
