@@ -57,7 +57,7 @@ if [ "$FLEET" = 1 ]; then
   sleep 1
   # shellcheck disable=SC2086 # VIGIA_ARGS is a list of options
   "$VIGIA" track --source "a=$looped" --source "b=$looped" ${VIGIA_ARGS:---workers 2} \
-    --save-video "$SOAK_DIR/video" --save-json "$SOAK_DIR/out.jsonl" \
+    --save "$SOAK_DIR/video" --save-json "$SOAK_DIR/out.jsonl" \
     --save-mot "$SOAK_DIR/tracks.txt" \
     --mqtt "mqtt://127.0.0.1:$mqtt_port" --device soak \
     --serve "127.0.0.1:$port" 2>"$SOAK_DIR/stderr.txt" &
