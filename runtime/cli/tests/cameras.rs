@@ -323,7 +323,8 @@ fn one_preview_serves_every_camera() {
     cmd.args(["track", "--serve", "0", "--serve-token", "tok", "-q"])
         .args(["--source", &live("door", 320, 240)])
         .args(["--source", &live("yard", 256, 192)]);
-    let (mut child, addr, _err) = common::spawn_with_preview(cmd);
+    let (child, addr, _err) = common::spawn_with_preview(cmd);
+    let _child = common::KillOnDrop(child);
     let get = |target: &str| -> (u16, Vec<u8>) {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
@@ -373,6 +374,4 @@ fn one_preview_serves_every_camera() {
     }
     assert_eq!(get("/cameras/yard/frame.jpg").0, 401);
     assert_eq!(get("/cameras/attic/frame.jpg?token=tok").0, 404);
-    let _ = child.kill();
-    let _ = child.wait();
 }

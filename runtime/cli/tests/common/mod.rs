@@ -87,3 +87,13 @@ pub fn max_rel_output_diff(
     }
     worst
 }
+
+/// A child process killed when dropped, also when a test fails before its end.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
