@@ -75,7 +75,9 @@ impl Outputs {
             .map(|p| JsonLinesWriter::create(p, "--save-json"))
             .transpose()?;
         if let Some(v) = &opts.video {
-            // Probe writability now; the encoder starts with the first frame's size.
+            // Probe the container and writability now; the encoder starts with the first
+            // frame's size.
+            video::check_container(v)?;
             check_writable(v, "--save-video")?;
         }
         if let Some(d) = &opts.images {

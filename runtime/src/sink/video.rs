@@ -22,6 +22,28 @@ pub struct VideoWriter {
     frames: u64,
 }
 
+/// Containers the H.264 stream can be written into, by file extension.
+const CONTAINERS: [&str; 8] = ["mp4", "mov", "m4v", "mkv", "avi", "ts", "m2ts", "flv"];
+
+/// Refuses a `--save-video` path ffmpeg could not pick an H.264 container for (no extension,
+/// or one like `.webm` or `.a`), before any frame is processed.
+pub fn check_container(path: &Path) -> Result<()> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext {
+        Some(e) if CONTAINERS.contains(&e.as_str()) => Ok(()),
+        _ => Err(Error::Option {
+            option: format!("--save-video {}", path.display()),
+            reason: format!(
+                "the name must end in a video container for H.264: .{}",
+                CONTAINERS.join(", .")
+            ),
+        }),
+    }
+}
+
 impl VideoWriter {
     /// Starts encoding `width` x `height` frames at `fps` into `path` (container from the extension).
     pub fn create(path: &Path, width: u32, height: u32, fps: f64) -> Result<Self> {
@@ -131,5 +153,24 @@ impl VideoWriter {
 impl Drop for VideoWriter {
     fn drop(&mut self) {
         let _ = self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_h264_containers_are_accepted() {
+        for ok in ["out.mp4", "a/b.MKV", "c.avi", "d.ts"] {
+            assert!(check_container(Path::new(ok)).is_ok(), "{ok}");
+        }
+        for bad in ["video", "video.a", "clip.webm", "x.gif"] {
+            let e = check_container(Path::new(bad)).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("--save-video {bad}")) && e.contains(".mp4"),
+                "{e}"
+            );
+        }
     }
 }
