@@ -171,6 +171,16 @@ impl Activation {
         }
     }
 
+    /// `(min, max)` when the activation is a clamp (ReLU, ReLU6, Clip), which a kernel applies
+    /// to its accumulators in registers, before it stores them, instead of in a pass over the
+    /// stored output.
+    pub fn clamp_bounds(self) -> Option<(f32, f32)> {
+        match self {
+            Activation::Clip { min, max } => Some((min, max)),
+            _ => None,
+        }
+    }
+
     /// Short name for reports.
     pub fn name(self) -> String {
         match self {

@@ -1,4 +1,5 @@
-//! Micro-kernel of [`super`] for aarch64 NEON: 8 rows x 8 columns (16 accumulators).
+//! Micro-kernel of [`super`] for aarch64 NEON: 8 rows x 8 columns (16 accumulators), a clamp
+//! (ReLU, ReLU6) applied to the accumulators before they are stored.
 
 use std::arch::aarch64::*;
 
@@ -7,6 +8,7 @@ use std::arch::aarch64::*;
 /// # Safety
 /// `a` must hold `8 k` values, `b` `8 k`, `bias` 8, and `c` 8 rows of 8 writable values `ldc`
 /// apart.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "neon")]
 pub unsafe fn tile_neon(
     k: usize,
@@ -16,6 +18,7 @@ pub unsafe fn tile_neon(
     ldc: usize,
     bias: *const f32,
     accumulate: bool,
+    clamp: Option<&(f32, f32)>,
 ) {
     const MR: usize = 8;
     let mut acc = [[vdupq_n_f32(0.0); 2]; MR];
@@ -39,6 +42,12 @@ pub unsafe fn tile_neon(
         }
         a = a.add(MR);
         b = b.add(8);
+    }
+    if let Some(&(lo, hi)) = clamp {
+        let (lo, hi) = (vdupq_n_f32(lo), vdupq_n_f32(hi));
+        for v in acc.iter_mut().flatten() {
+            *v = vminq_f32(vmaxq_f32(*v, lo), hi);
+        }
     }
     for (r, row) in acc.iter().enumerate() {
         let p = c.add(r * ldc);

@@ -4,8 +4,9 @@
 //! The product is tiled as in BLIS: for each block of `KC` steps of `K`, a panel of `NR`
 //! columns of `B` is copied into a small contiguous buffer (where it stays in L1), then every
 //! `MR`-row panel of `A` (in L2) runs the micro-kernel against it, which keeps its `MR x NR`
-//! accumulators in registers. Bias seeds the accumulators and the activation is applied to each
-//! tile as soon as its last block is done, while it is still in cache. Work is split over the
+//! accumulators in registers. Bias seeds the accumulators; a clamp activation (ReLU, ReLU6) is
+//! applied to them in registers on the last block, and any other activation to each tile as
+//! soon as its last block is stored, while it is still in cache. Work is split over the
 //! thread pool by columns (or by rows when there are few columns); each thread packs its own
 //! panels, so no thread waits for another.
 
@@ -293,10 +294,12 @@ unsafe fn run_block(
     let panel = panel.as_mut_slice();
     let packed = a.data.as_slice();
     let mut scratch = [0f32; 12 * 32];
+    let fused = activation.clamp_bounds();
     let mut pc = 0;
     while pc < k {
         let kc = KC.min(k - pc);
         let (first, last) = (pc == 0, pc + kc == k);
+        let clamp = if last { fused.as_ref() } else { None };
         for q in cols.clone() {
             let j = q * nr;
             let w = nr.min(b.n - j);
@@ -308,7 +311,7 @@ unsafe fn run_block(
                 let bias = a.bias.as_ptr().add(i);
                 let dst = out.0.add(i * ldc + j);
                 if h == mr && w == nr {
-                    tile_kernel(a.isa, kc, ap, panel.as_ptr(), dst, ldc, bias, !first);
+                    tile_kernel(a.isa, kc, ap, panel.as_ptr(), dst, ldc, bias, !first, clamp);
                 } else {
                     // An edge tile goes through a full-size scratch tile.
                     let t = scratch.as_mut_ptr();
@@ -317,12 +320,12 @@ unsafe fn run_block(
                             std::ptr::copy_nonoverlapping(dst.add(r * ldc), t.add(r * nr), w);
                         }
                     }
-                    tile_kernel(a.isa, kc, ap, panel.as_ptr(), t, nr, bias, !first);
+                    tile_kernel(a.isa, kc, ap, panel.as_ptr(), t, nr, bias, !first, clamp);
                     for r in 0..h {
                         std::ptr::copy_nonoverlapping(t.add(r * nr), dst.add(r * ldc), w);
                     }
                 }
-                if last && activation != Activation::None {
+                if last && fused.is_none() && activation != Activation::None {
                     activation.apply_rows_for(a.isa, dst, h, w, ldc);
                 }
             }
@@ -392,7 +395,7 @@ fn pack_panel_by_column(
     }
 }
 
-/// Runs the micro-kernel of `isa` on one full tile.
+/// Runs the micro-kernel of `isa` on one full tile, clamping it to `clamp` before the store.
 ///
 /// # Safety
 /// As for the kernels: `isa` supported, `a` holding `MR kc` values, `b` `NR kc`, `bias` `MR`,
@@ -408,15 +411,16 @@ unsafe fn tile_kernel(
     ldc: usize,
     bias: *const f32,
     accumulate: bool,
+    clamp: Option<&(f32, f32)>,
 ) {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => x86_64::tile_avx512(kc, a, b, c, ldc, bias, accumulate),
+        Isa::Avx512 => x86_64::tile_avx512(kc, a, b, c, ldc, bias, accumulate, clamp),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => x86_64::tile_avx2(kc, a, b, c, ldc, bias, accumulate),
+        Isa::Avx2Fma => x86_64::tile_avx2(kc, a, b, c, ldc, bias, accumulate, clamp),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => aarch64::tile_neon(kc, a, b, c, ldc, bias, accumulate),
-        _ => tile_portable(kc, a, b, c, ldc, bias, accumulate),
+        Isa::Neon => aarch64::tile_neon(kc, a, b, c, ldc, bias, accumulate, clamp),
+        _ => tile_portable(kc, a, b, c, ldc, bias, accumulate, clamp),
     }
 }
 
@@ -425,6 +429,7 @@ unsafe fn tile_kernel(
 /// # Safety
 /// `a` must hold `4 kc` values, `b` `8 kc`, `bias` 4, and `c` 4 rows of 8 writable values
 /// `ldc` apart.
+#[allow(clippy::too_many_arguments)]
 unsafe fn tile_portable(
     kc: usize,
     a: *const f32,
@@ -433,6 +438,7 @@ unsafe fn tile_portable(
     ldc: usize,
     bias: *const f32,
     accumulate: bool,
+    clamp: Option<&(f32, f32)>,
 ) {
     const MR: usize = 4;
     const NR: usize = 8;
@@ -451,6 +457,11 @@ unsafe fn tile_portable(
             for (o, &y) in row.iter_mut().zip(bv) {
                 *o += x * y;
             }
+        }
+    }
+    if let Some(&(lo, hi)) = clamp {
+        for v in acc.iter_mut().flatten() {
+            *v = Activation::Clip { min: lo, max: hi }.apply_one(*v);
         }
     }
     for (r, row) in acc.iter().enumerate() {
@@ -485,7 +496,21 @@ mod tests {
 
     #[test]
     fn every_isa_matches_the_naive_product_on_edge_and_multi_block_shapes() {
-        for isa in Isa::all_supported() {
+        // Clamps go into the micro-kernel's store (on the last block of K only), the others
+        // over the stored tile.
+        let activations = [
+            Activation::None,
+            Activation::Clip { min: 0.0, max: 6.0 },
+            Activation::Clip {
+                min: -0.5,
+                max: 0.25,
+            },
+            Activation::LeakyRelu { alpha: 0.1 },
+        ];
+        for (isa, activation) in Isa::all_supported()
+            .into_iter()
+            .flat_map(|isa| activations.map(|act| (isa, act)))
+        {
             for &(m, k, n) in &[
                 (1, 1, 1),
                 (5, 3, 7),
@@ -502,12 +527,13 @@ mod tests {
                 let a = PackedWeights::new(isa, &w, &bias, m, k).unwrap();
                 let cols = Columns::new(&bv, &offsets, n).unwrap();
                 let mut c = vec![f32::NAN; m * n];
-                gemm(&a, &cols, &mut c, n, Activation::None);
+                gemm(&a, &cols, &mut c, n, activation);
                 let want = naive(&w, &bias, &bv, m, k, n);
                 for (i, (g, e)) in c.iter().zip(&want).enumerate() {
+                    let e = activation.apply_one(*e);
                     assert!(
                         (g - e).abs() <= 1e-4 * e.abs().max(1.0),
-                        "{isa:?} {m}x{k}x{n} at {i}: {g} vs {e}"
+                        "{isa:?} {activation:?} {m}x{k}x{n} at {i}: {g} vs {e}"
                     );
                 }
             }

@@ -2,7 +2,8 @@
 //!
 //! Each computes one `MR x NR` tile of `C = A B` over `k` steps: per step it loads one row of
 //! the packed B panel (`NR` values, two vectors) and broadcasts each of the `MR` values of the
-//! packed A panel, so the `2 MR` accumulators never leave the registers.
+//! packed A panel, so the `2 MR` accumulators never leave the registers. A clamp (ReLU, ReLU6)
+//! is applied to the accumulators before they are stored.
 
 use std::arch::x86_64::*;
 
@@ -11,6 +12,7 @@ use std::arch::x86_64::*;
 /// # Safety
 /// The CPU must support AVX-512F; `a` must hold `12 k` values, `b` `32 k`, `bias` 12, and `c`
 /// 12 rows of 32 writable values `ldc` apart.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 pub unsafe fn tile_avx512(
     k: usize,
@@ -20,6 +22,7 @@ pub unsafe fn tile_avx512(
     ldc: usize,
     bias: *const f32,
     accumulate: bool,
+    clamp: Option<&(f32, f32)>,
 ) {
     const MR: usize = 12;
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
@@ -44,6 +47,12 @@ pub unsafe fn tile_avx512(
         a = a.add(MR);
         b = b.add(32);
     }
+    if let Some(&(lo, hi)) = clamp {
+        let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+        for v in acc.iter_mut().flatten() {
+            *v = _mm512_min_ps(_mm512_max_ps(*v, lo), hi);
+        }
+    }
     for (r, row) in acc.iter().enumerate() {
         let p = c.add(r * ldc);
         _mm512_storeu_ps(p, row[0]);
@@ -56,6 +65,7 @@ pub unsafe fn tile_avx512(
 /// # Safety
 /// The CPU must support AVX2 and FMA; `a` must hold `6 k` values, `b` `16 k`, `bias` 6, and `c`
 /// 6 rows of 16 writable values `ldc` apart.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn tile_avx2(
     k: usize,
@@ -65,6 +75,7 @@ pub unsafe fn tile_avx2(
     ldc: usize,
     bias: *const f32,
     accumulate: bool,
+    clamp: Option<&(f32, f32)>,
 ) {
     const MR: usize = 6;
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
@@ -88,6 +99,12 @@ pub unsafe fn tile_avx2(
         }
         a = a.add(MR);
         b = b.add(16);
+    }
+    if let Some(&(lo, hi)) = clamp {
+        let (lo, hi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
+        for v in acc.iter_mut().flatten() {
+            *v = _mm256_min_ps(_mm256_max_ps(*v, lo), hi);
+        }
     }
     for (r, row) in acc.iter().enumerate() {
         let p = c.add(r * ldc);
