@@ -43,15 +43,19 @@ pub unsafe fn tile_neon(
         a = a.add(MR);
         b = b.add(8);
     }
+    // Clamped as part of the store loop: a separate pass over `acc` would keep it on the stack.
     if let Some(&(lo, hi)) = clamp {
         let (lo, hi) = (vdupq_n_f32(lo), vdupq_n_f32(hi));
-        for v in acc.iter_mut().flatten() {
-            *v = vminq_f32(vmaxq_f32(*v, lo), hi);
+        for (r, row) in acc.iter().enumerate() {
+            let p = c.add(r * ldc);
+            vst1q_f32(p, vminq_f32(vmaxq_f32(row[0], lo), hi));
+            vst1q_f32(p.add(4), vminq_f32(vmaxq_f32(row[1], lo), hi));
         }
-    }
-    for (r, row) in acc.iter().enumerate() {
-        let p = c.add(r * ldc);
-        vst1q_f32(p, row[0]);
-        vst1q_f32(p.add(4), row[1]);
+    } else {
+        for (r, row) in acc.iter().enumerate() {
+            let p = c.add(r * ldc);
+            vst1q_f32(p, row[0]);
+            vst1q_f32(p.add(4), row[1]);
+        }
     }
 }

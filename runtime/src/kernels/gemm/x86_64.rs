@@ -47,16 +47,20 @@ pub unsafe fn tile_avx512(
         a = a.add(MR);
         b = b.add(32);
     }
+    // Clamped as part of the store loop: a separate pass over `acc` would keep it on the stack.
     if let Some(&(lo, hi)) = clamp {
         let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
-        for v in acc.iter_mut().flatten() {
-            *v = _mm512_min_ps(_mm512_max_ps(*v, lo), hi);
+        for (r, row) in acc.iter().enumerate() {
+            let p = c.add(r * ldc);
+            _mm512_storeu_ps(p, _mm512_min_ps(_mm512_max_ps(row[0], lo), hi));
+            _mm512_storeu_ps(p.add(16), _mm512_min_ps(_mm512_max_ps(row[1], lo), hi));
         }
-    }
-    for (r, row) in acc.iter().enumerate() {
-        let p = c.add(r * ldc);
-        _mm512_storeu_ps(p, row[0]);
-        _mm512_storeu_ps(p.add(16), row[1]);
+    } else {
+        for (r, row) in acc.iter().enumerate() {
+            let p = c.add(r * ldc);
+            _mm512_storeu_ps(p, row[0]);
+            _mm512_storeu_ps(p.add(16), row[1]);
+        }
     }
 }
 
@@ -100,15 +104,19 @@ pub unsafe fn tile_avx2(
         a = a.add(MR);
         b = b.add(16);
     }
+    // Clamped as part of the store loop: a separate pass over `acc` would keep it on the stack.
     if let Some(&(lo, hi)) = clamp {
         let (lo, hi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
-        for v in acc.iter_mut().flatten() {
-            *v = _mm256_min_ps(_mm256_max_ps(*v, lo), hi);
+        for (r, row) in acc.iter().enumerate() {
+            let p = c.add(r * ldc);
+            _mm256_storeu_ps(p, _mm256_min_ps(_mm256_max_ps(row[0], lo), hi));
+            _mm256_storeu_ps(p.add(8), _mm256_min_ps(_mm256_max_ps(row[1], lo), hi));
         }
-    }
-    for (r, row) in acc.iter().enumerate() {
-        let p = c.add(r * ldc);
-        _mm256_storeu_ps(p, row[0]);
-        _mm256_storeu_ps(p.add(8), row[1]);
+    } else {
+        for (r, row) in acc.iter().enumerate() {
+            let p = c.add(r * ldc);
+            _mm256_storeu_ps(p, row[0]);
+            _mm256_storeu_ps(p.add(8), row[1]);
+        }
     }
 }
