@@ -113,6 +113,8 @@ fn kernel_benches(c: &mut Criterion) {
             group.bench_function("vigia_graph", |b| {
                 b.iter(|| vigia_plan.run(tvec!(x.clone())).expect("vigia run"))
             });
+        } else {
+            eprintln!("{label}: the pass leaves this layer to tract (no vigia_graph line)");
         }
 
         let conv = DepthwiseConv::new(g, weights.clone(), bias.clone(), relu6).expect("conv");

@@ -459,13 +459,17 @@ unsafe fn tile_portable(
             }
         }
     }
-    if let Some(&(lo, hi)) = clamp {
-        for v in acc.iter_mut().flatten() {
-            *v = Activation::Clip { min: lo, max: hi }.apply_one(*v);
-        }
-    }
+    // Clamped as part of the store, as in the SIMD kernels.
+    let clip = clamp.map(|&(min, max)| Activation::Clip { min, max });
     for (r, row) in acc.iter().enumerate() {
-        std::slice::from_raw_parts_mut(c.add(r * ldc), NR).copy_from_slice(row);
+        let dst = std::slice::from_raw_parts_mut(c.add(r * ldc), NR);
+        match clip {
+            Some(clip) => dst
+                .iter_mut()
+                .zip(row)
+                .for_each(|(d, &v)| *d = clip.apply_one(v)),
+            None => dst.copy_from_slice(row),
+        }
     }
 }
 
