@@ -273,8 +273,10 @@ fn exit_and_return_clip(video: &std::path::Path, out: &std::path::Path) {
     assert!(st.success());
 }
 
-/// The follower's commands as (frame, state) from `vigia follow` JSON lines.
-fn follow_states(clip: &std::path::Path, extra: &[&str]) -> (Vec<(usize, String)>, String) {
+/// The follower's commands as (frame, state, target id) from `vigia follow` JSON lines.
+type FollowStates = Vec<(usize, String, Option<u64>)>;
+
+fn follow_states(clip: &std::path::Path, extra: &[&str]) -> (FollowStates, String) {
     let o = common::vigia_cmd()
         .arg("follow")
         .arg(clip)
@@ -292,6 +294,7 @@ fn follow_states(clip: &std::path::Path, extra: &[&str]) -> (Vec<(usize, String)
                 (
                     (v["time"].as_f64().unwrap() * 10.0).round() as usize,
                     v["state"].as_str().unwrap().to_string(),
+                    v["target_id"].as_u64(),
                 )
             })
         })
@@ -300,7 +303,7 @@ fn follow_states(clip: &std::path::Path, extra: &[&str]) -> (Vec<(usize, String)
 }
 
 #[test]
-fn the_follower_does_not_follow_a_stranger_while_the_target_is_away() {
+fn the_follower_refuses_strangers_while_the_target_is_away_and_knows_her_when_back() {
     let Some(shared) = common::shared() else {
         return;
     };
@@ -310,27 +313,41 @@ fn the_follower_does_not_follow_a_stranger_while_the_target_is_away() {
     let dir = common::temp_dir("reid-exit-return");
     let clip = dir.join("away.mp4");
     exit_and_return_clip(&shared.join("data/video/vtest.avi"), &clip);
-    let locked_while_away = |states: &[(usize, String)]| {
+    let locked = |states: &FollowStates, frames: std::ops::Range<usize>| {
         states
             .iter()
-            .filter(|(f, s)| (50..140).contains(f) && s == "locked")
+            .filter(|(f, s, _)| frames.contains(f) && s == "locked")
             .count()
     };
     // Motion only: once she is gone, whoever walks where she was is followed.
     let (off, _) = follow_states(&clip, &["--reid", "off"]);
-    let before = off.iter().filter(|(f, s)| *f < 50 && s == "locked").count();
-    assert!(before >= 40, "locked {before} of the first 50 frames");
-    assert!(locked_while_away(&off) > 20, "{off:?}");
-    // By appearance: the strangers are refused, with the scores in the events.
+    assert!(
+        locked(&off, 0..50) >= 40,
+        "locked {} of the first 50 frames",
+        locked(&off, 0..50)
+    );
+    assert!(locked(&off, 50..140) > 20, "{off:?}");
+    // By appearance: the strangers are refused, with the scores in the events ...
     let (hist, log) = follow_states(&clip, &[]);
-    let before = hist
-        .iter()
-        .filter(|(f, s)| *f < 50 && s == "locked")
-        .count();
-    assert!(before >= 40, "locked {before} of the first 50 frames");
-    assert_eq!(locked_while_away(&hist), 0, "{log}");
+    assert!(
+        locked(&hist, 0..50) >= 40,
+        "locked {} of the first 50 frames",
+        locked(&hist, 0..50)
+    );
+    assert_eq!(locked(&hist, 50..140), 0, "{log}");
     assert!(
         log.contains("candidate_rejected") && log.contains("similarity"),
         "{log}"
     );
+    // ... and after her return (3 s to settle) she is followed again, under her first id.
+    let first_id = hist.iter().find(|(_, s, _)| s == "locked").unwrap().2;
+    let on_her = hist
+        .iter()
+        .filter(|(f, s, id)| (170..240).contains(f) && s == "locked" && *id == first_id)
+        .count();
+    assert!(
+        on_her >= 56,
+        "on her {on_her} of the last 70 frames: {hist:?}"
+    );
+    assert!(log.contains("reacquired"), "{log}");
 }

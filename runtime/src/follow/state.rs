@@ -87,6 +87,10 @@ impl LockState {
 /// People remembered as refused (a bound for very long searches in crowds).
 const MAX_REJECTED: usize = 4096;
 
+/// Frames in a row a person refused before must pass the appearance test to be followed: a
+/// look that settled onto the target's must stay there, not touch the threshold once.
+const REJUDGED_FRAMES: u32 = 10;
+
 /// Gates a new track must pass to take over a target that did not come back.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ReacquireGate {
@@ -446,6 +450,19 @@ impl LockMachine {
     ) -> Option<TargetView> {
         match self.state {
             LockState::Idle => self.try_acquire(tracks, time, frame_w, frame_h, events),
+            LockState::Lost { id, .. } if tracked(tracks, id).is_some() => {
+                // The tracker recognised the target (re-identification gave the id back).
+                let t = *tracked(tracks, id).expect("tracked");
+                self.go(
+                    LockState::Locked { id },
+                    time,
+                    EventReason::Reacquired,
+                    None,
+                    events,
+                );
+                self.remember(&t, tracks, time);
+                Some(self.measured(&t))
+            }
             LockState::Lost {
                 id,
                 since,
@@ -671,9 +688,11 @@ impl LockMachine {
     }
 
     /// The person in view who clearly looks like the target (not `id`, not seen beside the
-    /// target, not refused before), with their consecutive frames counted from `candidate`.
-    /// A person refused for their look is reported once and not reconsidered: their look only
-    /// drifts toward the target's by chance (pose, light), not because they became the target.
+    /// target), with their consecutive frames counted from `candidate`. A person refused for
+    /// their look is reported once but judged again on every frame: a person walking into
+    /// view is first seen in part, and their look only settles over the next second or two.
+    /// Acceptance needs the threshold and the margin over everyone else for the gate's frames
+    /// ([`REJUDGED_FRAMES`] for a person refused before).
     fn look_alike<'t>(
         &mut self,
         tracks: &'t [Track],
@@ -684,18 +703,20 @@ impl LockMachine {
         events: &mut Vec<FollowEvent>,
     ) -> Option<(&'t Track, u32)> {
         let gallery = self.gallery.as_ref()?;
-        let (coexisting, rejected) = (&self.coexisting, &self.rejected);
+        let coexisting = &self.coexisting;
         let m = most_similar(
             &self.cfg.appearance,
             gallery,
             tracks,
             app,
             self.cfg.class_id,
-            |t| t == id || coexisting.binary_search(&t).is_ok() || rejected.contains(&t),
+            |t| t == id || coexisting.binary_search(&t).is_ok(),
         )?;
         if !m.accepted {
-            if m.score.similarity >= self.cfg.appearance.threshold {
-                // Similar enough but not clearly ahead of someone else: wait and see.
+            if m.score.similarity >= self.cfg.appearance.threshold || self.rejected.contains(&m.id)
+            {
+                // Similar enough but not clearly ahead of someone else (wait and see), or
+                // refused and reported before (judged again as their look builds up).
                 return None;
             }
             if self.rejected.len() >= MAX_REJECTED {
@@ -724,6 +745,15 @@ impl LockMachine {
         Some((t, frames))
     }
 
+    /// Frames in a row person `id` must look like the target before being followed.
+    fn frames_to_accept(&self, id: u64) -> u32 {
+        if self.rejected.contains(&id) {
+            self.cfg.gate.frames.max(REJUDGED_FRAMES)
+        } else {
+            self.cfg.gate.frames
+        }
+    }
+
     /// Locks onto the person who has looked like the target for the gate's frames; otherwise
     /// the candidate to keep counting (the caller keeps its state).
     fn relock_by_look(
@@ -736,7 +766,7 @@ impl LockMachine {
         events: &mut Vec<FollowEvent>,
     ) -> std::result::Result<TargetView, Option<(u64, u32)>> {
         match self.look_alike(tracks, app, id, time, candidate, events) {
-            Some((t, frames)) if frames >= self.cfg.gate.frames => {
+            Some((t, frames)) if frames >= self.frames_to_accept(t.id) => {
                 let t = *t;
                 let reason = EventReason::TargetChanged { previous: id };
                 Ok(self.lock(&t, tracks, time, reason, events))
@@ -1133,8 +1163,58 @@ mod tests {
         let relock = ev.last().unwrap();
         assert_eq!(relock.reason, EventReason::TargetChanged { previous: 1 });
         let score = relock.appearance.unwrap();
-        // The stranger refused before no longer competes.
-        assert!(score.similarity > 0.95 && score.second.is_none());
+        // The stranger refused before still counts for the margin, and loses it.
+        assert!(score.similarity > 0.95 && score.second.is_some_and(|s| s < 0.5));
+    }
+
+    #[test]
+    fn follow_state_lost_relocks_when_the_tracker_gives_the_id_back() {
+        let mut m = LockMachine::new(settings());
+        let b = BBox::new(100.0, 100.0, 200.0, 400.0);
+        let mut app = Appearances::default();
+        app.insert(1, look([1.0, 0.0, 0.1]));
+        run_seen(&mut m, &[person(1, b)], &app, 0, 10);
+        // Gone long enough to be lost.
+        run_seen(&mut m, &[], &app, 10, 10 + 150);
+        assert!(matches!(m.state(), LockState::Lost { id: 1, .. }));
+        // The tracker's re-identification gives the returning person id 1 again.
+        let back = [person(1, BBox::new(400.0, 80.0, 480.0, 330.0))];
+        let ev = run_seen(&mut m, &back, &app, 160, 161);
+        assert_eq!(m.state(), LockState::Locked { id: 1 });
+        assert_eq!(
+            (ev[0].from, ev[0].reason),
+            (FollowState::Lost, EventReason::Reacquired)
+        );
+    }
+
+    #[test]
+    fn follow_state_judges_a_refused_look_again_as_it_settles() {
+        let mut m = LockMachine::new(settings());
+        let b = BBox::new(100.0, 100.0, 200.0, 400.0);
+        let mut app = Appearances::default();
+        app.insert(1, look([1.0, 0.0, 0.1]));
+        run_seen(&mut m, &[person(1, b)], &app, 0, 10);
+        run_seen(&mut m, &[], &app, 10, 10 + 150);
+        // The target walks in with a new id, half seen at first: below the threshold.
+        let back = [person(9, BBox::new(0.0, 100.0, 60.0, 400.0))];
+        app.insert(9, look([1.0, 0.4, 0.1]));
+        let ev = run_seen(&mut m, &back, &app, 160, 170);
+        assert!(matches!(m.state(), LockState::Lost { id: 1, .. }));
+        let refused: Vec<_> = ev
+            .iter()
+            .filter(|e| e.reason == EventReason::CandidateRejected { candidate: 9 })
+            .collect();
+        assert_eq!(refused.len(), 1, "{ev:?}");
+        // Fully in view, their look settles on the target's: followed again once it has
+        // stayed there.
+        app.insert(9, look([1.0, 0.02, 0.1]));
+        run_seen(&mut m, &back, &app, 170, 170 + REJUDGED_FRAMES as usize - 1);
+        assert!(matches!(m.state(), LockState::Lost { id: 1, .. }));
+        let ev = run_seen(&mut m, &back, &app, 170 + REJUDGED_FRAMES as usize - 1, 185);
+        assert_eq!(m.state(), LockState::Locked { id: 9 });
+        assert!(ev
+            .iter()
+            .all(|e| e.reason != EventReason::CandidateRejected { candidate: 9 }));
     }
 
     #[test]
