@@ -347,6 +347,20 @@ impl LockMachine {
         self.measured(t)
     }
 
+    /// The target `t` is tracked again under its own id: locked on it once more.
+    fn reacquired(
+        &mut self,
+        t: &Track,
+        tracks: &[Track],
+        time: f64,
+        events: &mut Vec<FollowEvent>,
+    ) -> TargetView {
+        let locked = LockState::Locked { id: t.id };
+        self.go(locked, time, EventReason::Reacquired, None, events);
+        self.remember(t, tracks, time);
+        self.measured(t)
+    }
+
     fn measured(&self, t: &Track) -> TargetView {
         TargetView {
             id: t.id,
@@ -453,15 +467,7 @@ impl LockMachine {
             LockState::Lost { id, .. } if tracked(tracks, id).is_some() => {
                 // The tracker recognised the target (re-identification gave the id back).
                 let t = *tracked(tracks, id).expect("tracked");
-                self.go(
-                    LockState::Locked { id },
-                    time,
-                    EventReason::Reacquired,
-                    None,
-                    events,
-                );
-                self.remember(&t, tracks, time);
-                Some(self.measured(&t))
+                Some(self.reacquired(&t, tracks, time, events))
             }
             LockState::Lost {
                 id,
@@ -538,15 +544,7 @@ impl LockMachine {
             }
             LockState::Coasting { id, since } => {
                 if let Some(t) = tracked(tracks, id) {
-                    self.go(
-                        LockState::Locked { id },
-                        time,
-                        EventReason::Reacquired,
-                        None,
-                        events,
-                    );
-                    self.remember(t, tracks, time);
-                    return Some(self.measured(t));
+                    return Some(self.reacquired(t, tracks, time, events));
                 }
                 self.coast(tracks, app, id, since, time, events)
             }
@@ -604,15 +602,7 @@ impl LockMachine {
         events: &mut Vec<FollowEvent>,
     ) -> Option<TargetView> {
         if let Some(t) = tracked(tracks, id) {
-            self.go(
-                LockState::Locked { id },
-                time,
-                EventReason::Reacquired,
-                None,
-                events,
-            );
-            self.remember(t, tracks, time);
-            return Some(self.measured(t));
+            return Some(self.reacquired(t, tracks, time, events));
         }
         if time - since >= self.cfg.lost_timeout {
             self.go(
@@ -1167,16 +1157,21 @@ mod tests {
         assert!(score.similarity > 0.95 && score.second.is_some_and(|s| s < 0.5));
     }
 
-    #[test]
-    fn follow_state_lost_relocks_when_the_tracker_gives_the_id_back() {
+    /// A machine locked on person 1 (with a look) who then left long enough to be lost.
+    fn lost_after_a_lock() -> (LockMachine, Appearances) {
         let mut m = LockMachine::new(settings());
         let b = BBox::new(100.0, 100.0, 200.0, 400.0);
         let mut app = Appearances::default();
         app.insert(1, look([1.0, 0.0, 0.1]));
         run_seen(&mut m, &[person(1, b)], &app, 0, 10);
-        // Gone long enough to be lost.
         run_seen(&mut m, &[], &app, 10, 10 + 150);
         assert!(matches!(m.state(), LockState::Lost { id: 1, .. }));
+        (m, app)
+    }
+
+    #[test]
+    fn follow_state_lost_relocks_when_the_tracker_gives_the_id_back() {
+        let (mut m, app) = lost_after_a_lock();
         // The tracker's re-identification gives the returning person id 1 again.
         let back = [person(1, BBox::new(400.0, 80.0, 480.0, 330.0))];
         let ev = run_seen(&mut m, &back, &app, 160, 161);
@@ -1189,12 +1184,7 @@ mod tests {
 
     #[test]
     fn follow_state_judges_a_refused_look_again_as_it_settles() {
-        let mut m = LockMachine::new(settings());
-        let b = BBox::new(100.0, 100.0, 200.0, 400.0);
-        let mut app = Appearances::default();
-        app.insert(1, look([1.0, 0.0, 0.1]));
-        run_seen(&mut m, &[person(1, b)], &app, 0, 10);
-        run_seen(&mut m, &[], &app, 10, 10 + 150);
+        let (mut m, mut app) = lost_after_a_lock();
         // The target walks in with a new id, half seen at first: below the threshold.
         let back = [person(9, BBox::new(0.0, 100.0, 60.0, 400.0))];
         app.insert(9, look([1.0, 0.4, 0.1]));
