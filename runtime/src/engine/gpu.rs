@@ -109,9 +109,20 @@ fn probe_once() -> GpuStatus {
     GpuStatus::NotBuilt
 }
 
+/// Environment variable by which cuDNN and cuBLAS run f32 convolutions and products on TF32
+/// tensor cores (Ampere and later GPUs): up to 2e-3 of the largest output off the CPU engine,
+/// where exact f32 stays within 1e-5 (measured on an H200, BENCHMARKS.md). vigia's f32 is f32:
+/// it sets the variable to `0` before the CUDA libraries load, unless the user has set it
+/// (`NVIDIA_TF32_OVERRIDE=1` lets the libraries choose again). `--half` is the fast path.
+pub const TF32_ENV: &str = "NVIDIA_TF32_OVERRIDE";
+
 #[cfg(feature = "cuda-engine")]
 fn probe_once() -> GpuStatus {
     use std::panic::{catch_unwind, AssertUnwindSafe};
+    if std::env::var_os(TF32_ENV).is_none() {
+        // Before any CUDA library is opened, on the first probe (a `OnceLock` runs this once).
+        std::env::set_var(TF32_ENV, "0");
+    }
     match catch_unwind(AssertUnwindSafe(cuda_stack)) {
         Ok(Ok(info)) => GpuStatus::Ready(info),
         Ok(Err(why)) => GpuStatus::Unavailable(why),
