@@ -15,6 +15,7 @@ use tract_onnx::tract_core::runtime::{runtime_for_name, Runnable, State};
 
 use super::gpu::probe;
 use super::onnx::OnnxGraph;
+use super::passes::gpu_lowering::lower_for_gpu;
 use super::tract::{f32_views, input_slice, parse_typed, run_outputs};
 use super::{chain, model_err, ms, Engine, GpuPlacement, LoadReport};
 use crate::error::{Error, Result};
@@ -47,7 +48,7 @@ impl CudaEngine {
         let name = graph.source().display_name();
         let shape = input_shape.to_vec();
         let mut report = LoadReport::default();
-        let typed =
+        let (typed, lowered) =
             typed_model(graph, &shape, half, &mut report).map_err(|e| model_err(&name, &e))?;
         let t = Instant::now();
         let prepared = catch_unwind(AssertUnwindSafe(|| prepare_on_gpu(typed)))
@@ -60,7 +61,10 @@ impl CudaEngine {
             })?;
         report.optimize_ms = ms(t.elapsed());
         let t = Instant::now();
-        report.gpu = Some(placement(&*prepared));
+        report.gpu = Some(GpuPlacement {
+            lowered,
+            ..placement(&*prepared)
+        });
         let engine =
             Self::with_plan(Arc::from(prepared), shape).map_err(|e| model_err(&name, &e))?;
         report.plan_ms = ms(t.elapsed());
@@ -95,24 +99,26 @@ impl CudaEngine {
     }
 }
 
-/// Parses and types `graph` (leniently on a second try, as the tract engine does), declutters it
-/// and converts it to f16 with `half`.
+/// Parses and types `graph` (leniently on a second try, as the tract engine does), declutters it,
+/// converts it to f16 with `half` and lowers what tract-cuda lacks; also says how many nodes
+/// were lowered.
 fn typed_model(
     graph: &OnnxGraph,
     shape: &[usize],
     half: bool,
     report: &mut LoadReport,
-) -> Result<TypedModel, String> {
+) -> Result<(TypedModel, usize), String> {
     let build = |onnx: &tract_onnx::model::Onnx, report: &mut LoadReport| {
-        catch_unwind(AssertUnwindSafe(|| -> TractResult<TypedModel> {
+        catch_unwind(AssertUnwindSafe(|| -> TractResult<(TypedModel, usize)> {
             let typed = parse_typed(onnx, graph, shape, report)?;
             let t = Instant::now();
             let mut model = typed.into_decluttered()?;
             if half {
                 model = super::half::to_half(model)?;
             }
+            let lowered = lower_for_gpu(&mut model)?.replaced();
             report.declutter_ms = ms(t.elapsed());
-            Ok(model)
+            Ok((model, lowered))
         }))
     };
     let lenient = || {

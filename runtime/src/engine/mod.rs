@@ -86,6 +86,9 @@ pub struct GpuPlacement {
     pub cpu_ops: Vec<String>,
     /// Copies between host and device (each CPU operator costs one each way).
     pub copies: usize,
+    /// Pools, downsamples and resizes rewritten into operators the GPU runs
+    /// ([`passes::gpu_lowering`]).
+    pub lowered: usize,
 }
 
 impl GpuPlacement {
@@ -99,8 +102,13 @@ impl GpuPlacement {
         } else {
             format!(" ({})", cpu.join(", "))
         };
+        let lowered = if self.lowered > 0 {
+            format!(" ({} pools/resizes rewritten for it)", self.lowered)
+        } else {
+            String::new()
+        };
         format!(
-            "{} operators on the GPU, {} on the CPU{names}, {} host/device copies",
+            "{} operators on the GPU{lowered}, {} on the CPU{names}, {} host/device copies",
             self.gpu_ops,
             self.cpu_ops.len(),
             self.copies

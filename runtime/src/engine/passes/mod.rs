@@ -3,12 +3,14 @@
 //! Each pass recognizes a pattern and replaces it by something that runs faster, with the same
 //! results: on the ONNX protobuf, [`pad_fold`], [`yolo_head_cut`] and [`centernet_topk_cut`]
 //! (behind [`GraphPass`]); on
-//! tract's decluttered model, [`conv_kernels`] (vigia's convolution kernels). Passes only fire when every
+//! tract's decluttered model, [`conv_kernels`] (vigia's convolution kernels) and, for the GPU,
+//! [`gpu_lowering`] (operators tract-cuda lacks, in terms of ones it has). Passes only fire when every
 //! part of the pattern is checked (operators, attributes and constant values, single consumers);
 //! anything else leaves the graph as it is. `VIGIA_NO_REWRITE=1` turns them all off.
 
 pub mod centernet_topk_cut;
 pub mod conv_kernels;
+pub mod gpu_lowering;
 pub mod pad_fold;
 mod probe;
 mod proto;
