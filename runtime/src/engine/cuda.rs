@@ -116,7 +116,22 @@ fn typed_model(
             if half {
                 model = super::half::to_half(model)?;
             }
-            let lowered = lower_for_gpu(&mut model)?.replaced();
+            // The lowering only moves work to the GPU: if it cannot rewrite this graph, the
+            // graph runs as tract-cuda takes it, with its CPU operators.
+            let mut candidate = model.clone();
+            let lowered = match lower_for_gpu(&mut candidate) {
+                Ok(done) => {
+                    model = candidate;
+                    done.replaced()
+                }
+                Err(e) => {
+                    eprintln!(
+                        "vigia: warning: pools and resizes stay on the CPU (cannot rewrite them for the GPU: {})",
+                        chain(&e)
+                    );
+                    0
+                }
+            };
             report.declutter_ms = ms(t.elapsed());
             Ok((model, lowered))
         }))
