@@ -163,3 +163,29 @@ pub(crate) fn chain(e: &anyhow::Error) -> String {
         .collect::<Vec<_>>()
         .join(": ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::GpuPlacement;
+
+    #[test]
+    fn gpu_placement_names_cpu_operators_once_and_counts_the_rewritten_ones() {
+        let mut placement = GpuPlacement {
+            gpu_ops: 146,
+            cpu_ops: vec!["Resize".into(), "OptMaxPool".into(), "Resize".into()],
+            copies: 17,
+            lowered: 0,
+        };
+        assert_eq!(
+            placement.summary(),
+            "146 operators on the GPU, 3 on the CPU (OptMaxPool, Resize), 17 host/device copies"
+        );
+        placement.cpu_ops.clear();
+        placement.lowered = 5;
+        placement.copies = 7;
+        assert_eq!(
+            placement.summary(),
+            "146 operators on the GPU (5 pools/resizes rewritten for it), 0 on the CPU, 7 host/device copies"
+        );
+    }
+}
