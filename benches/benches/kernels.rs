@@ -4,7 +4,8 @@
 //!
 //! Depthwise: the layers of MobileNetV2 / EfficientNet-Lite0 at 224x224 and of
 //! CenterNet-MobileNetV3 at 512x512. Dense (1x1 and KxK, group 1): layers of NanoDet-m at
-//! 416x416, YOLOv8n at 640x640, ResNet50 and EfficientNet-Lite0 at 224x224. Each is followed by ReLU6.
+//! 416x416, YOLOv8n at 640x640, ResNet50 and EfficientNet-Lite0 at 224x224, each 3x3 stride-1
+//! one also by Winograd's F(4x4, 3x3). Each is followed by ReLU6.
 
 use std::time::Duration;
 
@@ -17,11 +18,12 @@ use vigia::engine::passes::conv_kernels::replace_convs;
 use vigia::kernels::dense_conv::DenseConv;
 use vigia::kernels::depthwise::DepthwiseConv;
 use vigia::kernels::planes::PlaneGeometry;
+use vigia::kernels::winograd::WinogradConv;
 use vigia::kernels::{Activation, Isa};
 use vigia_benches::use_threads;
 
 /// Dense layers: (input channels, output channels, input side, kernel, stride), "same" padding.
-const DENSE_SHAPES: [(usize, usize, usize, usize, usize); 12] = [
+const DENSE_SHAPES: [(usize, usize, usize, usize, usize); 18] = [
     (3, 24, 416, 3, 2),
     (24, 58, 104, 1, 1),
     (116, 116, 26, 1, 1),
@@ -34,6 +36,12 @@ const DENSE_SHAPES: [(usize, usize, usize, usize, usize); 12] = [
     (256, 256, 14, 3, 1),
     (16, 96, 112, 1, 1),
     (3, 32, 224, 3, 2),
+    (16, 16, 160, 3, 1),
+    (32, 32, 80, 3, 1),
+    (64, 64, 40, 3, 1),
+    (128, 128, 20, 3, 1),
+    (64, 64, 56, 3, 1),
+    (512, 512, 7, 3, 1),
 ];
 
 /// Depthwise layers: (channels, input side, kernel, stride) with "same" padding.
@@ -85,6 +93,10 @@ fn dense_benches(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new("vigia", isa.name()), &isa, |b, _| {
                 b.iter(|| conv.run(&input, &mut out))
             });
+            if let Ok(conv) = WinogradConv::new(isa, g, outs, &weights, &bias, relu6) {
+                let id = BenchmarkId::new("winograd", isa.name());
+                group.bench_with_input(id, &isa, |b, _| b.iter(|| conv.run(&input, &mut out)));
+            }
         }
         group.finish();
     }

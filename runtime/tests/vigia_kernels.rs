@@ -99,6 +99,11 @@ fn vigia_kernels_match_tract_on_real_models_at_one_and_two_threads() {
                     .zip(w)
                     .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
                     .fold(0.0f32, f32::max);
+                eprintln!(
+                    "{} at {threads} thread(s): worst relative difference {worst:.2e} ({} by Winograd)",
+                    path.display(),
+                    replaced.winograd
+                );
                 // Two f32 summation orders drift apart through a deep network: about 1e-4 after
                 // CenterNet's ~60 layers, depending on which instruction set runs. A wrong kernel
                 // (tap, stride, padding, activation) is off by 1e-2 or more.

@@ -11,6 +11,7 @@
 //! - [`taps`]: the depthwise inner loop, a sum of shifted rows times scalar weights, written
 //!   per instruction set (AVX-512, AVX2+FMA, NEON, portable) and picked at run time;
 //! - [`activation`]: the activations fused into the epilogue;
+//! - [`winograd`]: 3x3 stride-1 dense convolution by F(4x4, 3x3) on the same micro-kernel;
 //! - [`reference`]: naive implementations the kernels are tested against.
 
 pub mod activation;
@@ -24,6 +25,7 @@ pub mod reference;
 pub mod taps;
 #[cfg(test)]
 mod test_support;
+pub mod winograd;
 
 pub use activation::Activation;
 pub use isa::Isa;

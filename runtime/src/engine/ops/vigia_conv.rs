@@ -7,6 +7,7 @@ use tract_onnx::tract_core::internal::*;
 use crate::kernels::dense_conv::DenseConv;
 use crate::kernels::depthwise::DepthwiseConv;
 use crate::kernels::planes::PlaneGeometry;
+use crate::kernels::winograd::WinogradConv;
 use crate::kernels::{Activation, Isa};
 
 /// The convolution a [`VigiaConv`] runs.
@@ -16,6 +17,8 @@ pub enum ConvKernel {
     Depthwise(Arc<DepthwiseConv>, Isa),
     /// Every input channel into every output channel (a matrix product).
     Dense(Arc<DenseConv>),
+    /// A 3x3 stride-1 dense convolution by Winograd's F(4x4, 3x3).
+    Winograd(Arc<WinogradConv>),
 }
 
 impl ConvKernel {
@@ -23,6 +26,7 @@ impl ConvKernel {
         match self {
             ConvKernel::Depthwise(conv, _) => conv.geometry(),
             ConvKernel::Dense(conv) => conv.geometry(),
+            ConvKernel::Winograd(conv) => conv.geometry(),
         }
     }
 
@@ -30,6 +34,7 @@ impl ConvKernel {
         match self {
             ConvKernel::Depthwise(conv, _) => conv.activation(),
             ConvKernel::Dense(conv) => conv.activation(),
+            ConvKernel::Winograd(conv) => conv.activation(),
         }
     }
 
@@ -37,6 +42,7 @@ impl ConvKernel {
         match self {
             ConvKernel::Depthwise(_, isa) => *isa,
             ConvKernel::Dense(conv) => conv.isa(),
+            ConvKernel::Winograd(conv) => conv.isa(),
         }
     }
 
@@ -44,6 +50,7 @@ impl ConvKernel {
         match self {
             ConvKernel::Depthwise(conv, _) => conv.geometry().channels,
             ConvKernel::Dense(conv) => conv.out_channels(),
+            ConvKernel::Winograd(conv) => conv.out_channels(),
         }
     }
 
@@ -57,6 +64,8 @@ impl ConvKernel {
         match self {
             ConvKernel::Depthwise(..) => self.output_len() * g.kernel_h * g.kernel_w,
             ConvKernel::Dense(conv) => conv.macs() as usize,
+            // The direct product's count, so FLOP rates compare across kernels.
+            ConvKernel::Winograd(_) => self.output_len() * g.channels * 9,
         }
     }
 
@@ -64,6 +73,7 @@ impl ConvKernel {
         match self {
             ConvKernel::Depthwise(conv, isa) => conv.run(*isa, input, output),
             ConvKernel::Dense(conv) => conv.run(input, output),
+            ConvKernel::Winograd(conv) => conv.run(input, output),
         }
     }
 }
@@ -84,6 +94,7 @@ impl Op for VigiaConv {
         match self.kernel {
             ConvKernel::Depthwise(..) => "VigiaDepthwiseConv".into(),
             ConvKernel::Dense(_) => "VigiaDenseConv".into(),
+            ConvKernel::Winograd(_) => "VigiaWinogradConv".into(),
         }
     }
 

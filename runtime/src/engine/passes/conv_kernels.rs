@@ -31,6 +31,7 @@ use crate::engine::ops::vigia_conv::{ConvKernel, VigiaConv};
 use crate::kernels::dense_conv::DenseConv;
 use crate::kernels::depthwise::DepthwiseConv;
 use crate::kernels::planes::{PlaneGeometry, MAX_KERNEL};
+use crate::kernels::winograd::WinogradConv;
 use crate::kernels::{Activation, Isa};
 
 /// Which kernels compute the convolutions (`--kernels`).
@@ -61,6 +62,8 @@ pub struct KernelReport {
     pub depthwise: usize,
     /// Dense convolutions (1x1 and KxK, group 1) now on vigia's matrix product.
     pub dense: usize,
+    /// Of those, 3x3 stride-1 ones computed by Winograd's F(4x4, 3x3).
+    pub winograd: usize,
     /// Activations fused into them.
     pub fused_activations: usize,
     /// The instruction set the kernels use (`None` when nothing was replaced).
@@ -73,14 +76,15 @@ impl KernelReport {
         self.depthwise + self.dense
     }
 
-    /// One line for load messages, e.g. `17 depthwise + 40 dense conv (50 with activation) on
-    /// avx512`.
+    /// One line for load messages, e.g. `17 depthwise + 40 dense conv (12 by Winograd, 50
+    /// with activation) on avx512`.
     pub fn summary(&self) -> String {
         match self.isa {
             Some(isa) if self.replaced() > 0 => format!(
-                "{} depthwise + {} dense conv ({} with activation) on {}",
+                "{} depthwise + {} dense conv ({} by Winograd, {} with activation) on {}",
                 self.depthwise,
                 self.dense,
+                self.winograd,
                 self.fused_activations,
                 isa.name()
             ),
@@ -176,6 +180,11 @@ fn replace(
             ),
             isa,
         )
+    } else if winograd_pays(isa, &geometry, out_channels) {
+        ConvKernel::Winograd(Arc::new(
+            WinogradConv::new(isa, geometry, out_channels, &weights, &bias, activation)
+                .map_err(|e| anyhow!("{name}: {e}"))?,
+        ))
     } else {
         ConvKernel::Dense(Arc::new(
             DenseConv::new(isa, geometry, out_channels, &weights, &bias, activation)
@@ -199,6 +208,7 @@ fn replace(
         let axis = patch.outlet_fact(taps[0])?.rank() - 3;
         patch.wire_node(format!("{name}.vigia.concat"), TypedConcat { axis }, &taps)?[0]
     };
+    let by_winograd = matches!(kernel, ConvKernel::Winograd(_));
     let op = VigiaConv {
         kernel,
         output_shape,
@@ -210,6 +220,9 @@ fn replace(
         report.depthwise += 1;
     } else {
         report.dense += 1;
+    }
+    if by_winograd {
+        report.winograd += 1;
     }
     if activation != Activation::None {
         report.fused_activations += 1;
@@ -225,6 +238,26 @@ fn tract_is_faster(isa: Isa, geometry: &PlaneGeometry, out_channels: usize) -> b
     let depth = geometry.channels * geometry.kernel_h * geometry.kernel_w;
     out_channels < 2 * crate::kernels::gemm::tile(isa).0 && depth < 64
 }
+
+/// Whether a 3x3 stride-1 dense convolution runs faster by Winograd's F(4x4, 3x3) than as a
+/// direct product (`VIGIA_WINOGRAD=0` keeps them all direct, for comparisons). Measured one
+/// thread, AVX-512 (`benches/benches/kernels.rs`): 1.3-1.9x faster from 16 to 256 channels and
+/// maps of 14x14 and up; 2.7x slower on ResNet50's 512-channel 7x7 layers, whose 4 tiles fill
+/// an eighth of the product's columns while its transformed filters (36 points where the
+/// direct product has 9 taps) stream from memory. So: at least half a block of tiles, and
+/// enough channels on both sides for the transforms to pay.
+fn winograd_pays(isa: Isa, geometry: &PlaneGeometry, out_channels: usize) -> bool {
+    let g = geometry;
+    let tiles = g.out_h.div_ceil(4) * g.out_w.div_ceil(4);
+    (g.kernel_h, g.kernel_w, g.stride_h, g.stride_w) == (3, 3, 1, 1)
+        && 2 * tiles >= crate::kernels::gemm::tile(isa).1
+        && g.channels >= 8
+        && out_channels >= 8
+        && std::env::var(WINOGRAD_ENV).map_or(true, |v| v != "0")
+}
+
+/// Set to `0` to compute every dense convolution as a direct product.
+pub const WINOGRAD_ENV: &str = "VIGIA_WINOGRAD";
 
 /// Whether `node` adds two tensors.
 fn is_add(node: &TypedNode) -> bool {

@@ -210,6 +210,52 @@ thread_local! {
     static PANEL: RefCell<AlignedBuf> = RefCell::new(AlignedBuf::default());
 }
 
+/// `c[(i - first) * NR + j] = sum_k a[i][k] panel[k * NR + j]` for the rows `i` of `a`'s row
+/// panels `panels` (rows past `M` come out zero; `first` is the range's first row): the
+/// product of the packed filters with one `B` panel already packed (`K` rows of the
+/// micro-kernel's `NR` columns), as Winograd's transformed inputs are. No bias, no activation,
+/// on the calling thread.
+///
+/// Panics when `panels` runs past `a`'s panels, `panel` holds fewer than `K x NR` values, `c`
+/// fewer than the range's rows x `NR`, or `a` was packed for an instruction set this CPU lacks.
+pub fn panel_product(
+    a: &PackedWeights,
+    panels: std::ops::Range<usize>,
+    panel: &[f32],
+    c: &mut [f32],
+) {
+    let (mr, nr) = tile(a.isa);
+    assert!(panels.end <= a.m.div_ceil(mr), "row panels past M");
+    assert!(panel.len() >= a.k * nr, "B panel too short");
+    assert!(c.len() >= panels.len() * mr * nr, "C too short");
+    assert!(a.isa.is_supported(), "{} kernels on this CPU", a.isa.name());
+    static ZEROS: [f32; 16] = [0.0; 16];
+    let packed = a.data.as_slice();
+    let mut pc = 0;
+    while pc < a.k {
+        let kc = KC.min(a.k - pc);
+        for (q, p) in panels.clone().enumerate() {
+            // SAFETY: the panel of `a` holds `mr * k` values from `p * mr * k`, `panel` `k * nr`,
+            // `c` `mr` rows of `nr` from `q * mr * nr` (all checked above); `mr <= 16` zeros
+            // seed the accumulators; the instruction set is supported (checked).
+            unsafe {
+                tile_kernel(
+                    a.isa,
+                    kc,
+                    packed.as_ptr().add(p * mr * a.k + pc * mr),
+                    panel.as_ptr().add(pc * nr),
+                    c.as_mut_ptr().add(q * mr * nr),
+                    nr,
+                    ZEROS.as_ptr(),
+                    pc > 0,
+                    None,
+                );
+            }
+        }
+        pc += kc;
+    }
+}
+
 /// A pointer to the output that threads share; each writes only its own tiles.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
