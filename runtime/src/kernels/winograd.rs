@@ -34,8 +34,9 @@ const ALPHA: usize = 6;
 const POINTS: usize = ALPHA * ALPHA;
 /// Output pixels per tile side.
 const TILE: usize = 4;
-/// The widest micro-kernel tile (`NR`), the most tiles a block holds; the transforms always
-/// compute this many (fixed-length loops the compiler vectorizes) and keep the first `n`.
+/// The widest micro-kernel tile (`NR`), the most tiles a block holds. The transforms always
+/// compute the micro-kernel's `NR` tiles (fixed-length loops the compiler vectorizes) and keep
+/// the first `n`.
 const MAX_NR: usize = 32;
 /// Values per column phase of the split input rows: a block's tiles plus one, rounded up to
 /// whole 16-lane vectors.
@@ -276,8 +277,33 @@ impl WinogradConv {
         out: SharedOut,
         s: &mut Scratch,
     ) {
+        // The transforms run over exactly the micro-kernel's width.
+        match tile(self.isa).1 {
+            32 => self.block_of::<32>(b, panels, input, out, s),
+            16 => self.block_of::<16>(b, panels, input, out, s),
+            _ => self.block_of::<8>(b, panels, input, out, s),
+        }
+    }
+
+    /// [`Self::block`] with transforms over `W` tiles (the micro-kernel's `NR`).
+    ///
+    /// # Safety
+    /// As [`Self::run_block`].
+    #[inline(always)]
+    unsafe fn block_of<const W: usize>(
+        &self,
+        b: usize,
+        panels: Range<usize>,
+        input: &[f32],
+        out: SharedOut,
+        s: &mut Scratch,
+    ) {
         let g = &self.geometry;
         let (mr, nr) = tile(self.isa);
+        assert!(
+            nr <= W && W <= MAX_NR,
+            "transforms over {W} tiles for NR = {nr}"
+        );
         let (depth, rows_out) = (g.channels, panels.len() * mr);
         let channels = (panels.start * mr)..(panels.end * mr).min(self.out_channels);
         grow(&mut s.windows, POINTS * depth * nr);
@@ -290,9 +316,9 @@ impl WinogradConv {
             for c in 0..depth {
                 let plane = &input[c * plane_in..(c + 1) * plane_in];
                 split_window_rows(g, plane, (ty, tx, n), &mut s.phases);
-                transform_rows(&s.phases, &mut s.rows);
+                transform_rows::<W>(&s.phases, &mut s.rows);
                 let dst = &mut s.windows[c * nr + at..];
-                transform_columns(n, &s.rows, dst, depth * nr);
+                transform_columns::<W>(n, &s.rows, dst, depth * nr);
             }
         }
         for (xi, filters) in self.filters.iter().enumerate() {
@@ -308,7 +334,7 @@ impl WinogradConv {
             for o in channels.clone() {
                 let products = &s.products[(o - channels.start) * nr + at..];
                 let plane = out.0.add(o * plane_out);
-                self.write_tiles(o, products, rows_out * nr, (ty, tx, n), plane);
+                self.write_tiles::<W>(o, products, rows_out * nr, (ty, tx, n), plane);
             }
         }
     }
@@ -320,7 +346,7 @@ impl WinogradConv {
     /// `plane` must point to the channel's `out_h x out_w` pixels, and no other thread may
     /// write these tiles.
     #[inline(always)]
-    unsafe fn write_tiles(
+    unsafe fn write_tiles<const W: usize>(
         &self,
         o: usize,
         products: &[f32],
@@ -330,19 +356,19 @@ impl WinogradConv {
     ) {
         let g = &self.geometry;
         let bias = self.bias[o];
-        let m = |xi: usize| -> &[f32; MAX_NR] {
-            products[xi * pitch..xi * pitch + MAX_NR]
+        let m = |xi: usize| -> &[f32; W] {
+            products[xi * pitch..xi * pitch + W]
                 .try_into()
                 .expect("a row of products")
         };
         // Down the point rows first: s[i][j] for output row i and point column j.
-        let mut s = [[[0f32; MAX_NR]; ALPHA]; TILE];
+        let mut s = [[[0f32; W]; ALPHA]; TILE];
         // `j` picks a column in each of the four output rows.
         #[allow(clippy::needless_range_loop)]
         for j in 0..ALPHA {
             let (m0, m1, m2, m3, m4, m5) =
                 (m(j), m(6 + j), m(12 + j), m(18 + j), m(24 + j), m(30 + j));
-            for k in 0..MAX_NR {
+            for k in 0..W {
                 let (a, b) = (m1[k] + m2[k], m1[k] - m2[k]);
                 let (c, d) = (m3[k] + m4[k], m3[k] - m4[k]);
                 s[0][j][k] = m0[k] + a + c;
@@ -361,7 +387,7 @@ impl WinogradConv {
             if y >= g.out_h {
                 break;
             }
-            for (k, px) in row.chunks_exact_mut(TILE).enumerate() {
+            for (k, px) in row[..TILE * W].chunks_exact_mut(TILE).enumerate() {
                 let (a, b) = (r[1][k] + r[2][k], r[1][k] - r[2][k]);
                 let (c, d) = (r[3][k] + r[4][k], r[3][k] - r[4][k]);
                 px[0] = r[0][k] + a + c + bias;
@@ -419,11 +445,11 @@ fn split_window_rows(
 
 /// `Bᵀ d` down the six rows of `phases`, for every phase, into `rows`.
 #[inline(always)]
-fn transform_rows(phases: &SplitRows, rows: &mut SplitRows) {
+fn transform_rows<const W: usize>(phases: &SplitRows, rows: &mut SplitRows) {
     for c in 0..4 {
         let d = |r: usize| &phases[r][c];
         let (d0, d1, d2, d3, d4, d5) = (d(0), d(1), d(2), d(3), d(4), d(5));
-        for k in 0..PITCH {
+        for k in 0..=W {
             let (v0, v1, v2, v3, v4, v5) = (d0[k], d1[k], d2[k], d3[k], d4[k], d5[k]);
             rows[0][c][k] = 4.0 * v0 - 5.0 * v2 + v4;
             rows[1][c][k] = (v3 + v4) - 4.0 * (v1 + v2);
@@ -438,14 +464,14 @@ fn transform_rows(phases: &SplitRows, rows: &mut SplitRows) {
 /// `(Bᵀ d) B` across the columns of `rows` for `n` tiles: point `(i, j)` of tile `k` goes to
 /// `dst[(6 i + j) * pitch + k]`.
 #[inline(always)]
-fn transform_columns(n: usize, rows: &SplitRows, dst: &mut [f32], pitch: usize) {
+fn transform_columns<const W: usize>(n: usize, rows: &SplitRows, dst: &mut [f32], pitch: usize) {
     for (i, r) in rows.iter().enumerate() {
-        let e = |c: usize, shift: usize| -> &[f32; MAX_NR] {
-            r[c][shift..shift + MAX_NR].try_into().expect("a phase")
+        let e = |c: usize, shift: usize| -> &[f32; W] {
+            r[c][shift..shift + W].try_into().expect("a phase")
         };
         let (e0, e1, e2, e3, e4, e5) = (e(0, 0), e(1, 0), e(2, 0), e(3, 0), e(0, 1), e(1, 1));
-        let mut v = [[0f32; MAX_NR]; ALPHA];
-        for k in 0..MAX_NR {
+        let mut v = [[0f32; W]; ALPHA];
+        for k in 0..W {
             let (a0, a1, a2, a3, a4, a5) = (e0[k], e1[k], e2[k], e3[k], e4[k], e5[k]);
             v[0][k] = 4.0 * a0 - 5.0 * a2 + a4;
             v[1][k] = (a3 + a4) - 4.0 * (a1 + a2);
@@ -456,9 +482,9 @@ fn transform_columns(n: usize, rows: &SplitRows, dst: &mut [f32], pitch: usize) 
         }
         for (j, point) in v.iter().enumerate() {
             let at = (ALPHA * i + j) * pitch;
-            if n == MAX_NR {
+            if n == W {
                 // A full block: a fixed-length copy the compiler keeps in registers.
-                let to: &mut [f32; MAX_NR] = (&mut dst[at..at + MAX_NR]).try_into().expect("n");
+                let to: &mut [f32; W] = (&mut dst[at..at + W]).try_into().expect("n");
                 *to = *point;
             } else {
                 for (to, from) in dst[at..at + n].iter_mut().zip(point) {

@@ -180,7 +180,7 @@ fn replace(
             ),
             isa,
         )
-    } else if winograd_pays(isa, &geometry, out_channels) {
+    } else if winograd_pays(&geometry, out_channels) {
         ConvKernel::Winograd(Arc::new(
             WinogradConv::new(isa, geometry, out_channels, &weights, &bias, activation)
                 .map_err(|e| anyhow!("{name}: {e}"))?,
@@ -244,13 +244,14 @@ fn tract_is_faster(isa: Isa, geometry: &PlaneGeometry, out_channels: usize) -> b
 /// thread, AVX-512 (`benches/benches/kernels.rs`): 1.3-1.9x faster from 16 to 256 channels and
 /// maps of 14x14 and up; 2.7x slower on ResNet50's 512-channel 7x7 layers, whose 4 tiles fill
 /// an eighth of the product's columns while its transformed filters (36 points where the
-/// direct product has 9 taps) stream from memory. So: at least half a block of tiles, and
-/// enough channels on both sides for the transforms to pay.
-fn winograd_pays(isa: Isa, geometry: &PlaneGeometry, out_channels: usize) -> bool {
+/// direct product has 9 taps) stream from memory. So: at least 16 tiles of 4x4 pixels (half a
+/// block of the widest micro-kernel; maps of 13x13 and up), and enough channels on both sides
+/// for the transforms to pay.
+fn winograd_pays(geometry: &PlaneGeometry, out_channels: usize) -> bool {
     let g = geometry;
     let tiles = g.out_h.div_ceil(4) * g.out_w.div_ceil(4);
     (g.kernel_h, g.kernel_w, g.stride_h, g.stride_w) == (3, 3, 1, 1)
-        && 2 * tiles >= crate::kernels::gemm::tile(isa).1
+        && tiles >= 16
         && g.channels >= 8
         && out_channels >= 8
         && std::env::var(WINOGRAD_ENV).map_or(true, |v| v != "0")
