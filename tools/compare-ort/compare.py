@@ -5,7 +5,10 @@ For each model and thread count: one `vigia bench --stdin-rounds` process keeps 
 writes the exact input tensor it feeds (a preprocessed photo) and its outputs; an ONNX Runtime
 session in this process runs the same ONNX file on that tensor with the same number of intra-op
 threads (inter-op 1, sequential). The two alternate round by round (the order flips every round),
-so both see the same machine load. Prints per model: vigia ms, ORT ms, the ratio, FLOPs, the share
+so both see the same machine load. Before each side's runs the machine idles `--settle` seconds
+and one untimed run wakes that side's threads: both runtimes' idle workers poll for a while after a
+run, and without the pause ORT's would take vigia's cores (and vice versa), which made vigia's
+two-thread figures up to 1.8x too slow. Prints per model: vigia ms, ORT ms, the ratio, FLOPs, the share
 of the CPU's f32 peak each reaches, and the largest output difference.
 """
 
@@ -160,11 +163,17 @@ def measure(args, label, model, imgsz, threads, workdir):
         for r in range(args.rounds):
             order = sides[r % len(sides):] + sides[:r % len(sides)]
             for who in order:
+                # Let the other side's idle threads stop spinning (ORT's and vigia's workers
+                # poll for a while after a run) so that they do not take this side's cores.
+                # Then one untimed run wakes this side's threads: the figures are steady-state
+                # speeds, each side alone on the cores.
+                time.sleep(args.settle)
                 if who == "vigia":
-                    v_times += vigia.run(args.runs)
+                    v_times += vigia.run(args.runs + 1)[1:]
                 elif who == "tract":
-                    t_times += tract.run(args.runs)
+                    t_times += tract.run(args.runs + 1)[1:]
                 else:
+                    sess.run(None, feed)
                     for _ in range(args.runs):
                         t = time.perf_counter()
                         sess.run(None, feed)
@@ -259,6 +268,8 @@ def main():
     p.add_argument("--threads", type=int, nargs="+", help="thread counts (default 1 2; quick: 1)")
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 8; quick: 3)")
     p.add_argument("--runs", type=int, default=3, help="runs per side per round (default 3)")
+    p.add_argument("--settle", type=float, default=0.2,
+                   help="seconds of idle before each side's runs (default 0.2)")
     p.add_argument("--models", nargs="+", help="only these labels (e.g. nanodet-m-416 yolov8n-320)")
     p.add_argument("--tolerance", type=float, default=1e-3,
                    help="largest output difference accepted, relative to max(1, max |ORT output|)")
