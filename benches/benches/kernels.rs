@@ -136,6 +136,13 @@ fn kernel_benches(c: &mut Criterion) {
                 b.iter(|| conv.run(isa, &input, &mut out))
             });
         }
+        // The same kernel on two threads (the pool splits the channels).
+        let isa = Isa::detect();
+        use_threads(2);
+        group.bench_with_input(BenchmarkId::new("vigia_2t", isa.name()), &isa, |b, &isa| {
+            b.iter(|| conv.run(isa, &input, &mut out))
+        });
+        use_threads(1);
         group.finish();
     }
 }
