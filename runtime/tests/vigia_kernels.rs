@@ -1,5 +1,5 @@
-//! vigia's convolution kernels give the outputs of tract's own path on real models, at 1 and 2
-//! threads, and really replace the convolutions they support.
+//! vigia's kernels (convolutions, resampling) give the outputs of tract's own path on real
+//! models, at 1 and 2 threads, and really replace the nodes they support.
 
 mod common;
 
@@ -96,6 +96,11 @@ fn vigia_kernels_match_tract_on_real_models_at_one_and_two_threads() {
             if detector.iter().any(|name| path.ends_with(name)) {
                 assert!(replaced.winograd > 0, "{}: {replaced:?}", path.display());
             }
+            // Their linear Resize nodes (feature pyramids) go on vigia's resampling kernel.
+            let resampled = ["nanodet-m-416.onnx", "centernet-mbv3-512.onnx"];
+            if resampled.iter().any(|name| path.ends_with(name)) {
+                assert!(replaced.resizes > 0, "{}: {replaced:?}", path.display());
+            }
             assert_eq!(got.len(), want.len());
             for (g, w) in got.iter().zip(&want) {
                 assert_eq!(g.len(), w.len());
@@ -105,9 +110,10 @@ fn vigia_kernels_match_tract_on_real_models_at_one_and_two_threads() {
                     .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
                     .fold(0.0f32, f32::max);
                 eprintln!(
-                    "{} at {threads} thread(s): worst relative difference {worst:.2e} ({} by Winograd)",
+                    "{} at {threads} thread(s): worst relative difference {worst:.2e} ({} by Winograd, {} resize)",
                     path.display(),
-                    replaced.winograd
+                    replaced.winograd,
+                    replaced.resizes
                 );
                 // Two f32 summation orders drift apart through a deep network: about 1e-4 after
                 // CenterNet's ~60 layers, depending on which instruction set runs. A wrong kernel

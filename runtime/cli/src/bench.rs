@@ -582,10 +582,7 @@ fn profile_nodes(
     // The graph as exported (ONNX rewrites not applied), on the kernels asked for.
     let mut model = flops::typed_model(source, shape, false)?;
     if kernels == Kernels::Vigia && vigia::engine::passes::enabled() {
-        vigia::engine::passes::conv_kernels::replace_convs(
-            &mut model,
-            vigia::kernels::Isa::detect(),
-        )?;
+        vigia::engine::passes::replace_with_kernels(&mut model, vigia::kernels::Isa::detect())?;
     }
     let plan = model.into_optimized()?.into_runnable()?;
     let mut state = plan.spawn()?;

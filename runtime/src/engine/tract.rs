@@ -11,7 +11,8 @@ use tract_onnx::tract_core::ndarray::ArrayViewD;
 
 use super::cache::{content_digest, entry_for, CacheEntry, CacheUse};
 use super::onnx::{ModelSource, OnnxGraph};
-use super::passes::conv_kernels::{replace_convs, Kernels};
+use super::passes::conv_kernels::Kernels;
+use super::passes::replace_with_kernels;
 use super::{chain, model_err, ms, tract_version, Engine, LoadReport};
 use crate::error::Result;
 use crate::kernels::Isa;
@@ -366,7 +367,7 @@ fn with_vigia_kernels(
     } else {
         typed.into_decluttered()?
     };
-    report.kernels = replace_convs(&mut model, Isa::detect())?;
+    report.kernels = replace_with_kernels(&mut model, Isa::detect())?;
     report.declutter_ms += ms(t.elapsed());
     Ok(model)
 }
@@ -387,7 +388,7 @@ fn from_cache(
         if uses_vigia_kernels(opts) {
             // Entries hold weights behind casts and reshapes: fold them into constants first.
             model.declutter()?;
-            kernels = replace_convs(model, Isa::detect())?;
+            kernels = replace_with_kernels(model, Isa::detect())?;
         }
         Ok(())
     })?;

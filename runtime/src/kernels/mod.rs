@@ -12,6 +12,8 @@
 //!   per instruction set (AVX-512, AVX2+FMA, NEON, portable) and picked at run time;
 //! - [`activation`]: the activations fused into the epilogue;
 //! - [`winograd`]: 3x3 stride-1 dense convolution by F(4x4, 3x3) on the same micro-kernel;
+//! - [`resize`]: ONNX `Resize` (linear, nearest, cubic) over the height and width of NCHW
+//!   planes, separably;
 //! - [`reference`]: naive implementations the kernels are tested against.
 
 pub mod activation;
@@ -22,6 +24,7 @@ pub mod isa;
 pub mod planes;
 pub mod pool;
 pub mod reference;
+pub mod resize;
 pub mod taps;
 #[cfg(test)]
 mod test_support;

@@ -66,6 +66,9 @@ pub struct KernelReport {
     pub winograd: usize,
     /// Activations fused into them.
     pub fused_activations: usize,
+    /// `Resize` nodes (linear, cubic) on vigia's resampling kernel
+    /// ([`super::resize_kernels`]).
+    pub resizes: usize,
     /// The instruction set the kernels use (`None` when nothing was replaced).
     pub isa: Option<Isa>,
 }
@@ -77,18 +80,25 @@ impl KernelReport {
     }
 
     /// One line for load messages, e.g. `17 depthwise + 40 dense conv (12 by Winograd, 50
-    /// with activation) on avx512`.
+    /// with activation) on avx512, 4 resize`.
     pub fn summary(&self) -> String {
-        match self.isa {
-            Some(isa) if self.replaced() > 0 => format!(
+        let convs = match self.isa {
+            Some(isa) if self.replaced() > 0 => Some(format!(
                 "{} depthwise + {} dense conv ({} by Winograd, {} with activation) on {}",
                 self.depthwise,
                 self.dense,
                 self.winograd,
                 self.fused_activations,
                 isa.name()
-            ),
-            _ => "none".to_string(),
+            )),
+            _ => None,
+        };
+        let resizes = (self.resizes > 0).then(|| format!("{} resize", self.resizes));
+        let parts: Vec<String> = convs.into_iter().chain(resizes).collect();
+        if parts.is_empty() {
+            "none".to_string()
+        } else {
+            parts.join(", ")
         }
     }
 }

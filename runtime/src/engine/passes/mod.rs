@@ -3,7 +3,8 @@
 //! Each pass recognizes a pattern and replaces it by something that runs faster, with the same
 //! results: on the ONNX protobuf, [`pad_fold`], [`yolo_head_cut`] and [`centernet_topk_cut`]
 //! (behind [`GraphPass`]); on
-//! tract's decluttered model, [`conv_kernels`] (vigia's convolution kernels) and, for the GPU,
+//! tract's decluttered model, [`conv_kernels`] and [`resize_kernels`] (vigia's kernels, both run
+//! by [`replace_with_kernels`]) and, for the GPU,
 //! [`gpu_lowering`] (operators tract-cuda lacks, in terms of ones it has). Passes only fire when every
 //! part of the pattern is checked (operators, attributes and constant values, single consumers);
 //! anything else leaves the graph as it is. `VIGIA_NO_REWRITE=1` turns them all off.
@@ -14,9 +15,13 @@ pub mod gpu_lowering;
 pub mod pad_fold;
 mod probe;
 mod proto;
+pub mod resize_kernels;
 pub mod yolo_head_cut;
 
 use tract_onnx::pb;
+use tract_onnx::prelude::{TractResult, TypedModel};
+
+use crate::kernels::Isa;
 
 /// Environment variable that disables every rewrite when set to anything but `0` or empty.
 pub const DISABLE_ENV: &str = "VIGIA_NO_REWRITE";
@@ -58,6 +63,17 @@ impl RewriteReport {
             parts.join(", ")
         }
     }
+}
+
+/// Puts vigia's kernels in place of tract's where they apply, in a decluttered model:
+/// convolutions ([`conv_kernels`]), then resamplings ([`resize_kernels`]).
+pub fn replace_with_kernels(
+    model: &mut TypedModel,
+    isa: Isa,
+) -> TractResult<conv_kernels::KernelReport> {
+    let mut report = conv_kernels::replace_convs(model, isa)?;
+    report.resizes = resize_kernels::replace_resizes(model)?;
+    Ok(report)
 }
 
 /// True unless [`DISABLE_ENV`] is set to a value other than `0` or empty.
