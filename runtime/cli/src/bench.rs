@@ -543,7 +543,7 @@ impl Profile {
     fn print(&self) {
         let per = |ms: f64| ms / self.runs as f64;
         println!(
-            "\nprofile    {:.2} ms per run summed over nodes ({} runs, one thread timing each node; the graph as exported, ONNX rewrites not applied)",
+            "\nprofile    {:.2} ms per run summed over nodes ({} runs, one thread timing each node of the plan the engine runs)",
             per(self.total_ms),
             self.runs
         );
@@ -568,8 +568,8 @@ impl Profile {
     }
 }
 
-/// Builds a second optimized plan of the same graph and times each node through tract's
-/// evaluation hook (the same kernels the engine runs).
+/// Builds the engine again (the same graph rewrites and kernels) and times each node of its
+/// plan through tract's evaluation hook.
 fn profile_nodes(
     source: &ModelSource,
     shape: &[usize],
@@ -579,12 +579,13 @@ fn profile_nodes(
     kernels: Kernels,
 ) -> anyhow::Result<Profile> {
     use tract_onnx::prelude::*;
-    // The graph as exported (ONNX rewrites not applied), on the kernels asked for.
-    let mut model = flops::typed_model(source, shape, false)?;
-    if kernels == Kernels::Vigia && vigia::engine::passes::enabled() {
-        vigia::engine::passes::replace_with_kernels(&mut model, vigia::kernels::Isa::detect())?;
-    }
-    let plan = model.into_optimized()?.into_runnable()?;
+    let graph = OnnxGraph::open(source.clone())?;
+    let opts = BuildOptions {
+        kernels,
+        ..BuildOptions::default()
+    };
+    let (engine, _) = TractEngine::build_with(&graph, shape, &opts)?;
+    let plan = engine.plan().clone();
     let mut state = plan.spawn()?;
     let tensor: Tensor =
         tract_onnx::tract_core::ndarray::ArrayD::from_shape_vec(shape, input.to_vec())

@@ -147,6 +147,11 @@ impl TractEngine {
         }))
     }
 
+    /// The optimized plan this engine runs (to time its nodes, or to spawn more states).
+    pub fn plan(&self) -> &Arc<TypedRunnableModel> {
+        &self.plan
+    }
+
     /// Wraps an already optimized typed model.
     pub fn from_optimized(model: TypedModel, input_shape: Vec<usize>) -> Result<Self, String> {
         if model.inputs.len() != 1 {
