@@ -14,6 +14,9 @@ pub enum Activation {
     LeakyRelu { alpha: f32 },
     /// `x * clamp(x / 6 + 1/2, 0, 1)` (ONNX HardSwish).
     HardSwish,
+    /// `(x * scale) * clamp(x + 3, 0, 6)`: hard swish as TensorFlow's MobileNetV3 writes it out
+    /// in elementary operators, with its own scale (1/6, or that rounded to f16: 0.16662598).
+    ScaledHardSwish { scale: f32 },
     /// `1 / (1 + exp(-x))`.
     Sigmoid,
     /// `x * sigmoid(x)` (SiLU, Swish).
@@ -28,7 +31,10 @@ impl PartialEq for Activation {
             (Clip { min: a, max: b }, Clip { min: c, max: d }) => {
                 a.to_bits() == c.to_bits() && b.to_bits() == d.to_bits()
             }
-            (LeakyRelu { alpha: a }, LeakyRelu { alpha: b }) => a.to_bits() == b.to_bits(),
+            (LeakyRelu { alpha: a }, LeakyRelu { alpha: b })
+            | (ScaledHardSwish { scale: a }, ScaledHardSwish { scale: b }) => {
+                a.to_bits() == b.to_bits()
+            }
             _ => false,
         }
     }
@@ -42,6 +48,7 @@ impl std::hash::Hash for Activation {
         match self {
             Activation::Clip { min, max } => (min.to_bits(), max.to_bits()).hash(state),
             Activation::LeakyRelu { alpha } => alpha.to_bits().hash(state),
+            Activation::ScaledHardSwish { scale } => scale.to_bits().hash(state),
             _ => {}
         }
     }
@@ -68,6 +75,7 @@ impl Activation {
                 }
             }
             Activation::HardSwish => x * (x * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0),
+            Activation::ScaledHardSwish { scale } => x * scale * clip(x + 3.0, 0.0, 6.0),
             Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
             Activation::Silu => x / (1.0 + (-x).exp()),
         }
@@ -140,6 +148,9 @@ impl Activation {
             Activation::HardSwish => xs
                 .iter_mut()
                 .for_each(|x| *x *= (*x * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0)),
+            Activation::ScaledHardSwish { scale } => xs
+                .iter_mut()
+                .for_each(|x| *x = *x * scale * clip(*x + 3.0, 0.0, 6.0)),
             Activation::Sigmoid => xs
                 .iter_mut()
                 .for_each(|x| *x = 1.0 / (1.0 + exp_vectorizable(-*x))),
@@ -163,6 +174,9 @@ impl Activation {
             }
             Activation::HardSwish => {
                 pairs.for_each(|(y, &x)| *y = x * (x * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0))
+            }
+            Activation::ScaledHardSwish { scale } => {
+                pairs.for_each(|(y, &x)| *y = x * scale * clip(x + 3.0, 0.0, 6.0))
             }
             Activation::Sigmoid => {
                 pairs.for_each(|(y, &x)| *y = 1.0 / (1.0 + exp_vectorizable(-x)))
@@ -190,6 +204,7 @@ impl Activation {
             Activation::Clip { min, max } => format!("clip({min},{max})"),
             Activation::LeakyRelu { alpha } => format!("leaky-relu({alpha})"),
             Activation::HardSwish => "hard-swish".into(),
+            Activation::ScaledHardSwish { scale } => format!("hard-swish(x*{scale})"),
             Activation::Sigmoid => "sigmoid".into(),
             Activation::Silu => "silu".into(),
         }
@@ -359,6 +374,10 @@ mod tests {
         }
         assert_eq!(Activation::HardSwish.apply_one(-3.0), 0.0);
         assert_eq!(Activation::HardSwish.apply_one(3.0), 3.0);
+        let tf = Activation::ScaledHardSwish { scale: 1.0 / 6.0 };
+        assert_eq!(tf.apply_one(-3.0), 0.0);
+        assert_eq!(tf.apply_one(3.0), 3.0);
+        assert_eq!(tf.apply_one(1.0), 1.0 / 6.0 * 4.0);
         assert_eq!(Activation::Clip { min: 0.0, max: 6.0 }.apply_one(7.0), 6.0);
     }
 }

@@ -31,12 +31,13 @@ impl Rng {
 }
 
 /// Every activation the kernels fuse.
-pub const ACTIVATIONS: [Activation; 7] = [
+pub const ACTIVATIONS: [Activation; 8] = [
     Activation::None,
     Activation::RELU,
     Activation::Clip { min: 0.0, max: 6.0 },
     Activation::LeakyRelu { alpha: 0.1 },
     Activation::HardSwish,
+    Activation::ScaledHardSwish { scale: 0.16662598 },
     Activation::Sigmoid,
     Activation::Silu,
 ];

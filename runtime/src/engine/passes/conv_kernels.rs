@@ -1,32 +1,36 @@
 //! Puts vigia's kernels ([`crate::kernels`]) in place of tract's for the convolutions they
 //! compute faster, in a decluttered tract model, just before tract optimizes it.
 //!
-//! f32, NCHW or CHW, batch 1, constant filters and bias, no dilation, kernel up to
-//! [`MAX_KERNEL`]:
+//! f32, batch 1, constant filters and bias, no dilation, kernel up to [`MAX_KERNEL`]:
 //! - a depthwise convolution becomes a [`ConvKernel::Depthwise`];
 //! - a dense one (group 1: KxK, strided, padded, and the 1x1 convolutions tract's declutter
-//!   turned into an `EinSum`) becomes a [`ConvKernel::Dense`] (a matrix product);
+//!   turned into an `EinSum`) becomes a [`ConvKernel::Dense`] (a matrix product), or a
+//!   [`ConvKernel::Winograd`] for 3x3 stride-1 layers where that pays;
 //! - a 1x1 convolution over a `Concat`, which tract's declutter splits into one `EinSum` per
 //!   part and a chain of `Add`s (YOLOv8's C2f blocks), becomes one `Concat` and one dense
 //!   convolution again.
 //!
+//! The kernels compute NCHW (or CHW) planes. Layers tract keeps channels-last (NHWC, HWC: the
+//! first layers of a graph fed NHWC images) are taken too, with a transposition on each side
+//! that tract's optimizer cancels between consecutive layers where it can.
+//!
 //! Dense convolutions with few output channels and a short depth (3-channel stems) stay tract's,
 //! which is faster there. Each replaced convolution takes along what follows it when nothing
-//! else reads the convolution's output: per-channel multiplications and additions (a bias, an
-//! unfolded BatchNorm), folded into its filters and biases, then one activation (ReLU, ReLU6 or
-//! any clip, LeakyReLU, HardSwish, Sigmoid, SiLU). Grouped convolutions and anything else stay
-//! tract's.
+//! else reads the convolution's output ([`super::conv_epilogue`]): per-channel multiplications
+//! and additions folded into its filters and biases, then one activation. Grouped convolutions
+//! and anything else stay tract's.
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::array::TypedConcat;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::einsum::EinSum;
-use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
-use tract_onnx::tract_core::ops::math::{Add, Max, Min, Mul};
-use tract_onnx::tract_core::ops::nn::{DataFormat, HardSwish, LeakyRelu, Sigmoid, Silu};
+use tract_onnx::tract_core::ops::math::Add;
+use tract_onnx::tract_core::ops::nn::DataFormat;
 
+use super::conv_epilogue::{channel_affine_step, following_activation, sole_reader};
 use crate::engine::ops::vigia_conv::{ConvKernel, VigiaConv};
 use crate::kernels::dense_conv::DenseConv;
 use crate::kernels::depthwise::DepthwiseConv;
@@ -111,8 +115,12 @@ struct ConvParts {
     weights: Vec<f32>,
     bias: Vec<f32>,
     depthwise: bool,
-    /// The output's rank (4 for NCHW, 3 for CHW).
+    /// The output's rank (4 for NCHW or NHWC, 3 for CHW or HWC).
     rank: usize,
+    /// Whether the data input, and the output, hold the channels on their last axis (NHWC,
+    /// HWC): the kernels then read and write through transpositions around them.
+    input_channels_last: bool,
+    output_channels_last: bool,
     /// The data inputs, concatenated along the channels when there are several.
     inputs: TVec<OutletId>,
 }
@@ -169,12 +177,18 @@ fn replace(
         mut bias,
         depthwise,
         rank,
+        input_channels_last,
+        output_channels_last,
         inputs,
     } = parts;
     if !depthwise && tract_is_faster(isa, &geometry, out_channels) {
         return Ok(());
     }
-    let channel_axis = rank - 3;
+    let channel_axis = if output_channels_last {
+        rank - 1
+    } else {
+        rank - 3
+    };
     let mut last = id;
     while let Some((next, step)) = channel_affine_step(model, last, channel_axis, out_channels)? {
         step.fold(&mut weights, &mut bias);
@@ -218,12 +232,23 @@ fn replace(
         let axis = patch.outlet_fact(taps[0])?.rank() - 3;
         patch.wire_node(format!("{name}.vigia.concat"), TypedConcat { axis }, &taps)?[0]
     };
+    let input = if input_channels_last {
+        let r = patch.outlet_fact(input)?.rank();
+        let to_planes = AxisOp::Move(r - 1, r - 3);
+        patch.wire_node(format!("{name}.vigia.to_planes"), to_planes, &[input])?[0]
+    } else {
+        input
+    };
     let by_winograd = matches!(kernel, ConvKernel::Winograd(_));
     let op = VigiaConv {
         kernel,
         output_shape,
     };
-    let out = patch.wire_node(format!("{name}.vigia"), op, &[input])?[0];
+    let mut out = patch.wire_node(format!("{name}.vigia"), op, &[input])?[0];
+    if output_channels_last {
+        let to_last = AxisOp::Move(rank - 3, rank - 1);
+        out = patch.wire_node(format!("{name}.vigia.to_channels_last"), to_last, &[out])?[0];
+    }
     patch.shunt_outside(model, OutletId::new(last, 0), out)?;
     patch.apply(model)?;
     if depthwise {
@@ -290,8 +315,8 @@ fn split_pointwise_parts(model: &TypedModel, id: usize) -> TractResult<Option<Co
     let mut pieces = Vec::with_capacity(terms.len());
     for &t in &terms {
         match pointwise_einsum_parts(model, t)? {
-            Some(p) => pieces.push(p),
-            None => return Ok(None),
+            Some(p) if !p.input_channels_last && !p.output_channels_last => pieces.push(p),
+            _ => return Ok(None),
         }
     }
     let first = &pieces[0];
@@ -328,6 +353,8 @@ fn split_pointwise_parts(model: &TypedModel, id: usize) -> TractResult<Option<Co
         bias: vec![0.0; outs],
         depthwise: false,
         rank,
+        input_channels_last: false,
+        output_channels_last: false,
         inputs: pieces.iter().flat_map(|p| p.inputs.clone()).collect(),
     }))
 }
@@ -379,9 +406,11 @@ fn conv_parts(model: &TypedModel, id: usize) -> TractResult<Option<ConvParts>> {
     let Some(shape) = input.shape.as_concrete() else {
         return Ok(None);
     };
-    let (h, w, rank) = match (spec.data_format, shape) {
-        (DataFormat::NCHW, &[1, c, h, w]) if c == channels => (h, w, 4),
-        (DataFormat::CHW, &[c, h, w]) if c == channels => (h, w, 3),
+    let (h, w, rank, channels_last) = match (spec.data_format, shape) {
+        (DataFormat::NCHW, &[1, c, h, w]) if c == channels => (h, w, 4, false),
+        (DataFormat::CHW, &[c, h, w]) if c == channels => (h, w, 3, false),
+        (DataFormat::NHWC, &[1, h, w, c]) if c == channels => (h, w, 4, true),
+        (DataFormat::HWC, &[h, w, c]) if c == channels => (h, w, 3, true),
         _ => return Ok(None),
     };
     if input.datum_type != f32::datum_type() {
@@ -421,13 +450,16 @@ fn conv_parts(model: &TypedModel, id: usize) -> TractResult<Option<ConvParts>> {
         bias,
         depthwise,
         rank,
+        input_channels_last: channels_last,
+        output_channels_last: channels_last,
         inputs: tvec![node.inputs[0]],
     }))
 }
 
-/// Node `id` as a 1x1 convolution that tract's declutter wrote as an `EinSum`
-/// (`nchw,oc->nohw` with constant `[out][in]` filters, batch 1, the batch axis possibly
-/// dropped).
+/// Node `id` as a 1x1 convolution that tract's declutter wrote as an `EinSum`: data `[n]chw`
+/// or `[n]hwc` (a graph fed NHWC images keeps that layout down to where tract's declutter
+/// transposes it), constant `[out][in]` filters, output `[n]ohw` or `[n]hwo`, batch 1, the
+/// batch axis possibly dropped.
 fn pointwise_einsum_parts(model: &TypedModel, id: usize) -> TractResult<Option<ConvParts>> {
     let node = model.node(id);
     let Some(einsum) = node.op_as::<EinSum>() else {
@@ -452,28 +484,29 @@ fn pointwise_einsum_parts(model: &TypedModel, id: usize) -> TractResult<Option<C
     let (ins, outs) = einsum.axes.to_strs();
     let (xs, fs): (Vec<char>, Vec<char>) = (ins[x].chars().collect(), ins[f].chars().collect());
     let os: Vec<char> = outs[0].chars().collect();
-    // Data `[n]chw` (tract's declutter may drop the batch axis from either side), filters `oc`,
-    // output `[n]ohw`.
-    let (batch, [c, hh, ww]) = match xs[..] {
-        [n, c, h, w] => (Some(n), [c, h, w]),
-        [c, h, w] => (None, [c, h, w]),
-        _ => return Ok(None),
-    };
-    let [o, c2] = fs[..] else {
+    let [o, c] = fs[..] else {
         return Ok(None);
     };
-    let output_ok = match os[..] {
-        [n, o2, h, w] => Some(n) == batch && [o2, h, w] == [o, hh, ww],
-        [o2, h, w] => [o2, h, w] == [o, hh, ww],
-        _ => false,
+    let Some(input) = PointwiseLayout::of(&xs, c) else {
+        return Ok(None);
     };
-    if c2 != c || xs.contains(&o) || !output_ok {
+    let Some(output) = PointwiseLayout::of(&os, o) else {
+        return Ok(None);
+    };
+    // The same pixels on both sides; a batch axis kept must be the input's.
+    if (output.h, output.w) != (input.h, input.w)
+        || (output.batch.is_some() && output.batch != input.batch)
+        || xs.contains(&o)
+        || os.contains(&c)
+    {
         return Ok(None);
     }
-    let (channels, h, w) = match facts[x].shape.as_concrete() {
-        Some(&[1, c, h, w]) if batch.is_some() => (c, h, w),
-        Some(&[c, h, w]) if batch.is_none() => (c, h, w),
-        _ => return Ok(None),
+    let Some((channels, h, w)) = facts[x]
+        .shape
+        .as_concrete()
+        .and_then(|shape| input.channels_h_w(shape))
+    else {
+        return Ok(None);
     };
     if facts[x].datum_type != f32::datum_type() {
         return Ok(None);
@@ -495,8 +528,56 @@ fn pointwise_einsum_parts(model: &TypedModel, id: usize) -> TractResult<Option<C
         bias: vec![0.0; out_channels],
         depthwise: false,
         rank: os.len(),
+        input_channels_last: input.channels_last,
+        output_channels_last: output.channels_last,
         inputs: tvec![node.inputs[x]],
     }))
+}
+
+/// The axes of an einsum operand holding an image: `[n]chw` or `[n]hwc`.
+struct PointwiseLayout {
+    batch: Option<char>,
+    h: char,
+    w: char,
+    channels_last: bool,
+}
+
+impl PointwiseLayout {
+    /// `axes` read with `c` as the channel axis.
+    fn of(axes: &[char], c: char) -> Option<Self> {
+        let (batch, rest) = match axes.len() {
+            4 => (Some(axes[0]), &axes[1..]),
+            3 => (None, axes),
+            _ => return None,
+        };
+        match *rest {
+            [c2, h, w] if c2 == c => Some(PointwiseLayout {
+                batch,
+                h,
+                w,
+                channels_last: false,
+            }),
+            [h, w, c2] if c2 == c => Some(PointwiseLayout {
+                batch,
+                h,
+                w,
+                channels_last: true,
+            }),
+            _ => None,
+        }
+    }
+
+    /// `(channels, h, w)` of a concrete batch-1 shape in this layout.
+    fn channels_h_w(&self, shape: &[usize]) -> Option<(usize, usize, usize)> {
+        let rest = match (self.batch, shape) {
+            (Some(_), [1, rest @ ..]) | (None, rest) => rest,
+            _ => return None,
+        };
+        match (rest, self.channels_last) {
+            (&[c, h, w], false) | (&[h, w, c], true) => Some((c, h, w)),
+            _ => None,
+        }
+    }
 }
 
 /// The constant filters as `[out][in][kh][kw]`, whatever the kernel format.
@@ -553,190 +634,5 @@ fn biases(model: &TypedModel, outlet: OutletId, channels: usize) -> TractResult<
         1 => Some(vec![*b.iter().next().expect("one value"); channels]),
         n if n == channels => Some(b.iter().copied().collect()),
         _ => None,
-    })
-}
-
-/// A per-channel operation on a convolution's output that folds into its filters and biases.
-enum ChannelAffine {
-    /// `y = x * s[c]`.
-    Scale(Vec<f32>),
-    /// `y = x + s[c]`.
-    Shift(Vec<f32>),
-}
-
-impl ChannelAffine {
-    /// Folds the step into filters (`out_channels` equal rows) and biases.
-    fn fold(&self, weights: &mut [f32], bias: &mut [f32]) {
-        let per_channel = weights.len() / bias.len();
-        match self {
-            ChannelAffine::Scale(s) => {
-                for ((row, b), &s) in weights.chunks_exact_mut(per_channel).zip(bias).zip(s) {
-                    row.iter_mut().for_each(|w| *w *= s);
-                    *b *= s;
-                }
-            }
-            ChannelAffine::Shift(s) => bias.iter_mut().zip(s).for_each(|(b, s)| *b += s),
-        }
-    }
-}
-
-/// The multiplication or addition by a per-channel constant that alone reads node `id`'s
-/// output, with the node computing it.
-fn channel_affine_step(
-    model: &TypedModel,
-    id: usize,
-    channel_axis: usize,
-    channels: usize,
-) -> TractResult<Option<(usize, ChannelAffine)>> {
-    let Some(next) = sole_reader(model, id)? else {
-        return Ok(None);
-    };
-    let node = model.node(next);
-    let Some(bin) = node.op_as::<TypedBinOp>() else {
-        return Ok(None);
-    };
-    if node.inputs.len() != 2 || !(bin.0.is::<Add>() || bin.0.is::<Mul>()) {
-        return Ok(None);
-    }
-    let other = if node.inputs[0].node == id {
-        node.inputs[1]
-    } else {
-        node.inputs[0]
-    };
-    let out_rank = model.outlet_fact(OutletId::new(id, 0))?.rank();
-    let fact = model.outlet_fact(other)?;
-    let Some(c) = fact.konst.as_ref() else {
-        return Ok(None);
-    };
-    if c.datum_type() != f32::datum_type() || c.rank() > out_rank {
-        return Ok(None);
-    }
-    // Dimensions align from the right: only the channel axis may differ from 1.
-    let offset = out_rank - c.rank();
-    let per_channel = c
-        .shape()
-        .iter()
-        .enumerate()
-        .all(|(i, &d)| d == 1 || (i + offset == channel_axis && d == channels));
-    if !per_channel {
-        return Ok(None);
-    }
-    let values: Vec<f32> = c.to_plain_array_view::<f32>()?.iter().copied().collect();
-    let values = if values.len() == 1 {
-        vec![values[0]; channels]
-    } else {
-        values
-    };
-    Ok(Some((
-        next,
-        if bin.0.is::<Add>() {
-            ChannelAffine::Shift(values)
-        } else {
-            ChannelAffine::Scale(values)
-        },
-    )))
-}
-
-/// The activation applied to node `id`'s only output, and the node whose output is then the
-/// fused result (`id` itself when nothing is fused).
-fn following_activation(model: &TypedModel, id: usize) -> TractResult<(Activation, usize)> {
-    let mut activation = Activation::None;
-    let mut last = id;
-    // At most two steps: Max then Min (ReLU6, clip) or Min then Max.
-    for _ in 0..2 {
-        let Some(next) = sole_reader(model, last)? else {
-            break;
-        };
-        let node = model.node(next);
-        let step = if let Some(ew) = node.op_as::<ElementWiseOp>() {
-            if activation != Activation::None {
-                None
-            } else if ew.0.is::<HardSwish>() {
-                Some(Activation::HardSwish)
-            } else if ew.0.is::<Sigmoid>() {
-                Some(Activation::Sigmoid)
-            } else if ew.0.is::<Silu>() {
-                Some(Activation::Silu)
-            } else {
-                ew.0.downcast_ref::<LeakyRelu>()
-                    .map(|l| Activation::LeakyRelu { alpha: l.alpha })
-            }
-        } else if let Some(bin) = node.op_as::<TypedBinOp>() {
-            clip_step(model, node, bin, last, activation)?
-        } else {
-            None
-        };
-        match step {
-            Some(a) => {
-                activation = a;
-                last = next;
-            }
-            None => break,
-        }
-    }
-    Ok((activation, last))
-}
-
-/// The single node reading node `id`'s only output, when that output is not a model output.
-fn sole_reader(model: &TypedModel, id: usize) -> TractResult<Option<usize>> {
-    let outlet = OutletId::new(id, 0);
-    if model.node(id).outputs.len() != 1 || model.output_outlets()?.contains(&outlet) {
-        return Ok(None);
-    }
-    Ok(match model.outlet_successors(outlet) {
-        [only] => Some(only.node),
-        _ => None,
-    })
-}
-
-/// `Max(x, c)` or `Min(x, c)` with a constant scalar `c`, folded into the clip so far.
-fn clip_step(
-    model: &TypedModel,
-    node: &TypedNode,
-    bin: &TypedBinOp,
-    from: usize,
-    so_far: Activation,
-) -> TractResult<Option<Activation>> {
-    let (lo, hi) = match so_far {
-        Activation::None => (f32::NEG_INFINITY, f32::INFINITY),
-        Activation::Clip { min, max } => (min, max),
-        _ => return Ok(None),
-    };
-    if node.inputs.len() != 2 {
-        return Ok(None);
-    }
-    let other = if node.inputs[0].node == from {
-        node.inputs[1]
-    } else {
-        node.inputs[0]
-    };
-    let fact = model.outlet_fact(other)?;
-    let Some(c) = fact.uniform.as_ref().or(fact.konst.as_ref()) else {
-        return Ok(None);
-    };
-    if c.datum_type() != f32::datum_type() || c.len() != 1 {
-        return Ok(None);
-    }
-    // The constant must not broadcast the result to a larger shape.
-    if fact.rank() > model.outlet_fact(OutletId::new(from, 0))?.rank() {
-        return Ok(None);
-    }
-    let c = *c
-        .to_plain_array_view::<f32>()?
-        .iter()
-        .next()
-        .expect("one value");
-    Ok(if bin.0.is::<Max>() {
-        Some(Activation::Clip {
-            min: lo.max(c),
-            max: hi,
-        })
-    } else if bin.0.is::<Min>() {
-        Some(Activation::Clip {
-            min: lo,
-            max: hi.min(c),
-        })
-    } else {
-        None
     })
 }
