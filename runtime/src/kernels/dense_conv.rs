@@ -122,7 +122,12 @@ impl DenseConv {
         for_each_rows(&mut phases, plane, g.input_len(), |first, chunk| {
             for (k, planes) in chunk.chunks_exact_mut(plane).enumerate() {
                 let c = first + k;
-                fill_phases(g, &input[c * plane_in..(c + 1) * plane_in], planes);
+                fill_phases(
+                    self.isa(),
+                    g,
+                    &input[c * plane_in..(c + 1) * plane_in],
+                    planes,
+                );
             }
         });
         let n = g.out_h * g.out_w;

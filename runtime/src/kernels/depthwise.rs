@@ -96,7 +96,7 @@ impl DepthwiseConv {
             if phases.len() < len {
                 phases.resize(len, 0.0);
             }
-            fill_phases(g, &input[c * plane_in..(c + 1) * plane_in], phases);
+            fill_phases(isa, g, &input[c * plane_in..(c + 1) * plane_in], phases);
             let n = g.out_h * pc;
             if acc.len() < n {
                 acc.resize(n, 0.0);

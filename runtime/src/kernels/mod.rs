@@ -5,6 +5,7 @@
 //!   any stride and zero padding) as a matrix product on [`gemm`], bias and activation fused;
 //! - [`depthwise`]: depthwise convolution (any kernel up to 11x11, any stride, zero padding) on
 //!   NCHW planes, with bias and activation fused;
+//! - [`deinterleave`]: a row split into its even and odd values (stride-2 column phases);
 //! - [`gemm`]: the packed matrix product and its micro-kernels per instruction set;
 //! - [`pool`]: the spinning thread pool the kernels split their work over;
 //! - [`planes`]: the spatial geometry both convolutions share and its phase-plane layout;
@@ -17,6 +18,7 @@
 //! - [`reference`]: naive implementations the kernels are tested against.
 
 pub mod activation;
+pub mod deinterleave;
 pub mod dense_conv;
 pub mod depthwise;
 pub mod gemm;

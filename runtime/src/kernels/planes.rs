@@ -8,6 +8,11 @@
 //! `phase_cols - out_w` of each row are computed and dropped), so strided convolutions need no
 //! gathers and borders need no branches.
 
+use std::cell::RefCell;
+
+use super::deinterleave::deinterleave;
+use super::Isa;
+
 /// Largest kernel side the kernels accept (larger ones stay on tract's path).
 pub const MAX_KERNEL: usize = 11;
 
@@ -112,47 +117,68 @@ impl PlaneGeometry {
 }
 
 /// Copies one input channel into its zero-padded phase planes (the slack after them stays as it
-/// is: only dropped columns read it).
-pub(crate) fn fill_phases(g: &PlaneGeometry, plane: &[f32], phases: &mut [f32]) {
+/// is: only dropped columns read it), with the shuffles of `isa` for stride-2 columns.
+pub(crate) fn fill_phases(isa: Isa, g: &PlaneGeometry, plane: &[f32], phases: &mut [f32]) {
     let (pr, pc) = (g.phase_rows(), g.phase_cols());
+    let plane_len = pr * pc;
     for ry in 0..g.stride_h {
-        for rx in 0..g.stride_w {
-            let base = (ry * g.stride_w + rx) * pr * pc;
-            for j in 0..pr {
-                let row = &mut phases[base + j * pc..base + (j + 1) * pc];
-                let iy = (j * g.stride_h + ry) as isize - g.pad_top as isize;
-                if iy < 0 || iy >= g.in_h as isize {
-                    row.fill(0.0);
-                    continue;
+        for j in 0..pr {
+            let iy = (j * g.stride_h + ry) as isize - g.pad_top as isize;
+            let row = |rx: usize| (ry * g.stride_w + rx) * plane_len + j * pc;
+            if iy < 0 || iy >= g.in_h as isize {
+                for rx in 0..g.stride_w {
+                    phases[row(rx)..row(rx) + pc].fill(0.0);
                 }
-                let src = &plane[iy as usize * g.in_w..(iy as usize + 1) * g.in_w];
-                if g.stride_w == 1 {
-                    // Padded column i reads input column i - pad_left.
-                    let left = g.pad_left.min(pc);
-                    row[..left].fill(0.0);
-                    let take = (pc - left).min(g.in_w);
-                    row[left..left + take].copy_from_slice(&src[..take]);
-                    row[left + take..].fill(0.0);
-                } else {
-                    // Padded column i reads input column i * stride + rx - pad_left: zeros
-                    // before the first column that lands inside the input and after the last,
-                    // every stride-th input value in between (no per-value bounds test).
-                    let sw = g.stride_w;
-                    let first = g.pad_left.saturating_sub(rx).div_ceil(sw).min(pc);
-                    let end = (g.in_w + g.pad_left)
-                        .saturating_sub(rx)
-                        .div_ceil(sw)
-                        .clamp(first, pc);
-                    row[..first].fill(0.0);
-                    row[end..].fill(0.0);
-                    if end > first {
-                        let start = first * sw + rx - g.pad_left;
-                        gather_strided(&src[start..], sw, &mut row[first..end]);
+                continue;
+            }
+            let src = &plane[iy as usize * g.in_w..(iy as usize + 1) * g.in_w];
+            match g.stride_w {
+                // Padded column i reads input column i - pad_left.
+                1 => pad_row(src, g.pad_left, &mut phases[row(0)..row(0) + pc]),
+                // Both column phases of the padded row in one pass.
+                2 => PADDED.with_borrow_mut(|padded| {
+                    padded.resize(2 * pc, 0.0);
+                    pad_row(src, g.pad_left, padded);
+                    let (first, second) = phases.split_at_mut(row(1));
+                    let even = &mut first[row(0)..row(0) + pc];
+                    deinterleave(isa, padded, even, &mut second[..pc]);
+                }),
+                sw => {
+                    for rx in 0..sw {
+                        // Padded column i reads input column i * stride + rx - pad_left: zeros
+                        // before the first column that lands inside the input and after the
+                        // last, every stride-th input value in between.
+                        let out = &mut phases[row(rx)..row(rx) + pc];
+                        let first = g.pad_left.saturating_sub(rx).div_ceil(sw).min(pc);
+                        let end = (g.in_w + g.pad_left)
+                            .saturating_sub(rx)
+                            .div_ceil(sw)
+                            .clamp(first, pc);
+                        out[..first].fill(0.0);
+                        out[end..].fill(0.0);
+                        if end > first {
+                            let start = first * sw + rx - g.pad_left;
+                            gather_strided(&src[start..], sw, &mut out[first..end]);
+                        }
                     }
                 }
             }
         }
     }
+}
+
+thread_local! {
+    /// A stride-2 input row with its zero padding, before it is split into its two phases.
+    static PADDED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `out[i] = src[i - pad]` where that is inside `src`, zero elsewhere.
+fn pad_row(src: &[f32], pad: usize, out: &mut [f32]) {
+    let left = pad.min(out.len());
+    out[..left].fill(0.0);
+    let take = (out.len() - left).min(src.len());
+    out[left..left + take].copy_from_slice(&src[..take]);
+    out[left + take..].fill(0.0);
 }
 
 /// `dst[i] = src[i * stride]`; stride 2 (most strided layers) as pairs of known size, which the
