@@ -213,7 +213,7 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     row(
         "vigia kernels",
         &format!(
-            "{} (depthwise convolutions; dense ones as {}x{} matrix-product tiles; --kernels tract uses tract's own)",
+            "{} (depthwise convolutions; dense ones as {}x{} matrix-product tiles, 3x3 stride-1 ones by Winograd F(4x4, 3x3); Resize; --kernels tract uses tract's own)",
             vigia::kernels::Isa::detect().name(),
             vigia::kernels::gemm::tile(vigia::kernels::Isa::detect()).0,
             vigia::kernels::gemm::tile(vigia::kernels::Isa::detect()).1

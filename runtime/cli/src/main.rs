@@ -1,5 +1,6 @@
 //! The `vigia` command line.
 
+mod allocator;
 mod args;
 mod bench;
 mod cameras;
@@ -13,12 +14,6 @@ mod multi_camera;
 mod preview;
 mod run;
 mod track;
-
-/// mimalloc (default feature): steady RSS over long runs where glibc's per-thread arenas keep
-/// growing, and no global lock as with musl's allocator in the static build.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -122,6 +117,7 @@ fn install_stop_handler() -> Arc<AtomicBool> {
 }
 
 fn main() -> ExitCode {
+    allocator::keep_freed_pages();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Detect(a) => {
