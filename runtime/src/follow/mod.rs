@@ -38,8 +38,8 @@ pub use control::{Follower, FollowerConfig};
 #[cfg(feature = "mavlink")]
 pub use mavlink_out::MavlinkSink;
 pub use output::{
-    open_sink, CommandSink, JsonLinesSink, MavlinkConfig, MavlinkMode, OutputSpec, SinkSet,
-    UdpJsonSink, FOLLOW_OUT_OPTION,
+    open_camera_sink, open_sink, CommandSink, JsonLinesSink, MavlinkConfig, MavlinkMode,
+    OutputSpec, SinkSet, UdpJsonSink, FOLLOW_OUT_OPTION,
 };
 pub use pid::{Pid, PidGains};
 #[cfg(feature = "serial")]

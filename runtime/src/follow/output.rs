@@ -61,10 +61,20 @@ enum Line<'a> {
     Event(&'a FollowEvent),
 }
 
-fn encode_line(buf: &mut Vec<u8>, line: &Line<'_>) {
+/// A line with the camera it comes from, when the process follows from several.
+#[derive(Serialize)]
+struct CameraLine<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    camera: Option<&'a str>,
+    #[serde(flatten)]
+    line: &'a Line<'a>,
+}
+
+fn encode_line(buf: &mut Vec<u8>, camera: Option<&str>, line: &Line<'_>) {
     buf.clear();
     // Serializing plain structs of numbers and strings into memory cannot fail.
-    serde_json::to_writer(&mut *buf, line).expect("command serializes to JSON");
+    serde_json::to_writer(&mut *buf, &CameraLine { camera, line })
+        .expect("command serializes to JSON");
     buf.push(b'\n');
 }
 
@@ -72,6 +82,7 @@ fn encode_line(buf: &mut Vec<u8>, line: &Line<'_>) {
 pub struct JsonLinesSink<W: Write + Send> {
     out: W,
     name: String,
+    camera: Option<String>,
     buf: Vec<u8>,
 }
 
@@ -88,8 +99,15 @@ impl<W: Write + Send> JsonLinesSink<W> {
         JsonLinesSink {
             out,
             name: name.into(),
+            camera: None,
             buf: Vec::with_capacity(512),
         }
+    }
+
+    /// Lines that carry `"camera": camera` (one process following from several cameras).
+    pub fn with_camera(mut self, camera: Option<&str>) -> Self {
+        self.camera = camera.map(str::to_string);
+        self
     }
 
     /// The writer back.
@@ -98,7 +116,7 @@ impl<W: Write + Send> JsonLinesSink<W> {
     }
 
     fn write(&mut self, line: &Line<'_>) -> Result<()> {
-        encode_line(&mut self.buf, line);
+        encode_line(&mut self.buf, self.camera.as_deref(), line);
         self.out
             .write_all(&self.buf)
             .and_then(|_| self.out.flush())
@@ -178,6 +196,7 @@ pub(crate) fn send_datagram(socket: &UdpSocket, data: &[u8], shown: &str) -> Res
 pub struct UdpJsonSink {
     socket: UdpSocket,
     shown: String,
+    camera: Option<String>,
     buf: Vec<u8>,
 }
 
@@ -191,8 +210,15 @@ impl UdpJsonSink {
         Ok(UdpJsonSink {
             socket,
             shown,
+            camera: None,
             buf: Vec::with_capacity(512),
         })
+    }
+
+    /// Datagrams that carry `"camera": camera` (one process following from several cameras).
+    pub fn with_camera(mut self, camera: Option<&str>) -> Self {
+        self.camera = camera.map(str::to_string);
+        self
     }
 
     /// The local address datagrams are sent from.
@@ -201,7 +227,7 @@ impl UdpJsonSink {
     }
 
     fn write(&mut self, line: &Line<'_>) -> Result<()> {
-        encode_line(&mut self.buf, line);
+        encode_line(&mut self.buf, self.camera.as_deref(), line);
         send_datagram(&self.socket, &self.buf, &self.shown)
     }
 }
@@ -484,9 +510,17 @@ impl fmt::Display for OutputSpec {
 
 /// Opens the sink `spec` describes; a kind this build lacks is a clear error.
 pub fn open_sink(spec: &OutputSpec) -> Result<Box<dyn CommandSink>> {
+    open_camera_sink(spec, None)
+}
+
+/// Opens the sink `spec` describes for the follower of `camera`: its JSON lines carry the
+/// camera's name (the serial protocol and MAVLink have no place for it).
+pub fn open_camera_sink(spec: &OutputSpec, camera: Option<&str>) -> Result<Box<dyn CommandSink>> {
     match spec {
-        OutputSpec::Stdout => Ok(Box::new(JsonLinesSink::stdout())),
-        OutputSpec::Udp(address) => Ok(Box::new(UdpJsonSink::connect(address)?)),
+        OutputSpec::Stdout => Ok(Box::new(JsonLinesSink::stdout().with_camera(camera))),
+        OutputSpec::Udp(address) => {
+            Ok(Box::new(UdpJsonSink::connect(address)?.with_camera(camera)))
+        }
         #[cfg(feature = "serial")]
         OutputSpec::Serial { device, baud } => Ok(Box::new(super::serial_out::SerialSink::open(
             device, *baud,
@@ -672,6 +706,18 @@ mod tests {
         assert_eq!(lines[1]["type"], "event");
         assert_eq!(lines[1]["from"], "coasting");
         assert_eq!(lines[1]["reason"]["kind"], "reacquired");
+        // One follower of one camera: no camera field.
+        assert!(lines.iter().all(|l| l.get("camera").is_none()), "{text}");
+
+        // Several cameras: each line names its camera, with the same fields as before.
+        let mut sink = JsonLinesSink::new(Vec::new(), "memory").with_camera(Some("door"));
+        sink.send(&cmd).unwrap();
+        let text = String::from_utf8(sink.into_inner()).unwrap();
+        let tagged: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(tagged["camera"], "door");
+        let mut untagged = tagged.clone();
+        untagged.as_object_mut().unwrap().remove("camera");
+        assert_eq!(untagged, lines[0]);
     }
 
     #[test]
