@@ -69,6 +69,8 @@ pub async fn accept_loop(
                 .header_read_timeout(HEAD_TIMEOUT)
                 .max_buf_size(MAX_HEAD)
                 .keep_alive(false)
+                // A client that closes its sending side after the request still gets the answer.
+                .half_close(true)
                 .serve_connection(io, service)
                 .await;
         });
