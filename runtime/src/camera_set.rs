@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::detector::Detector;
-use crate::error::Error;
-use crate::pipeline::{self, OutputStage, PipelineConfig, RunSummary};
+use crate::error::{Error, Result};
+use crate::follow::FollowOutput;
+use crate::pipeline::{self, FrameResult, OutputStage, PipelineConfig, RunSummary};
 use crate::source::pool::FramePool;
 use crate::source::FrameSource;
 use crate::track::Tracker;
@@ -23,6 +24,17 @@ pub struct CameraParts {
     pub output: Box<dyn OutputStage>,
     pub pool: FramePool,
     pub config: PipelineConfig,
+    /// The camera's follower, when the process follows from it.
+    pub follower: Option<Box<dyn CameraFollower>>,
+}
+
+/// One camera's follower: steers from each tracked frame on the inference thread, and tells its
+/// outputs to stop when the camera ends, however it ended.
+pub trait CameraFollower: Send {
+    /// The follow command (and state changes) for one frame.
+    fn on_frame(&mut self, result: &FrameResult) -> Result<Option<FollowOutput>>;
+    /// Sends the final stop and ends the follower's watchdog.
+    fn finish(self: Box<Self>) -> Result<()>;
 }
 
 /// Opens a camera's source and outputs, on the camera's own thread so that a camera waited for
@@ -126,16 +138,24 @@ fn run_one(job: CameraJob<'_>) -> std::result::Result<RunSummary, CameraError> {
         output,
         pool,
         config,
+        mut follower,
     } = (job.start)().map_err(CameraError::Start)?;
-    pipeline::run(
+    let mut hook = follower
+        .as_mut()
+        .map(|f| move |r: &FrameResult| f.on_frame(r));
+    let summary = pipeline::run(
         source,
         &mut detector,
         tracker.as_mut().map(|t| &mut **t as &mut dyn Tracker),
-        None,
+        hook.as_mut().map(|h| h as &mut pipeline::FrameHook<'_>),
         output,
         pool,
         &config,
         job.stop,
-    )
-    .map_err(CameraError::Run)
+    );
+    // Whatever happened, the camera's vehicle is told to stop.
+    let stopped = follower.map_or(Ok(()), |f| f.finish());
+    let summary = summary.map_err(CameraError::Run)?;
+    stopped.map_err(CameraError::Run)?;
+    Ok(summary)
 }

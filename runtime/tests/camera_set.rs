@@ -83,6 +83,7 @@ fn a_lost_camera_and_one_that_cannot_start_leave_the_others_running() {
         output: Box::new(Tally(tally.clone())),
         pool: FramePool::new(4),
         config: config.clone(),
+        follower: None,
     };
     let good = parts(
         Box::new(scene("synthetic://?scene=crossing&frames=12")),

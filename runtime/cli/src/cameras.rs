@@ -10,6 +10,8 @@
 //! conf = 0.4           # optional: this camera's --conf
 //! classes = "person"   # optional: this camera's --classes
 //! model = "models/yolov8n-640.onnx"  # optional: this camera's --model (shared by cameras naming it)
+//! imgsz = 320          # optional: this camera's --imgsz
+//! engine = "tract"     # optional: this camera's --engine (auto, tract, cuda, ort)
 //! save_json = "door.jsonl"           # optional: this camera's files instead of the derived
 //! save_video = "door.mp4"            #   names (`out.door.jsonl`, ...)
 //! save_mot = "door.mot.txt"
@@ -20,6 +22,9 @@
 //! match_thresh = 0.8
 //! reid = "off"         # hist, off or an embedding model
 //! reid_memory = "1m"
+//! target = "largest"   # optional, `vigia follow`: who this camera follows (as --target)
+//! follow_out = ["udp://10.0.0.9:9000"]  # optional: its command outputs (as --follow-out)
+//! mavlink = "udpout:10.0.0.9:14550?sysid=2"  # optional: its MAVLink output (as --mavlink)
 //! ```
 
 use std::collections::HashSet;
@@ -30,7 +35,9 @@ use serde::Deserialize;
 
 use super::args::{seconds, SourceArgs};
 use super::track::TrackerOverrides;
+use vigia::follow::{OutputSpec, TargetPolicy};
 use vigia::publish::topics::check_level;
+use vigia::resolve::EngineKind;
 
 /// One camera to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,10 +58,33 @@ pub struct CameraSpec {
     pub classes: Option<String>,
     /// Model instead of `--model` (cameras naming the same file share it).
     pub model: Option<String>,
+    /// Input size instead of `--imgsz`.
+    pub imgsz: Option<u32>,
+    /// Engine instead of `--engine`.
+    pub engine: Option<EngineKind>,
     /// Files written instead of the run's derived ones.
     pub files: CameraFiles,
     /// Tracker settings instead of the run's.
     pub tracker: TrackerOverrides,
+    /// Follower settings instead of the run's.
+    pub follow: CameraFollow,
+}
+
+/// What one camera's follower does instead of the run's `--target`, `--follow-out` and
+/// `--mavlink` (cameras file, `vigia follow`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CameraFollow {
+    /// Who to follow (`target`).
+    pub target: Option<TargetPolicy>,
+    /// Command outputs (`follow_out` and `mavlink`); empty: the run's.
+    pub outputs: Vec<OutputSpec>,
+}
+
+impl CameraFollow {
+    /// True when the camera sets nothing of its own.
+    pub fn is_empty(&self) -> bool {
+        self.target.is_none() && self.outputs.is_empty()
+    }
 }
 
 /// Files one camera writes instead of the run's derived names (cameras file).
@@ -126,6 +156,16 @@ fn from_arg(arg: &str) -> anyhow::Result<CameraSpec> {
 }
 
 impl CameraSpec {
+    /// What decides the loaded model a camera runs on: cameras with equal keys share one.
+    pub fn model_key(&self) -> (Option<&str>, Option<u32>, Option<EngineKind>) {
+        (self.model.as_deref(), self.imgsz, self.engine)
+    }
+
+    /// True when the camera loads a model of its own settings (not the run's `--model` as is).
+    pub fn has_own_model(&self) -> bool {
+        self.model_key() != (None, None, None)
+    }
+
     /// A camera named after its source, with the run's options.
     fn plain(source: &str) -> Self {
         CameraSpec {
@@ -137,8 +177,11 @@ impl CameraSpec {
             conf: None,
             classes: None,
             model: None,
+            imgsz: None,
+            engine: None,
             files: CameraFiles::default(),
             tracker: TrackerOverrides::default(),
+            follow: CameraFollow::default(),
         }
     }
 }
@@ -154,6 +197,8 @@ struct CameraEntry {
     conf: Option<f32>,
     classes: Option<String>,
     model: Option<String>,
+    imgsz: Option<u32>,
+    engine: Option<String>,
     save_json: Option<PathBuf>,
     save_video: Option<PathBuf>,
     save_mot: Option<PathBuf>,
@@ -164,6 +209,17 @@ struct CameraEntry {
     match_thresh: Option<f32>,
     reid: Option<String>,
     reid_memory: Option<Wait>,
+    target: Option<String>,
+    follow_out: Option<OneOrMany>,
+    mavlink: Option<String>,
+}
+
+/// A string or a list of strings.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// Seconds as a number or as text with a unit.
@@ -232,11 +288,48 @@ fn from_file(path: &Path) -> anyhow::Result<Vec<CameraSpec>> {
             if c.model.as_deref() == Some("") {
                 bail!("{}: empty model", at());
             }
+            if let Some(size) = c.imgsz.filter(|s| *s == 0 || *s > 8192) {
+                bail!(
+                    "{}: imgsz {size} is not a usable input size (1..=8192)",
+                    at()
+                );
+            }
+            let engine = c
+                .engine
+                .as_deref()
+                .map(str::parse::<EngineKind>)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("{}: engine: {e}", at()))?;
             if c.vid_stride == Some(0) {
                 bail!("{}: vid_stride must be at least 1", at());
             }
             if let Some(conf) = c.conf.filter(|v| !(0.0..=1.0).contains(v)) {
                 bail!("{}: conf {conf} is not in 0..1", at());
+            }
+            let target = c
+                .target
+                .as_deref()
+                .map(str::parse::<TargetPolicy>)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("{}: target: {e}", at()))?;
+            let outputs = match &c.follow_out {
+                None => Vec::new(),
+                Some(OneOrMany::One(o)) => vec![o.clone()],
+                Some(OneOrMany::Many(list)) => list.clone(),
+            };
+            let mut outputs: Vec<OutputSpec> = outputs
+                .iter()
+                .map(|o| o.parse::<OutputSpec>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("{}: follow_out: {e}", at()))?;
+            if let Some(m) = &c.mavlink {
+                let spec = m
+                    .parse::<OutputSpec>()
+                    .map_err(|e| anyhow::anyhow!("{}: mavlink: {e}", at()))?;
+                if !matches!(spec, OutputSpec::Mavlink { .. }) {
+                    bail!("{}: mavlink `{m}` is not udpout:HOST:PORT", at());
+                }
+                outputs.push(spec);
             }
             Ok(CameraSpec {
                 name: c.name,
@@ -247,6 +340,8 @@ fn from_file(path: &Path) -> anyhow::Result<Vec<CameraSpec>> {
                 conf: c.conf,
                 classes: c.classes,
                 model: c.model,
+                imgsz: c.imgsz,
+                engine,
                 files: CameraFiles {
                     json: c.save_json,
                     video: c.save_video,
@@ -261,6 +356,7 @@ fn from_file(path: &Path) -> anyhow::Result<Vec<CameraSpec>> {
                     reid,
                     reid_memory,
                 },
+                follow: CameraFollow { target, outputs },
             })
         })
         .collect()
@@ -425,7 +521,7 @@ mod tests {
         let full = dir.join("full.toml");
         std::fs::write(
             &full,
-            "[[camera]]\nname = \"a\"\nsource = \"0\"\nmodel = \"m.onnx\"\n\
+            "[[camera]]\nname = \"a\"\nsource = \"0\"\nmodel = \"m.onnx\"\nimgsz = 320\nengine = \"cpu\"\n\
              save_json = \"a.jsonl\"\nsave_video = \"a.mp4\"\nsave_mot = \"a.txt\"\n\
              track_buffer = 90\ntrack_high = 0.6\nreid = \"off\"\nreid_memory = \"2m\"\n",
         )
@@ -433,6 +529,9 @@ mod tests {
         a.cameras = Some(full);
         let list = cameras(&a).unwrap();
         assert_eq!(list[0].model.as_deref(), Some("m.onnx"));
+        assert_eq!(list[0].imgsz, Some(320));
+        assert_eq!(list[0].engine, Some(EngineKind::Tract));
+        assert!(list[0].has_own_model());
         assert_eq!(list[0].files.json.as_deref(), Some(Path::new("a.jsonl")));
         assert_eq!(list[0].files.video.as_deref(), Some(Path::new("a.mp4")));
         assert_eq!(list[0].files.mot.as_deref(), Some(Path::new("a.txt")));
@@ -451,6 +550,14 @@ mod tests {
             ),
             ("reid_memory = -1", "reid_memory -1 is not >= 0"),
             ("source_wait = \"soon\"", "source_wait"),
+            ("imgsz = 0", "imgsz 0 is not a usable input size"),
+            ("engine = \"tpu\"", "engine: unknown engine 'tpu'"),
+            ("target = \"tallest\"", "target:"),
+            ("follow_out = \"udp://nohost\"", "follow_out:"),
+            (
+                "mavlink = \"stdout\"",
+                "mavlink `stdout` is not udpout:HOST:PORT",
+            ),
         ] {
             let f = dir.join("bad.toml");
             std::fs::write(

@@ -1,22 +1,18 @@
-//! `vigia follow`: detect, track, lock onto one person and send steering commands.
+//! `vigia follow`: detect, track, lock onto one person per camera and send steering commands.
 
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Args;
 
 use super::args::{DecodeArgs, ModelArgs, OutputArgs, SourceArgs};
-use super::run::{run_source, RunRequest};
+use super::cameras::cameras;
+use super::follow_session::{check_shared_outputs, FollowSession};
+use super::run::{run_cameras_of, RunRequest};
 use super::track::{ReidMode, TrackerArgs};
-use vigia::follow::Command as FollowCommand;
-use vigia::follow::{
-    open_sink, AppearanceGate, CommandReason, CommandSink, FollowOutput, FollowState, Follower,
-    FollowerConfig, OutputSpec, SinkSet, TargetPolicy, Watchdog,
-};
-use vigia::pipeline::FrameResult;
-use vigia::publish::{FollowInbox, FollowRequest};
+use vigia::follow::{AppearanceGate, FollowerConfig, OutputSpec, TargetPolicy};
 
 /// Arguments of `vigia follow`.
 #[derive(Args)]
@@ -64,89 +60,58 @@ pub struct FollowArgs {
     pub follow_any_after: Option<f64>,
 }
 
-/// Runs the follower on a source.
+/// Runs a follower on each camera of the run.
 pub fn follow(a: FollowArgs, stop: Arc<AtomicBool>) -> anyhow::Result<ExitCode> {
-    let config = FollowerConfig {
-        policy: a.target,
-        acquire_frames: a.follow_acquire_frames,
-        coast_time: a.follow_coast,
-        lost_timeout: a.follow_lost_timeout,
-        watchdog: a.follow_watchdog,
-        target_height: a.follow_height,
-        appearance: AppearanceGate {
-            threshold: a.tracker.reid_threshold()?,
-            margin: a.tracker.reid_margin,
-            memory: a.follow_memory,
-            any_after: a.follow_any_after,
-            ..AppearanceGate::default()
-        },
-        ..FollowerConfig::default()
-    };
-    let mut follower = Follower::new(config)?;
-    let use_appearance = a.tracker.reid != ReidMode::Off;
-    let mut specs = a.follow_out.clone();
+    let cameras = cameras(&a.source)?;
+    let many = cameras.len() > 1;
+    let mut run_outputs = a.follow_out.clone();
     if let Some(m) = &a.mavlink {
-        specs.push(m.parse()?);
+        run_outputs.push(m.parse()?);
     }
-    if specs.is_empty() {
-        specs.push(OutputSpec::Stdout);
-    }
-    let sinks: Vec<Box<dyn CommandSink>> = specs.iter().map(open_sink).collect::<Result<_, _>>()?;
-    let sinks: Arc<Mutex<dyn CommandSink>> = Arc::new(Mutex::new(SinkSet::new(sinks)));
-    let watchdog = Watchdog::spawn_with_seq(
-        Duration::from_secs_f64(a.follow_watchdog),
-        sinks.clone(),
-        follower.sequence(),
-    );
-    let inbox = FollowInbox::default();
-    let requests = inbox.clone();
-    // After a remote `stop`: no target, no motion, until a remote target.
-    let mut halted = false;
-    let mut hook = |r: &FrameResult| -> vigia::Result<Option<FollowOutput>> {
-        let (w, h) = r.frame.image.dimensions();
-        let time = r.frame.timestamp;
-        let mut events = Vec::new();
-        for request in requests.take() {
-            events.extend(follower.reset(time));
-            match request {
-                FollowRequest::Target(policy) => {
-                    eprintln!("vigia: follow: new target {policy} (remote command)");
-                    follower.set_policy(policy);
-                    halted = false;
-                }
-                FollowRequest::Stop => {
-                    eprintln!("vigia: follow: stopped (remote command)");
-                    halted = true;
-                }
+    let outputs: Vec<&[OutputSpec]> = cameras
+        .iter()
+        .map(|c| {
+            if c.follow.outputs.is_empty() {
+                run_outputs.as_slice()
+            } else {
+                c.follow.outputs.as_slice()
             }
-        }
-        let mut out = if halted {
-            let seq = follower.sequence().next();
-            FollowOutput {
-                command: FollowCommand::stop(time, seq, FollowState::Idle, CommandReason::Follow),
-                events: Vec::new(),
-            }
-        } else {
-            let appearances = use_appearance.then_some(&r.appearances);
-            follower.update_with(&r.tracks, appearances, time, w, h)
-        };
-        events.append(&mut out.events);
-        out.events = events;
-        {
-            let mut s = sinks.lock().unwrap_or_else(|p| p.into_inner());
-            for ev in &out.events {
-                eprintln!("vigia: follow {ev}");
-                s.send_event(ev)?;
-            }
-            s.send(&out.command)?;
-        }
-        watchdog.feed(&out.command);
-        Ok(Some(out))
+        })
+        .collect();
+    let named: Vec<(&str, &[OutputSpec])> = cameras
+        .iter()
+        .zip(&outputs)
+        .map(|(c, o)| (c.name.as_str(), *o))
+        .collect();
+    check_shared_outputs(&named)?;
+    let use_appearance = a.tracker.reid != ReidMode::Off;
+    let appearance = AppearanceGate {
+        threshold: a.tracker.reid_threshold()?,
+        margin: a.tracker.reid_margin,
+        memory: a.follow_memory,
+        any_after: a.follow_any_after,
+        ..AppearanceGate::default()
     };
+    let mut followers = Vec::with_capacity(cameras.len());
+    for (camera, outputs) in cameras.iter().zip(&outputs) {
+        let config = FollowerConfig {
+            policy: camera.follow.target.unwrap_or(a.target),
+            acquire_frames: a.follow_acquire_frames,
+            coast_time: a.follow_coast,
+            lost_timeout: a.follow_lost_timeout,
+            watchdog: a.follow_watchdog,
+            target_height: a.follow_height,
+            appearance,
+            ..FollowerConfig::default()
+        };
+        let tagged = (many || camera.named).then_some(camera.name.as_str());
+        let session = FollowSession::open(config, outputs, use_appearance, tagged);
+        followers.push(session.with_context(|| format!("camera `{}`", camera.name))?);
+    }
     // Frame JSON lines only where asked: stdout carries the commands by default.
     let mut tracker = a.tracker.clone();
     tracker.report_lost = true;
-    let result = run_source(
+    run_cameras_of(
         RunRequest {
             source: &a.source,
             model: &a.model,
@@ -155,14 +120,9 @@ pub fn follow(a: FollowArgs, stop: Arc<AtomicBool>) -> anyhow::Result<ExitCode> 
             save_mot: None,
             stop,
             json_to_stdout: false,
-            follow_inbox: Some(inbox),
+            followers,
         },
+        cameras,
         Some(&tracker),
-        Some(&mut hook),
-    );
-    // Whatever happened, the vehicle is told to stop.
-    let stopped = watchdog.shutdown();
-    let code = result?;
-    stopped?;
-    Ok(code)
+    )
 }

@@ -8,6 +8,7 @@ mod classify;
 mod doctor;
 mod eval_reid;
 mod follow;
+mod follow_session;
 mod inspect;
 mod mqtt;
 mod multi_camera;
@@ -131,9 +132,8 @@ fn main() -> ExitCode {
                     save_mot: None,
                     stop,
                     json_to_stdout: true,
-                    follow_inbox: None,
+                    followers: Vec::new(),
                 },
-                None,
                 None,
             )
         }
@@ -169,9 +169,8 @@ fn track(a: TrackArgs) -> anyhow::Result<ExitCode> {
             save_mot: a.save_mot.clone(),
             stop,
             json_to_stdout: true,
-            follow_inbox: None,
+            followers: Vec::new(),
         },
         Some(&a.tracker),
-        None,
     )
 }

@@ -61,14 +61,29 @@ fn host_name() -> String {
     sanitize_level(name.trim())
 }
 
-/// One camera as the broker sees it: its name, its detection switch and, when it follows, where
-/// follow commands go.
+/// One camera as the broker sees it: its name, its model's labels and the classes it keeps, its
+/// detection switch and, when it follows, where follow commands go.
 #[cfg_attr(not(feature = "mqtt"), allow(dead_code))] // read only by the MQTT client
 #[derive(Clone)]
 pub struct CameraControl {
     pub name: String,
+    pub labels: Labels,
+    /// The camera's `--classes` (`classes` in a cameras file), when given.
+    pub classes: Option<Vec<usize>>,
     pub detect: DetectSwitch,
     pub follow: Option<FollowInbox>,
+}
+
+impl CameraControl {
+    /// Classes whose count of 0 is published too: the classes asked for, else `person` (the
+    /// person count of a room going to 0 is what automations wait on).
+    #[cfg_attr(not(feature = "mqtt"), allow(dead_code))] // read only by the MQTT client
+    fn always_counted(&self) -> Vec<usize> {
+        match &self.classes {
+            Some(c) => c.clone(),
+            None => self.labels.find("person").into_iter().collect(),
+        }
+    }
 }
 
 /// Applies commands from the broker to the cameras of this run.
@@ -127,9 +142,6 @@ struct Shared<'a> {
     url: &'a BrokerUrl,
     topics: vigia::publish::Topics,
     device: String,
-    labels: &'a Labels,
-    /// Classes whose count of 0 is published too.
-    always_count: Vec<usize>,
 }
 
 impl Publishing {
@@ -138,8 +150,6 @@ impl Publishing {
     pub fn start(
         args: &MqttArgs,
         cameras: Vec<CameraControl>,
-        labels: &Labels,
-        classes: Option<&[usize]>,
     ) -> anyhow::Result<Option<Publishing>> {
         let Some(url) = &args.mqtt else {
             return Ok(None);
@@ -168,34 +178,26 @@ impl Publishing {
             check_level("--mqtt-discovery", p)?;
         }
         let topics = vigia::publish::Topics::new(prefix, &device)?;
-        // Counts that are 0 are still worth a message for the classes asked for (the person
-        // count of a room going to 0 is what automations wait on).
-        let always_count = match classes {
-            Some(c) => c.to_vec(),
-            None => labels.find("person").into_iter().collect(),
-        };
         let shared = Shared {
             args,
             url,
             topics,
             device,
-            labels,
-            always_count,
         };
         Self::connect(&shared, cameras)
     }
 
     /// What `camera` publishes and how often.
     #[cfg_attr(not(feature = "mqtt"), allow(dead_code))] // read only by the MQTT client
-    fn camera_config(shared: &Shared<'_>, camera: &str) -> CameraPublishConfig {
+    fn camera_config(shared: &Shared<'_>, camera: &CameraControl) -> CameraPublishConfig {
         let args = shared.args;
         CameraPublishConfig {
-            camera: camera.to_string(),
+            camera: camera.name.clone(),
             events: EventPolicy {
                 update_every: args.mqtt_update_every.unwrap_or(5.0),
                 ..EventPolicy::default()
             },
-            always_count: shared.always_count.clone(),
+            always_count: camera.always_counted(),
             snapshots: args.mqtt_snapshot,
             stats_every: match args.mqtt_stats_every {
                 Some(s) if s <= 0.0 => None,
@@ -247,7 +249,7 @@ impl Publishing {
         let sink: Arc<dyn MessageSink> = publisher.clone();
         let mut stages = Vec::new();
         for cam in &cameras {
-            let config = Self::camera_config(shared, &cam.name);
+            let config = Self::camera_config(shared, cam);
             // Where detection stands, for dashboards, before any command.
             let detecting = if cam.detect.is_on() { "ON" } else { "OFF" };
             publisher.publish(Message::retained(
@@ -258,7 +260,7 @@ impl Publishing {
                 let counted: Vec<String> = config
                     .always_count
                     .iter()
-                    .map(|c| shared.labels.name(*c))
+                    .map(|c| cam.labels.name(*c))
                     .collect();
                 for m in
                     vigia::publish::discovery::home_assistant(prefix, topics, &cam.name, &counted)
@@ -270,7 +272,7 @@ impl Publishing {
                 sink.clone(),
                 topics.clone(),
                 config,
-                shared.labels.clone(),
+                cam.labels.clone(),
                 cam.detect.clone(),
             );
             stages.push(Some(Box::new(stage) as Box<dyn OutputStage>));

@@ -1,5 +1,6 @@
 //! Several cameras in one run (`--source NAME=SOURCE` repeated, or `--cameras FILE`): the model
-//! is loaded once and each camera gets its own engine state, tracker, outputs and MQTT stage;
+//! is loaded once and each camera gets its own engine state, tracker, outputs, MQTT stage and,
+//! in `vigia follow`, follower;
 //! cameras take turns at inference first come, first served (`--workers` at once), and a camera
 //! that cannot start or fails stops alone while the others run on.
 
@@ -10,17 +11,19 @@ use std::sync::Arc;
 use anyhow::bail;
 
 use super::cameras::CameraSpec;
+use super::follow_session::FollowSession;
 use super::mqtt::{CameraControl, Publishing};
 use super::preview::Preview;
 use super::run::{
-    camera_decode, camera_tracker, decode_params, frame_rate, load_for_camera, output_options,
-    report, source_options, stats_every, RunRequest,
+    camera_decode, camera_tracker, frame_rate, load_for_camera, output_options, report,
+    source_options, stats_every, RunRequest,
 };
 use super::track::TrackerArgs;
-use vigia::camera_set::{self, BoxError, CameraJob, CameraParts};
+use vigia::camera_set::{self, BoxError, CameraFollower, CameraJob, CameraParts};
 use vigia::detector::Detector;
 use vigia::inference_turns::InferenceTurns;
 use vigia::pipeline::{DetectSwitch, OutputStage, PipelineConfig};
+use vigia::publish::FollowInbox;
 use vigia::sink::live_preview::LivePreview;
 use vigia::sink::stage_set::StageSet;
 use vigia::sink::{OutputOptions, Outputs};
@@ -29,7 +32,7 @@ use vigia::source::{classify_source, open_source};
 
 /// Runs every camera of `cameras` until each ends, fails or the run is stopped.
 pub fn run_cameras(
-    req: RunRequest<'_>,
+    mut req: RunRequest<'_>,
     tracker_args: Option<&TrackerArgs>,
     cameras: Vec<CameraSpec>,
 ) -> anyhow::Result<ExitCode> {
@@ -41,39 +44,57 @@ pub fn run_cameras(
     for camera in &cameras {
         camera_tracker(camera, tracker_args)?;
     }
-    // One loaded model per distinct model file; each camera gets its own engine state on it.
+    // One loaded model per distinct model, input size and engine; each camera gets its own engine
+    // state on it.
     let mut detectors = Vec::with_capacity(cameras.len());
-    let mut loaded: Vec<(Option<String>, usize)> = Vec::new();
-    for camera in &cameras {
-        let detector = match loaded.iter().find(|(m, _)| *m == camera.model) {
+    let mut loaded: Vec<(usize, usize)> = Vec::new();
+    for (i, camera) in cameras.iter().enumerate() {
+        let same_model = |&&(c, _): &&(usize, usize)| cameras[c].model_key() == camera.model_key();
+        let detector = match loaded.iter().find(same_model) {
             Some(&(_, first)) => {
                 let shared: &Detector = &detectors[first];
                 shared.fork()?
             }
             None => {
-                loaded.push((camera.model.clone(), detectors.len()));
+                loaded.push((i, detectors.len()));
                 Detector::new(load_for_camera(req.model, camera)?)
             }
         };
         detectors.push(detector);
     }
-    let decode = decode_params(req.decode, detectors[0].labels())?;
-    let labels = detectors[0].labels().clone();
+    // Each camera's follower, when the run follows (one per camera, in order).
+    let mut followers: Vec<Option<FollowSession>> = std::mem::take(&mut req.followers)
+        .into_iter()
+        .map(Some)
+        .collect();
+    followers.resize_with(cameras.len(), || None);
+    let inboxes: Vec<Option<FollowInbox>> = followers
+        .iter()
+        .map(|f| f.as_ref().map(FollowSession::inbox))
+        .collect();
+    let decodes = cameras
+        .iter()
+        .zip(&detectors)
+        .map(|(c, d)| camera_decode(req.decode, c, d.labels()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let turns = InferenceTurns::new(req.model.workers as usize);
     let switches: Vec<DetectSwitch> = cameras.iter().map(|_| DetectSwitch::default()).collect();
     let mut publishing = Publishing::start(
         &out.mqtt,
         cameras
             .iter()
+            .zip(&detectors)
+            .zip(&decodes)
             .zip(&switches)
-            .map(|(c, detect)| CameraControl {
+            .zip(&inboxes)
+            .map(|((((c, detector), decode), detect), inbox)| CameraControl {
                 name: c.name.clone(),
+                labels: detector.labels().clone(),
+                classes: decode.classes.clone(),
                 detect: detect.clone(),
-                follow: None,
+                follow: inbox.clone(),
             })
             .collect(),
-        &labels,
-        decode.classes.as_deref(),
     )?;
     let names: Vec<&str> = cameras.iter().map(|c| c.name.as_str()).collect();
     if !quiet {
@@ -88,17 +109,29 @@ pub fn run_cameras(
             turns.capacity()
         );
     }
-    let preview = Preview::start(out, &names, None, quiet)?;
+    let follow_controls: Vec<(&str, &FollowInbox)> = names
+        .iter()
+        .zip(&inboxes)
+        .filter_map(|(name, inbox)| inbox.as_ref().map(|i| (*name, i)))
+        .collect();
+    let preview = Preview::start(out, &names, &follow_controls, quiet)?;
     let mut jobs = Vec::with_capacity(cameras.len());
-    for (i, ((camera, detect), detector)) in cameras.iter().zip(switches).zip(detectors).enumerate()
+    for (i, ((((camera, detect), detector), follower), decode)) in cameras
+        .iter()
+        .zip(switches)
+        .zip(detectors)
+        .zip(followers)
+        .zip(decodes)
+        .enumerate()
     {
         let stop = Arc::new(AtomicBool::new(false));
         let extra = ExtraOutputs {
             publish: publishing.as_mut().and_then(|p| p.take_stage(i)),
             preview: preview.as_ref().and_then(|p| p.feed(&camera.name)),
+            follower: follower.map(|f| Box::new(f) as Box<dyn CameraFollower>),
         };
         let config = PipelineConfig {
-            decode: camera_decode(req.decode, camera, detector.labels())?,
+            decode,
             max_frames: req.source.max_frames,
             stats_every: stats_every(out),
             progress: false,
@@ -151,13 +184,15 @@ pub fn run_cameras(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Opens `camera`'s source, tracker and outputs (on the camera's own thread).
-/// A camera's outputs beyond its files: its MQTT stage and its live preview feed.
+/// A camera's outputs beyond its files: its MQTT stage, its live preview feed and its follower.
 struct ExtraOutputs {
     publish: Option<Box<dyn OutputStage>>,
     preview: Option<Box<dyn LivePreview>>,
+    /// The camera's follower (`vigia follow`).
+    follower: Option<Box<dyn CameraFollower>>,
 }
 
+/// Opens `camera`'s source, tracker and outputs (on the camera's own thread).
 fn start_camera(
     req: &RunRequest<'_>,
     camera: &CameraSpec,
@@ -206,5 +241,6 @@ fn start_camera(
         output: Box::new(stages),
         pool,
         config,
+        follower: extra.follower,
     })
 }

@@ -12,12 +12,12 @@ pub struct Preview {
 }
 
 impl Preview {
-    /// Starts the server for `cameras` when `--serve` is given; `follow` names the camera whose
-    /// follower takes the page's clicks and `POST`s, with its inbox.
+    /// Starts the server for `cameras` when `--serve` is given; `follow` names the cameras whose
+    /// followers take the page's clicks and `POST`s, with their inboxes.
     pub fn start(
         out: &OutputArgs,
         cameras: &[&str],
-        follow: Option<(&str, &FollowInbox)>,
+        follow: &[(&str, &FollowInbox)],
         quiet: bool,
     ) -> anyhow::Result<Option<Preview>> {
         let Some(addr) = &out.serve else {
@@ -31,7 +31,7 @@ impl Preview {
         addr: &str,
         token: Option<&str>,
         cameras: &[&str],
-        follow: Option<(&str, &FollowInbox)>,
+        follow: &[(&str, &FollowInbox)],
         quiet: bool,
     ) -> anyhow::Result<Preview> {
         use std::sync::Arc;
@@ -55,11 +55,11 @@ impl Preview {
                 server.local_addr()
             );
         }
-        if let Some((camera, inbox)) = follow {
-            server.set_follow_control(camera, Arc::new(inbox.clone()));
-            if token.is_some() && !quiet {
-                eprintln!("vigia: click a person in the preview to follow them");
-            }
+        for (camera, inbox) in follow {
+            server.set_follow_control(camera, Arc::new((*inbox).clone()));
+        }
+        if !follow.is_empty() && token.is_some() && !quiet {
+            eprintln!("vigia: click a person in the preview to follow them");
         }
         Ok(Preview { server })
     }
@@ -69,7 +69,7 @@ impl Preview {
         _addr: &str,
         _token: Option<&str>,
         _cameras: &[&str],
-        _follow: Option<(&str, &FollowInbox)>,
+        _follow: &[(&str, &FollowInbox)],
         _quiet: bool,
     ) -> anyhow::Result<Preview> {
         Err(vigia::Error::FeatureMissing {

@@ -10,16 +10,17 @@ use anyhow::{bail, Context};
 
 use super::args::{DecodeArgs, ModelArgs, OutputArgs, SourceArgs};
 use super::cameras::{cameras, CameraSpec};
+use super::follow_session::FollowSession;
 use super::mqtt::{CameraControl, Publishing};
 use super::preview::Preview;
 use super::track::TrackerArgs;
+use vigia::camera_set::CameraFollower;
 use vigia::decode::DecodeParams;
 use vigia::detector::Detector;
 use vigia::engine;
 use vigia::engine::choice::OrtProvider;
 use vigia::model::{Labels, Task};
-use vigia::pipeline::{self, DetectSwitch, FrameHook, PipelineConfig, RunSummary};
-use vigia::publish::FollowInbox;
+use vigia::pipeline::{self, DetectSwitch, FrameHook, FrameResult, PipelineConfig, RunSummary};
 use vigia::resolve::{self, EngineKind, LoadOptions, LoadedModel};
 use vigia::sink::stage_set::StageSet;
 use vigia::sink::{OutputOptions, Outputs};
@@ -177,26 +178,46 @@ pub struct RunRequest<'a> {
     pub stop: Arc<AtomicBool>,
     /// Write frame JSON lines to stdout when `--save-json` is not given.
     pub json_to_stdout: bool,
-    /// Where follow commands from the broker go, when the run follows someone.
-    pub follow_inbox: Option<FollowInbox>,
+    /// One follower per camera, in the cameras' order, when the run follows (`vigia follow`).
+    pub followers: Vec<FollowSession>,
 }
 
 /// Runs detection (and tracking when `tracker` is given) over the run's cameras into the
-/// outputs: one camera here, several through [`super::multi_camera`].
+/// outputs.
 pub fn run_source(
     req: RunRequest<'_>,
     tracker_args: Option<&TrackerArgs>,
-    hook: Option<&mut FrameHook<'_>>,
 ) -> anyhow::Result<ExitCode> {
     let cameras = cameras(req.source)?;
-    if cameras.len() > 1 {
-        if hook.is_some() || req.follow_inbox.is_some() {
+    run_cameras_of(req, cameras, tracker_args)
+}
+
+/// Runs `cameras` (parsed from `req.source`): one camera here, several through
+/// [`super::multi_camera`].
+pub fn run_cameras_of(
+    mut req: RunRequest<'_>,
+    cameras: Vec<CameraSpec>,
+    tracker_args: Option<&TrackerArgs>,
+) -> anyhow::Result<ExitCode> {
+    if req.followers.is_empty() {
+        if let Some(c) = cameras.iter().find(|c| !c.follow.is_empty()) {
             bail!(
-                "vigia follow steers from one camera: give one --source (run one follower per camera)"
+                "camera `{}` sets follower settings (target, follow_out, mavlink): use `vigia follow`",
+                c.name
             );
         }
+    } else if req.followers.len() != cameras.len() {
+        bail!(
+            "{} followers for {} cameras",
+            req.followers.len(),
+            cameras.len()
+        );
+    }
+    if cameras.len() > 1 {
         return super::multi_camera::run_cameras(req, tracker_args, cameras);
     }
+    let mut follower = req.followers.pop();
+    let follow_inbox = follower.as_ref().map(FollowSession::inbox);
     let camera = &cameras[0];
     let kind = classify_source(&camera.source)?;
     let tracker_args = camera_tracker(camera, tracker_args)?;
@@ -213,7 +234,10 @@ pub fn run_source(
     let preview = Preview::start(
         out,
         &[camera.name.as_str()],
-        req.follow_inbox.as_ref().map(|f| (camera.name.as_str(), f)),
+        follow_inbox
+            .as_ref()
+            .map(|f| (camera.name.as_str(), f))
+            .as_slice(),
         req.model.quiet,
     )?;
     let source_fps = frame_rate(req.source, camera, info.fps);
@@ -228,11 +252,11 @@ pub fn run_source(
         &out.mqtt,
         vec![CameraControl {
             name: camera.name.clone(),
+            labels: detector.labels().clone(),
+            classes: decode.classes.clone(),
             detect: detect.clone(),
-            follow: req.follow_inbox.clone(),
+            follow: follow_inbox.clone(),
         }],
-        detector.labels(),
-        decode.classes.as_deref(),
     )?;
     let options = OutputOptions {
         preview: preview.as_ref().and_then(|p| p.feed(&camera.name)),
@@ -264,21 +288,27 @@ pub fn run_source(
     if let Some(stage) = publishing.as_mut().and_then(|p| p.take_stage(0)) {
         stages.push(stage);
     }
+    let mut hook = follower
+        .as_mut()
+        .map(|f| move |r: &FrameResult| f.on_frame(r));
     let summary = pipeline::run(
         source,
         &mut detector,
         tracker.as_mut().map(|t| &mut **t as &mut dyn Tracker),
-        hook,
+        hook.as_mut().map(|h| h as &mut FrameHook<'_>),
         Box::new(stages),
         pool,
         &config,
         req.stop.clone(),
     );
+    // Whatever happened, the vehicle is told to stop.
+    let stopped = follower.map_or(Ok(()), |f| Box::new(f).finish());
     // The broker hears `offline` whether the run ended well or not.
     if let Some(p) = publishing {
         p.finish(req.model.quiet);
     }
     let summary = summary?;
+    stopped?;
     report(None, &summary, req.model.quiet);
     Ok(if summary.frames == 0 && !summary.interrupted {
         eprintln!("vigia: no frame could be processed");
@@ -288,18 +318,19 @@ pub fn run_source(
     })
 }
 
-/// The model of `camera`: its cameras-file `model`, else the run's `--model`.
+/// The model of `camera`: the run's `--model`, `--imgsz` and `--engine` with what its
+/// cameras-file entry overrides (`model`, `imgsz`, `engine`).
 pub fn load_for_camera(args: &ModelArgs, camera: &CameraSpec) -> anyhow::Result<LoadedModel> {
-    match &camera.model {
-        None => load(args, Task::Detect),
-        Some(model) => {
-            let args = ModelArgs {
-                model: Some(model.clone()),
-                ..args.clone()
-            };
-            load(&args, Task::Detect).with_context(|| format!("camera `{}`", camera.name))
-        }
+    if !camera.has_own_model() {
+        return load(args, Task::Detect);
     }
+    let args = ModelArgs {
+        model: camera.model.clone().or_else(|| args.model.clone()),
+        imgsz: camera.imgsz.or(args.imgsz),
+        engine: camera.engine.unwrap_or(args.engine),
+        ..args.clone()
+    };
+    load(&args, Task::Detect).with_context(|| format!("camera `{}`", camera.name))
 }
 
 /// The tracker settings of `camera`: the run's, with what its cameras-file entry overrides

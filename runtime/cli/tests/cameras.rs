@@ -176,15 +176,173 @@ fn live_cameras_take_turns_at_inference() {
     }
 }
 
+/// The JSON lines that arrived on `socket` (one per datagram) until it stays quiet.
+fn datagrams(socket: &std::net::UdpSocket) -> Vec<serde_json::Value> {
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let mut lines = Vec::new();
+    while let Ok(n) = socket.recv(&mut buf) {
+        lines.extend(json_lines(&String::from_utf8_lossy(&buf[..n])));
+    }
+    lines
+}
+
 #[test]
-fn camera_options_that_need_one_camera_say_so() {
-    let two = ["--source", "a=synthetic://", "--source", "b=synthetic://"];
-    let o = vigia_cmd().arg("follow").args(two).output().unwrap();
-    let e = String::from_utf8_lossy(&o.stderr);
+fn each_camera_follows_its_own_person_into_its_own_outputs() {
+    let Some(video) = vtest() else {
+        return;
+    };
+    let dir = temp_dir("cameras-follow");
+    let video = video.to_str().unwrap();
+    let door_out = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let yard_out = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let file = dir.join("cameras.toml");
+    // The same video on both, each camera choosing in its own half of the frame.
+    std::fs::write(
+        &file,
+        format!(
+            "[[camera]]\nname = \"door\"\nsource = {video:?}\n\
+             target = \"rect:0,0,0.5,1\"\nfollow_out = \"udp://{door}\"\n\n\
+             [[camera]]\nname = \"yard\"\nsource = {video:?}\n\
+             target = \"rect:0.5,0,1,1\"\nfollow_out = [\"udp://{yard}\"]\n",
+            door = door_out.local_addr().unwrap(),
+            yard = yard_out.local_addr().unwrap(),
+        ),
+    )
+    .unwrap();
+    let o = vigia(&[
+        "follow",
+        "--cameras",
+        file.to_str().unwrap(),
+        "--max-frames",
+        "30",
+        "--follow-watchdog",
+        "5",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    // Each camera's own outputs: nothing on stdout, each socket only its camera's lines.
     assert!(
-        !o.status.success() && e.contains("steers from one camera"),
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let door = datagrams(&door_out);
+    let yard = datagrams(&yard_out);
+    let commands = |lines: &[serde_json::Value], name: &str| -> Vec<serde_json::Value> {
+        assert!(lines.iter().all(|l| l["camera"] == name), "{lines:?}");
+        lines
+            .iter()
+            .filter(|l| l["type"] == "command")
+            .cloned()
+            .collect()
+    };
+    let (door, yard) = (commands(&door, "door"), commands(&yard, "yard"));
+    // One command per frame and a last stop for each camera, numbered on their own.
+    for (name, c) in [("door", &door), ("yard", &yard)] {
+        assert!(c.len() >= 31, "{name}: {} commands", c.len());
+        let seq: Vec<u64> = c.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+        assert!(seq.windows(2).all(|w| w[0] < w[1]), "{name}: {seq:?}");
+        let last = c.last().unwrap();
+        assert_eq!(last["reason"], "shutdown", "{name}");
+        assert_eq!(last["forward"], 0.0);
+        assert_eq!(last["yaw_rate"], 0.0);
+    }
+    // Each locks on a person of its own half: door's to the left of centre, yard's to the right.
+    let first_lock = |c: &[serde_json::Value]| {
+        c.iter()
+            .find(|l| l["state"] == "locked")
+            .cloned()
+            .unwrap_or_else(|| panic!("no lock: {stderr}"))
+    };
+    let (d, y) = (first_lock(&door), first_lock(&yard));
+    assert!(d["ex"].as_f64().unwrap() < 0.0, "{d}");
+    assert!(y["ex"].as_f64().unwrap() > 0.0, "{y}");
+    assert_ne!(d["target_id"], y["target_id"]);
+    assert!(stderr.contains("vigia [door]: follow"), "{stderr}");
+    assert!(stderr.contains("vigia [yard]: follow"), "{stderr}");
+
+    // Without outputs of their own, the cameras share stdout, each line naming its camera.
+    let o = vigia(&[
+        "follow",
+        "--source",
+        &format!("a={video}"),
+        "--source",
+        &format!("b={video}"),
+        "--max-frames",
+        "3",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines = json_lines(&String::from_utf8_lossy(&o.stdout));
+    for name in ["a", "b"] {
+        let n = lines
+            .iter()
+            .filter(|l| l["camera"] == name && l["type"] == "command")
+            .count();
+        assert!(n >= 4, "{name}: {n} commands in {lines:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn follower_settings_that_cannot_work_are_refused() {
+    let dir = temp_dir("cameras-follow-bad");
+    let file = dir.join("cameras.toml");
+    let write = |extra_a: &str, extra_b: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "[[camera]]\nname = \"a\"\nsource = \"0\"\n{extra_a}\n\
+                 [[camera]]\nname = \"b\"\nsource = \"1\"\n{extra_b}\n"
+            ),
+        )
+        .unwrap();
+    };
+    let refused = |sub: &str| {
+        let o = vigia(&[sub, "--cameras", file.to_str().unwrap()]);
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    // Two cameras cannot steer through one serial line, nor as one MAVLink system.
+    write(
+        "follow_out = \"serial:/dev/ttyUSB7\"",
+        "follow_out = \"serial:/dev/ttyUSB7@57600\"",
+    );
+    let e = refused("follow");
+    assert!(
+        e.contains("cameras `a` and `b` would both steer through serial:/dev/ttyUSB7"),
         "{e}"
     );
+    write("", "");
+    let o = vigia_cmd()
+        .args(["follow", "--cameras", file.to_str().unwrap()])
+        .args(["--mavlink", "udpout:127.0.0.1:14550"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("sysid"), "{e}");
+    // Bad values name the file, the camera and the key.
+    write("target = \"tallest\"", "");
+    let e = refused("follow");
+    assert!(e.contains("camera `a`: target"), "{e}");
+    write("", "mavlink = \"udp://127.0.0.1:9\"");
+    let e = refused("follow");
+    assert!(e.contains("camera `b`: mavlink"), "{e}");
+    // Follower settings outside `vigia follow`.
+    write("target = \"largest\"", "");
+    let e = refused("track");
+    assert!(
+        e.contains("camera `a` sets follower settings") && e.contains("vigia follow"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn two_cameras_of_one_name_are_refused() {
     let o = vigia_cmd()
         .args(["detect", "--source", "a=0", "--source", "a=1"])
         .output()
@@ -248,7 +406,7 @@ fn each_camera_of_a_cameras_file_runs_its_own_model_tracker_and_files() {
         &file,
         format!(
             "[[camera]]\nname = \"hall\"\nsource = {video:?}\n\
-             save_json = {hall:?}\ntrack_buffer = 90\nreid = \"off\"\n\n\
+             save_json = {hall:?}\ntrack_buffer = 90\nreid = \"off\"\nimgsz = 320\n\n\
              [[camera]]\nname = \"porch\"\nsource = {video:?}\n\
              model = {yolo:?}\n",
             hall = hall_json.to_str().unwrap(),
@@ -296,6 +454,9 @@ fn each_camera_of_a_cameras_file_runs_its_own_model_tracker_and_files() {
         stderr.contains("yolov8n-320.onnx [Yolov8, 320x320"),
         "{stderr}"
     );
+    // hall runs the run's model at its own input size.
+    assert!(stderr.contains("[Nanodet, 320x320"), "{stderr}");
+    assert!(!stderr.contains("[Nanodet, 416x416"), "{stderr}");
 
     // Tracker settings in a detection run are refused, naming the camera.
     let o = vigia(&["detect", "--cameras", file.to_str().unwrap()]);

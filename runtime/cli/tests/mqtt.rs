@@ -212,6 +212,36 @@ impl Drop for Subscriber {
     }
 }
 
+/// What most tests here start with: the shared data, a broker with anonymous access, a
+/// subscriber recording `vigia/#`, and the test's directory and stderr file.
+struct Lab {
+    shared: PathBuf,
+    dir: PathBuf,
+    broker: Broker,
+    sub: Subscriber,
+    err: PathBuf,
+}
+
+impl Lab {
+    /// None (the test skips, saying why) without ../shared or mosquitto.
+    fn start(name: &str) -> Option<Lab> {
+        let (Some(shared), Some(bin)) = (common::shared(), mosquitto()) else {
+            return None;
+        };
+        let dir = common::temp_dir(name);
+        let broker = Broker::start(&bin, &dir, "allow_anonymous true");
+        let sub = Subscriber::start(&broker, &dir.join("sub.txt"), None);
+        let err = dir.join("stderr.txt");
+        Some(Lab {
+            shared,
+            dir,
+            broker,
+            sub,
+            err,
+        })
+    }
+}
+
 fn read_messages(file: &Path) -> Vec<(String, String)> {
     let bytes = std::fs::read(file).unwrap_or_default();
     String::from_utf8_lossy(&bytes)
@@ -326,13 +356,16 @@ fn wait_exit(child: &mut Child, secs: u64, stderr: &Path) -> std::process::ExitS
 
 #[test]
 fn follow_publishes_events_counts_stats_and_takes_commands() {
-    let (Some(shared), Some(bin)) = (common::shared(), mosquitto()) else {
+    let Some(Lab {
+        shared,
+        dir: _,
+        broker,
+        sub,
+        err,
+    }) = Lab::start("mqtt-follow")
+    else {
         return;
     };
-    let dir = common::temp_dir("mqtt-follow");
-    let broker = Broker::start(&bin, &dir, "allow_anonymous true");
-    let sub = Subscriber::start(&broker, &dir.join("sub.txt"), None);
-    let err = dir.join("stderr.txt");
     let video = vtest(&shared);
     let url = broker.url();
     let mut child = spawn_vigia(
@@ -487,13 +520,16 @@ fn follow_publishes_events_counts_stats_and_takes_commands() {
 
 #[test]
 fn detect_switch_pauses_and_resumes_detection() {
-    let (Some(shared), Some(bin)) = (common::shared(), mosquitto()) else {
+    let Some(Lab {
+        shared,
+        dir,
+        broker,
+        sub,
+        err,
+    }) = Lab::start("mqtt-detect")
+    else {
         return;
     };
-    let dir = common::temp_dir("mqtt-detect");
-    let broker = Broker::start(&bin, &dir, "allow_anonymous true");
-    let sub = Subscriber::start(&broker, &dir.join("sub.txt"), None);
-    let err = dir.join("stderr.txt");
     let jsonl = dir.join("frames.jsonl");
     let video = vtest(&shared);
     let url = broker.url();
@@ -620,13 +656,16 @@ fn broker_restart_mid_run_loses_no_event() {
 
 #[test]
 fn last_will_reports_offline_when_killed() {
-    let (Some(shared), Some(bin)) = (common::shared(), mosquitto()) else {
+    let Some(Lab {
+        shared,
+        dir: _,
+        broker,
+        sub,
+        err,
+    }) = Lab::start("mqtt-will")
+    else {
         return;
     };
-    let dir = common::temp_dir("mqtt-will");
-    let broker = Broker::start(&bin, &dir, "allow_anonymous true");
-    let sub = Subscriber::start(&broker, &dir.join("sub.txt"), None);
-    let err = dir.join("stderr.txt");
     let video = vtest(&shared);
     let url = broker.url();
     let mut child = spawn_vigia(&["track", &video, "--mqtt", &url, "--device", "lab"], &err);
@@ -863,13 +902,16 @@ fn tls_broker_with_a_private_ca() {
 
 #[test]
 fn two_cameras_publish_under_their_names_and_a_failing_one_stays_alone() {
-    let (Some(shared), Some(bin)) = (common::shared(), mosquitto()) else {
+    let Some(Lab {
+        shared,
+        dir,
+        broker,
+        sub,
+        err,
+    }) = Lab::start("mqtt-two-cameras")
+    else {
         return;
     };
-    let dir = common::temp_dir("mqtt-two-cameras");
-    let broker = Broker::start(&bin, &dir, "allow_anonymous true");
-    let sub = Subscriber::start(&broker, &dir.join("sub.txt"), None);
-    let err = dir.join("stderr.txt");
     let door = format!("door={}", vtest(&shared));
     let gone = format!("gone={}", dir.join("unplugged.mp4").display());
     let url = broker.url();
@@ -914,4 +956,150 @@ fn two_cameras_publish_under_their_names_and_a_failing_one_stays_alone() {
     );
     // One connection for the process.
     assert_eq!(on(&msgs, "vigia/lab/status"), ["online", "offline"]);
+}
+
+#[test]
+fn each_camera_s_follower_takes_its_own_commands() {
+    let Some(Lab {
+        shared,
+        dir: _,
+        broker,
+        sub,
+        err,
+    }) = Lab::start("mqtt-two-followers")
+    else {
+        return;
+    };
+    let video = vtest(&shared);
+    let url = broker.url();
+    let mut child = spawn_vigia(
+        &[
+            "follow",
+            "--source",
+            &format!("door={video}"),
+            "--source",
+            &format!("yard={video}"),
+            "--max-frames",
+            "60",
+            "--mqtt",
+            &url,
+            "--device",
+            "lab",
+            "--follow-out",
+            "udp://127.0.0.1:9",
+        ],
+        &err,
+    );
+    let locked = |m: &[(String, String)], camera: &str| {
+        on(m, &format!("vigia/lab/{camera}/follow"))
+            .iter()
+            .any(|p| json(p)["type"] == "state" && json(p)["event"]["to"] == "locked")
+    };
+    assert!(
+        sub.wait_for(120, |m| locked(m, "door") && locked(m, "yard")),
+        "both cameras should lock: {}",
+        std::fs::read_to_string(&err).unwrap_or_default()
+    );
+    broker.publish("vigia/lab/yard/follow/set", r#"{"target": "stop"}"#);
+    let status = wait_exit(&mut child, 300, &err);
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert!(status.success(), "{stderr}");
+    let msgs = sub.messages();
+    let follow = |camera: &str| -> Vec<Value> {
+        on(&msgs, &format!("vigia/lab/{camera}/follow"))
+            .into_iter()
+            .map(json)
+            .collect()
+    };
+    let (door, yard) = (follow("door"), follow("yard"));
+    // The command reached yard's follower alone: yard was reset and then stood still...
+    assert_eq!(
+        on(&msgs, "vigia/lab/yard/follow/state")
+            .into_iter()
+            .map(json)
+            .collect::<Vec<_>>(),
+        [serde_json::json!({"ok": true, "target": "stop"})]
+    );
+    let reset = yard
+        .iter()
+        .position(|e| e["type"] == "state" && e["reason"] == "reset")
+        .unwrap_or_else(|| panic!("yard was not reset: {yard:?}"));
+    assert!(
+        yard[reset..]
+            .iter()
+            .filter(|e| e["type"] == "command")
+            .map(|e| &e["command"])
+            .all(|c| c["state"] == "idle" && c["forward"] == 0.0 && c["yaw_rate"] == 0.0),
+        "{:?}",
+        &yard[reset..]
+    );
+    // ...while door went on following.
+    assert!(
+        door.iter().all(|e| e["reason"] != "reset"),
+        "door was reset: {door:?}"
+    );
+    assert!(on(&msgs, "vigia/lab/door/follow/state").is_empty());
+    assert!(
+        stderr.contains("vigia [yard]: follow: stopped (remote command)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn each_camera_is_discovered_with_its_own_classes() {
+    let (Some(shared), Some(bin)) = (common::shared(), mosquitto()) else {
+        return;
+    };
+    let dir = common::temp_dir("mqtt-discovery-cameras");
+    let broker = Broker::start(&bin, &dir, "allow_anonymous true");
+    let video = vtest(&shared);
+    let file = dir.join("cameras.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[camera]]\nname = \"door\"\nsource = {video:?}\nclasses = \"person,car\"\n\n\
+             [[camera]]\nname = \"yard\"\nsource = {video:?}\nclasses = \"car\"\n"
+        ),
+    )
+    .unwrap();
+    let err = dir.join("stderr.txt");
+    let url = broker.url();
+    let mut child = spawn_vigia(
+        &[
+            "detect",
+            "--cameras",
+            file.to_str().unwrap(),
+            "--max-frames",
+            "8",
+            "--mqtt",
+            &url,
+            "--device",
+            "lab",
+            "--mqtt-discovery",
+        ],
+        &err,
+    );
+    let status = wait_exit(&mut child, 300, &err);
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&err).unwrap()
+    );
+    let config = |id: &str| broker.retained(&format!("homeassistant/sensor/vigia_lab_{id}/config"));
+    // Each camera's sensors are the classes it keeps.
+    let door_car = config("door_car_count").expect("no car count for door");
+    let door_car: Value = serde_json::from_slice(&door_car).unwrap();
+    assert_eq!(door_car["state_topic"], "vigia/lab/door/count/car");
+    assert!(config("door_person_count").is_some());
+    assert!(config("yard_car_count").is_some());
+    assert!(
+        config("yard_person_count").is_none(),
+        "yard keeps only cars"
+    );
+    // Counts are published for each camera's own classes (0 included, once held for 3 frames).
+    let cars = broker
+        .retained("vigia/lab/yard/count/car")
+        .expect("no car count for yard");
+    assert!(String::from_utf8_lossy(&cars).parse::<u32>().is_ok());
+    assert!(broker.retained("vigia/lab/yard/count/person").is_none());
 }
