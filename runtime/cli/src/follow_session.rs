@@ -19,7 +19,8 @@ use vigia::publish::{FollowInbox, FollowRequest};
 pub struct FollowSession {
     follower: Follower,
     sinks: Arc<Mutex<dyn CommandSink>>,
-    watchdog: WatchdogHandle,
+    /// Taken by the final stop (`finish`, or the drop of a camera that never started).
+    watchdog: Option<WatchdogHandle>,
     inbox: FollowInbox,
     /// After a remote `stop`: no target, no motion, until a remote target.
     halted: bool,
@@ -57,7 +58,7 @@ impl FollowSession {
         Ok(FollowSession {
             follower,
             sinks,
-            watchdog,
+            watchdog: Some(watchdog),
             inbox: FollowInbox::default(),
             halted: false,
             use_appearance,
@@ -111,12 +112,30 @@ impl CameraFollower for FollowSession {
             }
             s.send(&out.command)?;
         }
-        self.watchdog.feed(&out.command);
+        if let Some(w) = &self.watchdog {
+            w.feed(&out.command);
+        }
         Ok(Some(out))
     }
 
-    fn finish(self: Box<Self>) -> vigia::Result<()> {
-        self.watchdog.shutdown()
+    fn finish(mut self: Box<Self>) -> vigia::Result<()> {
+        self.watchdog
+            .take()
+            .map_or(Ok(()), WatchdogHandle::shutdown)
+    }
+}
+
+/// A follower dropped without `finish` (its camera could not start) still sends its final stop.
+impl Drop for FollowSession {
+    fn drop(&mut self) {
+        if let Some(w) = self.watchdog.take() {
+            if let Err(e) = w.shutdown() {
+                eprintln!(
+                    "{}: follow: the final stop could not be sent: {e}",
+                    self.who
+                );
+            }
+        }
     }
 }
 

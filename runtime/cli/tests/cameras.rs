@@ -288,6 +288,51 @@ fn each_camera_follows_its_own_person_into_its_own_outputs() {
 }
 
 #[test]
+fn a_follower_whose_camera_cannot_start_still_sends_its_stop() {
+    let Some(video) = vtest() else {
+        return;
+    };
+    let dir = temp_dir("cameras-follow-gone");
+    let gone_out = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let file = dir.join("cameras.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[camera]]\nname = \"door\"\nsource = {video:?}\n\n\
+             [[camera]]\nname = \"gone\"\nsource = {gone:?}\nfollow_out = \"udp://{addr}\"\n",
+            video = video.to_str().unwrap(),
+            gone = dir.join("unplugged.mp4").to_str().unwrap(),
+            addr = gone_out.local_addr().unwrap(),
+        ),
+    )
+    .unwrap();
+    let o = vigia(&[
+        "follow",
+        "--cameras",
+        file.to_str().unwrap(),
+        "--max-frames",
+        "3",
+        "-q",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("camera gone could not start"), "{stderr}");
+    // door ran to its end; gone's vehicle was still told to stop, and nothing else.
+    let door = json_lines(&String::from_utf8_lossy(&o.stdout));
+    assert!(door.iter().filter(|l| l["camera"] == "door").count() >= 4);
+    let gone = datagrams(&gone_out);
+    let last = gone
+        .last()
+        .unwrap_or_else(|| panic!("no stop for gone: {stderr}"));
+    assert_eq!(last["camera"], "gone");
+    assert_eq!(last["reason"], "shutdown");
+    assert!(gone
+        .iter()
+        .all(|l| l["type"] == "command" && l["forward"] == 0.0 && l["yaw_rate"] == 0.0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn follower_settings_that_cannot_work_are_refused() {
     let dir = temp_dir("cameras-follow-bad");
     let file = dir.join("cameras.toml");
