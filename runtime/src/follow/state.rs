@@ -379,9 +379,33 @@ impl LockMachine {
         }
     }
 
+    /// Whether `t`, reported under the target's id, is the target's own track going on. A
+    /// track that began after the target was last seen is the tracker's re-identification:
+    /// it is judged by its look like anyone else, since the tracker can be wrong.
+    fn continues(&self, t: &Track, app: Option<&Appearances>) -> bool {
+        app.and_then(|a| a.since(t.id))
+            .is_none_or(|since| since <= self.last_seen)
+    }
+
+    /// The target's own track, tracked in this frame.
+    fn target_track<'t>(
+        &self,
+        tracks: &'t [Track],
+        app: Option<&Appearances>,
+        id: u64,
+    ) -> Option<&'t Track> {
+        tracked(tracks, id).filter(|t| self.continues(t, app))
+    }
+
     /// Best guess of where target `id` is now: the tracker's prediction, else an extrapolation.
-    fn predict(&mut self, tracks: &[Track], id: u64, time: f64) -> (BBox, TargetSource) {
-        if let Some(t) = tracks.iter().find(|t| t.id == id) {
+    fn predict(
+        &mut self,
+        tracks: &[Track],
+        app: Option<&Appearances>,
+        id: u64,
+        time: f64,
+    ) -> (BBox, TargetSource) {
+        if let Some(t) = tracks.iter().find(|t| t.id == id && self.continues(t, app)) {
             self.last_box = t.bbox;
             self.last_velocity = t.velocity;
             self.last_fresh = time;
@@ -464,8 +488,8 @@ impl LockMachine {
     ) -> Option<TargetView> {
         match self.state {
             LockState::Idle => self.try_acquire(tracks, time, frame_w, frame_h, events),
-            LockState::Lost { id, .. } if tracked(tracks, id).is_some() => {
-                // The tracker recognised the target (re-identification gave the id back).
+            LockState::Lost { id, .. } if self.target_track(tracks, app, id).is_some() => {
+                // The target's own track came back.
                 let t = *tracked(tracks, id).expect("tracked");
                 Some(self.reacquired(&t, tracks, time, events))
             }
@@ -528,7 +552,7 @@ impl LockMachine {
                 }
             }
             LockState::Locked { id } => {
-                if let Some(t) = tracked(tracks, id) {
+                if let Some(t) = self.target_track(tracks, app, id) {
                     self.remember(t, tracks, time);
                     return Some(self.measured(t));
                 }
@@ -543,7 +567,7 @@ impl LockMachine {
                 self.coast(tracks, app, id, since, time, events)
             }
             LockState::Coasting { id, since } => {
-                if let Some(t) = tracked(tracks, id) {
+                if let Some(t) = self.target_track(tracks, app, id) {
                     return Some(self.reacquired(t, tracks, time, events));
                 }
                 self.coast(tracks, app, id, since, time, events)
@@ -579,7 +603,7 @@ impl LockMachine {
             );
             return self.reacquire(tracks, app, id, since, None, time, events);
         }
-        let (bbox, source) = self.predict(tracks, id, time);
+        let (bbox, source) = self.predict(tracks, app, id, time);
         let gain = ramp_down(time - since, self.cfg.coast_time)
             .min(ramp_down(time - self.last_fresh, self.cfg.blind_time));
         Some(TargetView {
@@ -601,7 +625,7 @@ impl LockMachine {
         time: f64,
         events: &mut Vec<FollowEvent>,
     ) -> Option<TargetView> {
-        if let Some(t) = tracked(tracks, id) {
+        if let Some(t) = self.target_track(tracks, app, id) {
             return Some(self.reacquired(t, tracks, time, events));
         }
         if time - since >= self.cfg.lost_timeout {
@@ -618,7 +642,7 @@ impl LockMachine {
             );
             return None;
         }
-        let (predicted, _) = self.predict(tracks, id, time);
+        let (predicted, _) = self.predict(tracks, app, id, time);
         if let (Some(app), Some(_)) = (app, &self.gallery) {
             return match self.relock_by_look(tracks, app, id, time, candidate, events) {
                 Ok(view) => Some(view),
@@ -677,8 +701,8 @@ impl LockMachine {
         None
     }
 
-    /// The person in view who clearly looks like the target (not `id`, not seen beside the
-    /// target), with their consecutive frames counted from `candidate`. A person refused for
+    /// The person in view who clearly looks like the target (not one seen beside the target;
+    /// a track the tracker re-identified as `id` is judged like anyone else), with their consecutive frames counted from `candidate`. A person refused for
     /// their look is reported once but judged again on every frame: a person walking into
     /// view is first seen in part, and their look only settles over the next second or two.
     /// Acceptance needs the threshold and the margin over everyone else for the gate's frames
@@ -700,7 +724,8 @@ impl LockMachine {
             tracks,
             app,
             self.cfg.class_id,
-            |t| t == id || coexisting.binary_search(&t).is_ok(),
+            // The target's id is judged too: reported here, it is a re-identification.
+            |t| coexisting.binary_search(&t).is_ok(),
         )?;
         if !m.accepted {
             if m.score.similarity >= self.cfg.appearance.threshold || self.rejected.contains(&m.id)
@@ -758,7 +783,11 @@ impl LockMachine {
         match self.look_alike(tracks, app, id, time, candidate, events) {
             Some((t, frames)) if frames >= self.frames_to_accept(t.id) => {
                 let t = *t;
-                let reason = EventReason::TargetChanged { previous: id };
+                let reason = if t.id == id {
+                    EventReason::Reacquired
+                } else {
+                    EventReason::TargetChanged { previous: id }
+                };
                 Ok(self.lock(&t, tracks, time, reason, events))
             }
             found => {
@@ -1171,15 +1200,65 @@ mod tests {
 
     #[test]
     fn follow_state_lost_relocks_when_the_tracker_gives_the_id_back() {
-        let (mut m, app) = lost_after_a_lock();
-        // The tracker's re-identification gives the returning person id 1 again.
+        let (mut m, mut app) = lost_after_a_lock();
+        // The tracker's re-identification gives the returning person id 1 again, on a track
+        // that began after the target was last seen: the follower checks the look itself.
+        app.insert_since(1, look([1.0, 0.02, 0.1]), 159.0 * DT);
         let back = [person(1, BBox::new(400.0, 80.0, 480.0, 330.0))];
-        let ev = run_seen(&mut m, &back, &app, 160, 161);
+        let ev = run_seen(&mut m, &back, &app, 160, 162);
+        assert!(matches!(m.state(), LockState::Lost { id: 1, .. }), "{ev:?}");
+        let ev = run_seen(&mut m, &back, &app, 162, 163);
         assert_eq!(m.state(), LockState::Locked { id: 1 });
         assert_eq!(
             (ev[0].from, ev[0].reason),
             (FollowState::Lost, EventReason::Reacquired)
         );
+        assert!(ev[0].appearance.unwrap().similarity > 0.95);
+        // The target's own track going on (begun before the loss) is taken back at once.
+        let (mut m, app) = lost_after_a_lock();
+        let ev = run_seen(&mut m, &back, &app, 160, 161);
+        assert_eq!(m.state(), LockState::Locked { id: 1 });
+        assert_eq!(ev[0].reason, EventReason::Reacquired);
+    }
+
+    #[test]
+    fn follow_state_does_not_take_a_stranger_the_tracker_gave_the_target_s_id() {
+        // Lost: the tracker wrongly gives id 1 to a stranger (a track begun after the loss).
+        let (mut m, mut app) = lost_after_a_lock();
+        app.insert_since(1, look([0.0, 1.0, 0.1]), 159.0 * DT);
+        let stranger = [person(1, BBox::new(400.0, 80.0, 480.0, 330.0))];
+        let ev = run_seen(&mut m, &stranger, &app, 160, 400);
+        assert!(matches!(m.state(), LockState::Lost { id: 1, .. }));
+        assert!(ev.iter().all(|e| e.to == FollowState::Lost), "{ev:?}");
+        assert_eq!(
+            ev[0].reason,
+            EventReason::CandidateRejected { candidate: 1 }
+        );
+        // Coasting: the stranger is neither steered toward nor locked on.
+        let mut m = LockMachine::new(settings());
+        let b = BBox::new(100.0, 100.0, 200.0, 400.0);
+        let mut app = Appearances::default();
+        app.insert(1, look([1.0, 0.0, 0.1]));
+        run_seen(&mut m, &[person(1, b)], &app, 0, 10);
+        let far = BBox::new(500.0, 50.0, 560.0, 250.0);
+        app.insert_since(1, look([0.0, 1.0, 0.1]), 11.0 * DT);
+        let mut ev = Vec::new();
+        for i in 11..15 {
+            let view = m.step_with(
+                &[person(1, far)],
+                Some(&app),
+                i as f64 * DT,
+                640,
+                480,
+                &mut ev,
+            );
+            let view = view.expect("coasting steers on the prediction");
+            assert_eq!(view.source, TargetSource::Extrapolated);
+            assert!(view.bbox.x1 < 300.0);
+        }
+        assert!(matches!(m.state(), LockState::Coasting { id: 1, .. }));
+        run_seen(&mut m, &[person(1, far)], &app, 15, 300);
+        assert!(matches!(m.state(), LockState::Lost { id: 1, .. }));
     }
 
     #[test]

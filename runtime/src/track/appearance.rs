@@ -90,10 +90,12 @@ impl Gallery {
     }
 }
 
-/// The appearance of the tracks reported after one update, by track id.
+/// What each track reported after one update looks like, by track id: the crops of its
+/// current track only (a re-identified person's older looks stay with the tracker), with the
+/// frame time that track began.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Appearances {
-    entries: Vec<(u64, Gallery)>,
+    entries: Vec<(u64, Gallery, f64)>,
 }
 
 impl Appearances {
@@ -102,17 +104,34 @@ impl Appearances {
         self.entries.clear();
     }
 
-    /// Records the gallery of track `id`.
+    /// Records the gallery of track `id`, a track as old as the video.
     pub fn insert(&mut self, id: u64, gallery: Gallery) {
-        match self.entries.iter_mut().find(|(i, _)| *i == id) {
-            Some(e) => e.1 = gallery,
-            None => self.entries.push((id, gallery)),
+        self.insert_since(id, gallery, f64::NEG_INFINITY);
+    }
+
+    /// Records the gallery of track `id`, whose current track began at frame time `since`.
+    pub fn insert_since(&mut self, id: u64, gallery: Gallery, since: f64) {
+        match self.entries.iter_mut().find(|(i, ..)| *i == id) {
+            Some(e) => *e = (id, gallery, since),
+            None => self.entries.push((id, gallery, since)),
         }
     }
 
     /// The gallery of track `id`, when it has been embedded.
     pub fn get(&self, id: u64) -> Option<&Gallery> {
-        self.entries.iter().find(|(i, _)| *i == id).map(|(_, g)| g)
+        self.entries
+            .iter()
+            .find(|(i, ..)| *i == id)
+            .map(|(_, g, _)| g)
+    }
+
+    /// Frame time the current track of `id` began, when it has been embedded. A track that
+    /// began after its id was last seen is a re-identification, not the same track going on.
+    pub fn since(&self, id: u64) -> Option<f64> {
+        self.entries
+            .iter()
+            .find(|(i, ..)| *i == id)
+            .map(|(.., s)| *s)
     }
 
     /// Number of tracks with an appearance.
@@ -178,6 +197,10 @@ mod tests {
         assert_eq!(a.len(), 1);
         assert_eq!(a.get(3).unwrap().average(), &[0.0, 1.0]);
         assert!(a.get(4).is_none());
+        assert_eq!(a.since(3), Some(f64::NEG_INFINITY));
+        a.insert_since(3, Gallery::new(&[1.0, 0.0]), 2.5);
+        assert_eq!((a.len(), a.since(3)), (1, Some(2.5)));
+        assert!(a.since(4).is_none());
         a.clear();
         assert!(a.is_empty());
     }

@@ -94,7 +94,14 @@ pub struct ReidMatch {
 /// One person as far as the wrapper knows.
 #[derive(Debug, Clone)]
 struct Identity {
+    /// Everything the person looked like, merged over every track they were re-identified in.
     gallery: Option<Gallery>,
+    /// What the current track looks like: its own crops only, never merged. Consumers judge
+    /// the person in view by this, so one wrong re-identification cannot lend a stranger the
+    /// old identity's look.
+    look: Option<Gallery>,
+    /// Frame time the current track began.
+    track_since: f64,
     /// Frame time of the last frame the person was tracked.
     last_seen: f64,
     /// Frame time the person was first seen.
@@ -232,6 +239,8 @@ impl<T: Tracker> ReidTracker<T> {
                 id,
                 Identity {
                     gallery: None,
+                    look: None,
+                    track_since: time,
                     last_seen: time,
                     first_seen: time,
                     inner: Some(t.id),
@@ -289,9 +298,11 @@ impl<T: Tracker> ReidTracker<T> {
             };
             let ident = self.identities.get_mut(owner).expect("bound identity");
             ident.last_embed = self.frame;
-            match &mut ident.gallery {
-                Some(g) => g.add(&v),
-                None => ident.gallery = Some(Gallery::new(&v)),
+            for g in [&mut ident.gallery, &mut ident.look] {
+                match g {
+                    Some(g) => g.add(&v),
+                    None => *g = Some(Gallery::new(&v)),
+                }
             }
         }
         Ok(())
@@ -377,6 +388,8 @@ impl<T: Tracker> ReidTracker<T> {
         old.last_seen = young.last_seen;
         old.frames = young.frames;
         old.last_embed = young.last_embed;
+        old.look = young.look;
+        old.track_since = young.track_since;
         if let (Some(og), Some(yg)) = (&mut old.gallery, &young.gallery) {
             og.merge(yg);
         }
@@ -418,8 +431,10 @@ impl<T: Tracker> ReidTracker<T> {
                 continue;
             }
             self.output.push(Track { id, ..*t });
-            if let Some(g) = &self.identities[&id].gallery {
-                self.appearances.insert(id, g.clone());
+            let ident = &self.identities[&id];
+            if let Some(g) = &ident.look {
+                self.appearances
+                    .insert_since(id, g.clone(), ident.track_since);
             }
         }
         self.output.sort_unstable_by_key(|t| t.id);
@@ -600,7 +615,14 @@ mod tests {
             150,
         );
         assert_eq!(ids, vec![Some(green_id), Some(yellow_id), Some(red_id)]);
-        assert!(t.appearances().unwrap().get(red_id).is_some());
+        // Her look as reported is her new track's own, and it began after the absence, so
+        // a consumer can tell a re-identification from the same track going on.
+        let app = t.appearances().unwrap();
+        let back = app.get(red_id).unwrap();
+        let since = app.since(red_id).unwrap();
+        assert!((120.0 * DT..150.0 * DT).contains(&since), "{since}");
+        assert!(back.updates() < 30, "{} views", back.updates());
+        assert!(app.since(green_id).unwrap() < DT);
     }
 
     #[test]
