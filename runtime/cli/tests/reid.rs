@@ -249,8 +249,8 @@ fn the_trained_embedding_tells_held_out_vtest_people_apart() {
 }
 
 /// An exit-and-return clip of vtest.avi as `tools/reid/exit_return.py` builds it for the
-/// person vigia tracks as id 16 in the continuous video: frames 197-246 (she walks), 394-483
-/// (she is away, others walk), 274-373 (she is back). 10 fps, 768 x 576.
+/// person vigia tracks as id 16 in the continuous video: frames 197-246 (he walks), 394-483
+/// (he is away, others walk), 274-373 (he is back). 10 fps, 768 x 576.
 fn exit_and_return_clip(video: &std::path::Path, out: &std::path::Path) {
     let segments = [(197, 246), (394, 483), (274, 373)];
     let mut graph = String::new();
@@ -303,7 +303,7 @@ fn follow_states(clip: &std::path::Path, extra: &[&str]) -> (FollowStates, Strin
 }
 
 #[test]
-fn the_follower_refuses_strangers_while_the_target_is_away_and_knows_her_when_back() {
+fn the_follower_refuses_strangers_while_the_target_is_away_and_knows_him_when_back() {
     let Some(shared) = common::shared() else {
         return;
     };
@@ -319,7 +319,7 @@ fn the_follower_refuses_strangers_while_the_target_is_away_and_knows_her_when_ba
             .filter(|(f, s, _)| frames.contains(f) && s == "locked")
             .count()
     };
-    // Motion only: once she is gone, whoever walks where she was is followed.
+    // Motion only: once he is gone, whoever walks where he was is followed.
     let (off, _) = follow_states(&clip, &["--reid", "off"]);
     assert!(
         locked(&off, 0..50) >= 40,
@@ -339,15 +339,15 @@ fn the_follower_refuses_strangers_while_the_target_is_away_and_knows_her_when_ba
         log.contains("candidate_rejected") && log.contains("similarity"),
         "{log}"
     );
-    // ... and after her return (3 s to settle) she is followed again, under her first id.
+    // ... and after his return (3 s to settle) he is followed again, under his first id.
     let first_id = hist.iter().find(|(_, s, _)| s == "locked").unwrap().2;
-    let on_her = hist
+    let on_him = hist
         .iter()
         .filter(|(f, s, id)| (170..240).contains(f) && s == "locked" && *id == first_id)
         .count();
     assert!(
-        on_her >= 56,
-        "on her {on_her} of the last 70 frames: {hist:?}"
+        on_him >= 56,
+        "on him {on_him} of the last 70 frames: {hist:?}"
     );
     assert!(log.contains("reacquired"), "{log}");
 }
