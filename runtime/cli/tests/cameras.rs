@@ -26,6 +26,13 @@ fn read_lines(path: &Path) -> Vec<serde_json::Value> {
     json_lines(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
 }
 
+/// Writes `text` as `dir/cameras.toml`; its path.
+fn cameras_file(dir: &Path, text: &str) -> PathBuf {
+    let file = dir.join("cameras.toml");
+    std::fs::write(&file, text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    file
+}
+
 /// A frame's tracks without timings or the camera's name: what two cameras on the same video
 /// must agree on.
 fn tracks_of(frame: &serde_json::Value) -> serde_json::Value {
@@ -198,11 +205,10 @@ fn each_camera_follows_its_own_person_into_its_own_outputs() {
     let video = video.to_str().unwrap();
     let door_out = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let yard_out = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let file = dir.join("cameras.toml");
     // The same video on both, each camera choosing in its own half of the frame.
-    std::fs::write(
-        &file,
-        format!(
+    let file = cameras_file(
+        &dir,
+        &format!(
             "[[camera]]\nname = \"door\"\nsource = {video:?}\n\
              target = \"rect:0,0,0.5,1\"\nfollow_out = \"udp://{door}\"\n\n\
              [[camera]]\nname = \"yard\"\nsource = {video:?}\n\
@@ -210,8 +216,7 @@ fn each_camera_follows_its_own_person_into_its_own_outputs() {
             door = door_out.local_addr().unwrap(),
             yard = yard_out.local_addr().unwrap(),
         ),
-    )
-    .unwrap();
+    );
     let o = vigia(&[
         "follow",
         "--cameras",
@@ -294,18 +299,16 @@ fn a_follower_whose_camera_cannot_start_still_sends_its_stop() {
     };
     let dir = temp_dir("cameras-follow-gone");
     let gone_out = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let file = dir.join("cameras.toml");
-    std::fs::write(
-        &file,
-        format!(
+    let file = cameras_file(
+        &dir,
+        &format!(
             "[[camera]]\nname = \"door\"\nsource = {video:?}\n\n\
              [[camera]]\nname = \"gone\"\nsource = {gone:?}\nfollow_out = \"udp://{addr}\"\n",
             video = video.to_str().unwrap(),
             gone = dir.join("unplugged.mp4").to_str().unwrap(),
             addr = gone_out.local_addr().unwrap(),
         ),
-    )
-    .unwrap();
+    );
     let o = vigia(&[
         "follow",
         "--cameras",
@@ -405,13 +408,11 @@ fn cameras_file_names_and_sources() {
         return;
     }
     let dir = temp_dir("cameras-file");
-    let file = dir.join("cameras.toml");
-    std::fs::write(
-        &file,
+    let file = cameras_file(
+        &dir,
         "[[camera]]\nname = \"hall\"\nsource = \"synthetic://?scene=crossing&frames=5\"\n\n\
          [[camera]]\nname = \"porch\"\nsource = \"synthetic://?scene=occlusion&frames=7\"\n",
-    )
-    .unwrap();
+    );
     // `vigia run FILE` is `vigia track --cameras FILE`.
     let o = vigia(&["run", file.to_str().unwrap(), "-q"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -445,11 +446,10 @@ fn each_camera_of_a_cameras_file_runs_its_own_model_tracker_and_files() {
     let yolo = shared.join("models/yolo/yolov8n-320.onnx");
     let video = video.to_str().unwrap();
     let dir = temp_dir("cameras-own-settings");
-    let file = dir.join("cameras.toml");
     let hall_json = dir.join("hall-own.jsonl");
-    std::fs::write(
-        &file,
-        format!(
+    let file = cameras_file(
+        &dir,
+        &format!(
             "[[camera]]\nname = \"hall\"\nsource = {video:?}\n\
              save_json = {hall:?}\ntrack_buffer = 90\nreid = \"off\"\nimgsz = 320\n\n\
              [[camera]]\nname = \"porch\"\nsource = {video:?}\n\
@@ -457,8 +457,7 @@ fn each_camera_of_a_cameras_file_runs_its_own_model_tracker_and_files() {
             hall = hall_json.to_str().unwrap(),
             yolo = yolo.to_str().unwrap(),
         ),
-    )
-    .unwrap();
+    );
     let json = dir.join("frames.jsonl");
     let o = vigia(&[
         "track",
