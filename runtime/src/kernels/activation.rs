@@ -305,6 +305,11 @@ mod x86 {
 /// `|r| <= ln 2 / 2`, a degree-6 polynomial for `e^r` (the Cephes coefficients) and `2^n` built
 /// from its exponent bits. Inputs are clamped to `[-87, 88]` (the normal range); relative error
 /// about 2e-7.
+///
+/// `n` never goes through a float-to-integer cast: Rust's `as i32` saturates and maps NaN to 0,
+/// which the compiler turns into one scalar conversion per vector lane (it made SiLU 13 % of
+/// YOLOv8n's time). The rounding sum `x log2(e) + 1.5 * 2^23` already holds `n` in its low
+/// mantissa bits, so the exponent of `2^n` is taken from there with integer adds and a shift.
 #[inline(always)]
 pub fn exp_vectorizable(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -313,8 +318,11 @@ pub fn exp_vectorizable(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Adding then subtracting 1.5 * 2^23 rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
+    // The bits of `ROUND + n` for integer `n` of small magnitude: `ROUND_BITS + n`.
+    const ROUND_BITS: u32 = 0x4B40_0000;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let rounded = x * LOG2E + ROUND;
+    let n = rounded - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_2e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -323,7 +331,9 @@ pub fn exp_vectorizable(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
-    e * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // `n + 127` is in 1..=254 (x clamped above): a normal exponent.
+    let exponent = rounded.to_bits().wrapping_sub(ROUND_BITS).wrapping_add(127);
+    e * f32::from_bits(exponent << 23)
 }
 
 #[cfg(test)]
@@ -372,6 +382,37 @@ mod tests {
                 "exp({x}): {got} vs {want}"
             );
         }
+        // The exponent taken from the rounding sum's bits is the one a cast of `n` gives: the
+        // results are the very bits of the cast-based formula, across the clamp and beyond.
+        let by_cast = |x: f32| {
+            let x = x.clamp(-87.0, 88.0);
+            let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+            let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+            let mut p = 1.987_569_2e-4f32;
+            for c in [
+                1.398_199_9e-3,
+                8.333_452e-3,
+                4.166_579_6e-2,
+                1.666_666_5e-1,
+                0.5,
+            ] {
+                p = p * r + c;
+            }
+            (p * r * r + r + 1.0) * f32::from_bits(((n as i32 + 127) << 23) as u32)
+        };
+        for i in -10_000..=10_000 {
+            let x = i as f32 * 0.0123;
+            assert_eq!(
+                exp_vectorizable(x).to_bits(),
+                by_cast(x).to_bits(),
+                "exp({x})"
+            );
+        }
+        for x in [f32::INFINITY, f32::NEG_INFINITY, 1e30, -1e30] {
+            let e = exp_vectorizable(x);
+            assert!(e.is_finite() && e > 0.0, "exp({x}) = {e}");
+        }
+        assert!(exp_vectorizable(f32::NAN).is_nan());
         assert_eq!(Activation::HardSwish.apply_one(-3.0), 0.0);
         assert_eq!(Activation::HardSwish.apply_one(3.0), 3.0);
         let tf = Activation::ScaledHardSwish { scale: 1.0 / 6.0 };
