@@ -23,7 +23,7 @@ use vigia::kernels::{Activation, Isa};
 use vigia_benches::use_threads;
 
 /// Dense layers: (input channels, output channels, input side, kernel, stride), "same" padding.
-const DENSE_SHAPES: [(usize, usize, usize, usize, usize); 18] = [
+const DENSE_SHAPES: [(usize, usize, usize, usize, usize); 21] = [
     (3, 24, 416, 3, 2),
     (24, 58, 104, 1, 1),
     (116, 116, 26, 1, 1),
@@ -42,6 +42,9 @@ const DENSE_SHAPES: [(usize, usize, usize, usize, usize); 18] = [
     (128, 128, 20, 3, 1),
     (64, 64, 56, 3, 1),
     (512, 512, 7, 3, 1),
+    (32, 32, 160, 1, 1),
+    (48, 32, 160, 1, 1),
+    (16, 32, 320, 3, 2),
 ];
 
 /// Depthwise layers: (channels, input side, kernel, stride) with "same" padding.

@@ -533,10 +533,19 @@ impl Profile {
                 "op": op, "ms": ms / self.runs as f64, "nodes": n,
                 "percent": 100.0 * ms / self.total_ms,
             })).collect::<Vec<_>>(),
-            "top_nodes": self.by_node.iter().take(15).map(|(node, op, ms, g)| json!({
-                "node": node, "op": op, "ms": ms / self.runs as f64,
-                "percent": 100.0 * ms / self.total_ms, "gflops_per_s": g,
-            })).collect::<Vec<_>>(),
+            "top_nodes": self.by_node.iter().take(15).map(|row| self.node_json(row)).collect::<Vec<_>>(),
+            "nodes": self.by_node.iter().map(|row| self.node_json(row)).collect::<Vec<_>>(),
+        })
+    }
+
+    /// One node's row: name, operator, ms per run, share and GFLOP/s.
+    fn node_json(
+        &self,
+        (node, op, ms, g): &(String, String, f64, Option<f64>),
+    ) -> serde_json::Value {
+        json!({
+            "node": node, "op": op, "ms": ms / self.runs as f64,
+            "percent": 100.0 * ms / self.total_ms, "gflops_per_s": g,
         })
     }
 
