@@ -459,7 +459,7 @@ fn conv_parts(model: &TypedModel, id: usize) -> TractResult<Option<ConvParts>> {
 /// Node `id` as a 1x1 convolution that tract's declutter wrote as an `EinSum`: data `[n]chw`
 /// or `[n]hwc` (a graph fed NHWC images keeps that layout down to where tract's declutter
 /// transposes it), constant `[out][in]` filters, output `[n]ohw` or `[n]hwo`, batch 1, the
-/// batch axis possibly dropped.
+/// batch axis possibly dropped or added.
 fn pointwise_einsum_parts(model: &TypedModel, id: usize) -> TractResult<Option<ConvParts>> {
     let node = model.node(id);
     let Some(einsum) = node.op_as::<EinSum>() else {
@@ -493,13 +493,23 @@ fn pointwise_einsum_parts(model: &TypedModel, id: usize) -> TractResult<Option<C
     let Some(output) = PointwiseLayout::of(&os, o) else {
         return Ok(None);
     };
-    // The same pixels on both sides; a batch axis kept must be the input's.
+    // The same pixels on both sides. An output batch axis is the input's, or one the einsum
+    // adds (`IHW,OI->NOHW`: YOLOv8's box and class heads), which has size 1 (checked below).
+    let added_batch = output
+        .batch
+        .filter(|b| output.batch != input.batch && !xs.contains(b) && !fs.contains(b));
     if (output.h, output.w) != (input.h, input.w)
-        || (output.batch.is_some() && output.batch != input.batch)
+        || (output.batch.is_some() && output.batch != input.batch && added_batch.is_none())
         || xs.contains(&o)
         || os.contains(&c)
     {
         return Ok(None);
+    }
+    if added_batch.is_some() {
+        let out = model.outlet_fact(OutletId::new(id, 0))?;
+        if out.shape.as_concrete().map(|s| s.first() == Some(&1)) != Some(true) {
+            return Ok(None);
+        }
     }
     let Some((channels, h, w)) = facts[x]
         .shape
