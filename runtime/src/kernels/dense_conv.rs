@@ -7,13 +7,22 @@
 //! is a contiguous run: no im2col matrix is built, and the product packs each panel straight
 //! from the planes, skipping the columns the phase layout adds, so it writes the output
 //! directly.
+//!
+//! Phase planes larger than [`BAND_BYTES`] (the high-resolution layers of detectors: 6.6 MB for
+//! YOLOv8n-640's second layer) are not filled whole: the output rows are cut into bands whose
+//! planes fit in L2, and each task of the pool fills one band's planes and runs its product
+//! while they are still in cache, instead of writing every plane to memory and reading it back.
 
 use std::cell::RefCell;
+use std::ops::Range;
 
-use super::gemm::{gemm, Columns, PackedWeights};
+use super::gemm::{gemm, gemm_serial, Columns, PackedWeights};
 use super::planes::{fill_phases, PlaneGeometry};
-use super::pool::for_each_rows;
+use super::pool::{self, for_each_rows, SharedMut};
 use super::{Activation, Isa};
+
+/// Phase planes up to this size are filled whole; larger ones band by band of about this size.
+const BAND_BYTES: usize = 256 * 1024;
 
 /// A dense convolution ready to run: geometry, packed filters and biases, activation.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +36,76 @@ pub struct DenseConv {
     offsets: Vec<usize>,
     /// 1x1, stride 1, no padding: the input is `B` as it is.
     direct: bool,
+    /// The bands of output rows run one by one (empty: the planes are filled whole).
+    bands: Vec<Band>,
+}
+
+/// A band of output rows: the same convolution over the input rows it reads, with the padding
+/// the whole input has above or below it where the band reaches the border.
+#[derive(Debug, Clone, PartialEq)]
+struct Band {
+    /// Output rows.
+    out_rows: Range<usize>,
+    /// The first input row it reads.
+    in_first: usize,
+    /// Its geometry (`in_h` counts the rows it reads).
+    geometry: PlaneGeometry,
+    /// Where each `B` row starts in its phase planes.
+    offsets: Vec<usize>,
+}
+
+/// Where each `B` row (input channel, then tap) starts in the phase planes of `g`.
+fn plane_offsets(g: &PlaneGeometry) -> Vec<usize> {
+    let (plane, tap_offsets) = (g.scratch_len(), g.tap_offsets());
+    (0..g.channels)
+        .flat_map(|c| tap_offsets.iter().map(move |t| c * plane + t))
+        .collect()
+}
+
+/// The bands `g`'s output rows are cut into so that each band's phase planes take about
+/// `band_bytes`; none when the whole planes take less than twice that (or a band would read no
+/// input row: padding larger than the kernel).
+fn bands(g: &PlaneGeometry, band_bytes: usize) -> Vec<Band> {
+    let floats = |rows: usize| g.channels * g.stride_h * g.stride_w * rows * g.phase_cols();
+    if 4 * floats(g.phase_rows()) <= 2 * band_bytes {
+        return Vec::new();
+    }
+    let extra = (g.kernel_h - 1) / g.stride_h;
+    let rows = (band_bytes / (4 * floats(1))).saturating_sub(extra).max(1);
+    let pad_right = ((g.out_w - 1) * g.stride_w + g.kernel_w).saturating_sub(g.in_w + g.pad_left);
+    let mut bands = Vec::new();
+    let mut first = 0;
+    while first < g.out_h {
+        let end = (first + rows).min(g.out_h);
+        // Padded input rows `top..bottom` (negative or past `in_h`: padding).
+        let top = (first * g.stride_h) as isize - g.pad_top as isize;
+        let bottom = ((end - 1) * g.stride_h + g.kernel_h) as isize - g.pad_top as isize;
+        let (from, to) = (top.max(0), bottom.min(g.in_h as isize));
+        let geometry = (to > from)
+            .then(|| {
+                PlaneGeometry::new(
+                    g.channels,
+                    ((to - from) as usize, g.in_w),
+                    (g.kernel_h, g.kernel_w),
+                    (g.stride_h, g.stride_w),
+                    ((from - top) as usize, g.pad_left),
+                    ((bottom - to) as usize, pad_right),
+                )
+            })
+            .flatten()
+            .filter(|b| (b.out_h, b.out_w) == (end - first, g.out_w));
+        let Some(geometry) = geometry else {
+            return Vec::new();
+        };
+        bands.push(Band {
+            out_rows: first..end,
+            in_first: from as usize,
+            offsets: plane_offsets(&geometry),
+            geometry,
+        });
+        first = end;
+    }
+    bands
 }
 
 thread_local! {
@@ -53,13 +132,13 @@ impl DenseConv {
             && (g.stride_h, g.stride_w) == (1, 1)
             && (g.pad_top, g.pad_left) == (0, 0)
             && (g.out_h, g.out_w) == (g.in_h, g.in_w);
-        let offsets = if direct {
-            (0..g.channels).map(|c| c * g.in_h * g.in_w).collect()
+        let (offsets, bands) = if direct {
+            (
+                (0..g.channels).map(|c| c * g.in_h * g.in_w).collect(),
+                Vec::new(),
+            )
         } else {
-            let (plane, tap_offsets) = (g.scratch_len(), g.tap_offsets());
-            (0..g.channels)
-                .flat_map(|c| tap_offsets.iter().map(move |t| c * plane + t))
-                .collect()
+            (plane_offsets(g), bands(g, BAND_BYTES))
         };
         Ok(DenseConv {
             geometry,
@@ -68,7 +147,18 @@ impl DenseConv {
             activation,
             offsets,
             direct,
+            bands,
         })
+    }
+
+    /// The same convolution cut into bands of about `band_bytes` of phase planes (tests reach
+    /// the banded path on small shapes with it).
+    #[cfg(test)]
+    fn with_band_bytes(mut self, band_bytes: usize) -> Self {
+        if !self.direct {
+            self.bands = bands(&self.geometry, band_bytes);
+        }
+        self
     }
 
     /// The geometry (`channels` counts input channels).
@@ -114,6 +204,9 @@ impl DenseConv {
             gemm(&self.packed, &b, output, b.len(), self.activation);
             return;
         }
+        if !self.bands.is_empty() {
+            return self.run_bands(input, output);
+        }
         // Taken out of the thread-local for the run: a kernel pool may run work on this thread.
         let mut phases = PHASES.take();
         let plane = g.scratch_len();
@@ -136,6 +229,36 @@ impl DenseConv {
         gemm(&self.packed, &b, output, n, self.activation);
         PHASES.set(phases);
     }
+
+    /// [`Self::run`] band by band, one band per task of the pool.
+    fn run_bands(&self, input: &[f32], output: &mut [f32]) {
+        let g = &self.geometry;
+        let (plane_in, plane_out) = (g.in_h * g.in_w, g.out_h * g.out_w);
+        let out = SharedMut::new(output);
+        pool::current().run(self.bands.len(), &|i| {
+            let band = &self.bands[i];
+            let bg = &band.geometry;
+            let mut phases = PHASES.take();
+            let plane = bg.scratch_len();
+            phases.resize(plane * g.channels, 0.0);
+            let rows = band.in_first * g.in_w..(band.in_first + bg.in_h) * g.in_w;
+            for (c, planes) in phases.chunks_exact_mut(plane).enumerate() {
+                let channel = &input[c * plane_in..(c + 1) * plane_in];
+                fill_phases(self.isa(), bg, &channel[rows.clone()], planes);
+            }
+            let n = bg.out_h * g.out_w;
+            let b = Columns::in_runs(&phases, &band.offsets, n, g.out_w, bg.phase_cols())
+                .expect("taps inside the band's planes");
+            // SAFETY: the band's output rows of every channel, `out_rows.start * out_w +
+            // c * plane_out + (0..n)`, lie inside `output` (its length was checked) and belong to
+            // this task alone: the bands cut the rows into disjoint ranges.
+            unsafe {
+                let c = SharedMut::at(out, band.out_rows.start * g.out_w);
+                gemm_serial(&self.packed, &b, c, plane_out, self.activation);
+            }
+            PHASES.set(phases);
+        });
+    }
 }
 
 #[cfg(test)]
@@ -153,12 +276,19 @@ mod tests {
         let bias = rng.values(out_channels);
         let want = dense_conv_naive(&g, out_channels, &input, &weights, &bias, act);
         for isa in Isa::all_supported() {
-            let conv = DenseConv::new(isa, g, out_channels, &weights, &bias, act).unwrap();
-            for threads in [1, 2, 3] {
-                let mut got = vec![f32::NAN; conv.output_len()];
-                with_pool(Arc::new(Pool::new(threads)), || conv.run(&input, &mut got));
-                let what = format!("{isa:?} {threads} threads {g:?} x {out_channels} {act:?}");
-                assert_close(&got, &want, 1e-4, what);
+            let whole = DenseConv::new(isa, g, out_channels, &weights, &bias, act).unwrap();
+            // Bands of one to a few rows (or none, where the planes are smaller).
+            let banded = whole
+                .clone()
+                .with_band_bytes(4 * g.channels * 8 * g.phase_cols());
+            for (conv, how) in [(whole, "whole"), (banded, "in bands")] {
+                for threads in [1, 2, 3] {
+                    let mut got = vec![f32::NAN; conv.output_len()];
+                    with_pool(Arc::new(Pool::new(threads)), || conv.run(&input, &mut got));
+                    let what =
+                        format!("{isa:?} {threads} threads {how} {g:?} x {out_channels} {act:?}");
+                    assert_close(&got, &want, 1e-4, what);
+                }
             }
         }
     }
@@ -208,6 +338,47 @@ mod tests {
                 PlaneGeometry::new(c, (hw, hw), (k, k), (s, s), (pad, pad), (pad, pad)).unwrap();
             check(g, co, Activation::LeakyRelu { alpha: 0.1 }, &mut rng);
         }
+    }
+
+    #[test]
+    fn bands_cover_every_output_row_once_and_read_inside_the_input() {
+        for (h, k, s, pad) in [(40, 3, 2, 1), (41, 5, 1, 2), (33, 7, 2, 3), (12, 1, 2, 0)] {
+            let g = PlaneGeometry::new(4, (h, 9), (k, k), (s, s), (pad, pad), (pad, pad)).unwrap();
+            for band_bytes in [1, 4 * 4 * 4 * 2 * g.phase_cols(), 1 << 30] {
+                let bands = bands(&g, band_bytes);
+                if band_bytes == 1 << 30 {
+                    assert!(bands.is_empty());
+                    continue;
+                }
+                assert!(bands.len() > 1, "{g:?} in bands of {band_bytes} bytes");
+                let mut next = 0;
+                for b in &bands {
+                    assert_eq!(b.out_rows.start, next);
+                    assert_eq!(b.geometry.out_h, b.out_rows.len());
+                    assert!(b.in_first + b.geometry.in_h <= g.in_h);
+                    next = b.out_rows.end;
+                }
+                assert_eq!(next, g.out_h);
+            }
+        }
+    }
+
+    #[test]
+    fn a_detector_layer_large_enough_to_band_matches_the_naive_convolution() {
+        // YOLOv8n's second layer (16 -> 32, 3x3 stride 2) on a 96x160 map: 4 bands at the
+        // default size.
+        let g = PlaneGeometry::new(16, (96, 160), (3, 3), (2, 2), (1, 1), (1, 1)).unwrap();
+        let conv = DenseConv::new(
+            Isa::Portable,
+            g,
+            4,
+            &[0.0; 4 * 144],
+            &[0.0; 4],
+            Activation::None,
+        )
+        .unwrap();
+        assert!(conv.bands.len() >= 2, "{} bands", conv.bands.len());
+        check(g, 32, Activation::Silu, &mut Rng(5));
     }
 
     #[test]

@@ -307,7 +307,7 @@ pub fn for_each_rows(
         return;
     }
     let parts = (2 * pool.threads()).min(rows);
-    let base = SharedRows(data.as_mut_ptr());
+    let base = SharedMut::new(data);
     pool.run(parts, &|i| {
         let (first, last) = (rows * i / parts, rows * (i + 1) / parts);
         // SAFETY: the parts are disjoint row ranges of `data`, alive for the whole job.
@@ -321,15 +321,30 @@ pub fn for_each_rows(
     });
 }
 
-/// The rows' base pointer, shared by the tasks of one job (each writes its own rows).
+/// A base pointer the tasks of one job share, each writing only its own part of the buffer
+/// (rows, tiles or bands: the caller of [`Pool::run`] keeps the parts disjoint).
 #[derive(Clone, Copy)]
-struct SharedRows(*mut f32);
-// SAFETY: tasks write disjoint rows (see `for_each_rows`).
-unsafe impl Send for SharedRows {}
-unsafe impl Sync for SharedRows {}
+pub(crate) struct SharedMut(*mut f32);
+// SAFETY: the tasks of a job write disjoint parts of the buffer, which outlives the job.
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
 
-impl SharedRows {
-    fn get(self) -> *mut f32 {
+impl SharedMut {
+    /// Shares `data`'s base pointer.
+    pub(crate) fn new(data: &mut [f32]) -> Self {
+        SharedMut(data.as_mut_ptr())
+    }
+
+    /// The same buffer from `offset` values on.
+    ///
+    /// # Safety
+    /// `offset` must lie inside the buffer.
+    pub(crate) unsafe fn at(self, offset: usize) -> Self {
+        SharedMut(self.0.add(offset))
+    }
+
+    /// The base pointer.
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }

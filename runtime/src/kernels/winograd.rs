@@ -26,7 +26,7 @@ use std::ops::Range;
 
 use super::gemm::{panel_product, tile, PackedWeights};
 use super::planes::PlaneGeometry;
-use super::pool;
+use super::pool::{self, SharedMut};
 use super::{Activation, Isa};
 
 /// Side of the transformed window.
@@ -97,13 +97,6 @@ impl Default for Scratch {
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
-
-/// The output pointer the block tasks share; each writes only its own tiles.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: tasks write the pixels of disjoint tiles (see `WinogradConv::run`).
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
 
 impl WinogradConv {
     /// Transforms and packs `weights` (`[out_channels][channels][3][3]`) for `isa`; `None`
@@ -207,7 +200,7 @@ impl WinogradConv {
         // share of the work, and the parts then share nothing).
         let m_panels = self.out_channels.div_ceil(mr);
         let parts = pool.threads().div_ceil(blocks).min(m_panels);
-        let out = SharedOut(output.as_mut_ptr());
+        let out = SharedMut::new(output);
         let task = |t: usize| {
             let (b, part) = (t / parts, t % parts);
             let panels = (m_panels * part / parts)..(m_panels * (part + 1) / parts);
@@ -234,7 +227,7 @@ impl WinogradConv {
         b: usize,
         panels: Range<usize>,
         input: &[f32],
-        out: SharedOut,
+        out: SharedMut,
         s: &mut Scratch,
     ) {
         match self.isa {
@@ -275,7 +268,7 @@ impl WinogradConv {
         b: usize,
         panels: Range<usize>,
         input: &[f32],
-        out: SharedOut,
+        out: SharedMut,
         s: &mut Scratch,
     ) {
         // The transforms run over exactly the micro-kernel's width.
@@ -296,7 +289,7 @@ impl WinogradConv {
         b: usize,
         panels: Range<usize>,
         input: &[f32],
-        out: SharedOut,
+        out: SharedMut,
         s: &mut Scratch,
     ) {
         let g = &self.geometry;
@@ -334,7 +327,7 @@ impl WinogradConv {
         for (ty, tx, n, at) in self.segments(b) {
             for o in channels.clone() {
                 let products = &s.products[(o - channels.start) * nr + at..];
-                let plane = out.0.add(o * plane_out);
+                let plane = out.get().add(o * plane_out);
                 self.write_tiles::<W>(o, products, rows_out * nr, (ty, tx, n), plane);
             }
         }
@@ -499,7 +492,7 @@ fn transform_columns<const W: usize>(n: usize, rows: &SplitRows, dst: &mut [f32]
 /// [`WinogradConv::block`] compiled for x86-64's vector extensions.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Range, Scratch, SharedOut, WinogradConv};
+    use super::{Range, Scratch, SharedMut, WinogradConv};
 
     /// # Safety
     /// The CPU must support AVX-512F; otherwise as [`WinogradConv::block`].
@@ -509,7 +502,7 @@ mod x86 {
         b: usize,
         panels: Range<usize>,
         input: &[f32],
-        out: SharedOut,
+        out: SharedMut,
         s: &mut Scratch,
     ) {
         conv.block(b, panels, input, out, s)
@@ -523,7 +516,7 @@ mod x86 {
         b: usize,
         panels: Range<usize>,
         input: &[f32],
-        out: SharedOut,
+        out: SharedMut,
         s: &mut Scratch,
     ) {
         conv.block(b, panels, input, out, s)

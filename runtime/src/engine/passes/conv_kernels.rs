@@ -266,12 +266,17 @@ fn replace(
     Ok(())
 }
 
-/// Whether tract's own path computes this dense convolution faster: fewer output channels than
-/// two tiles of rows and a short depth, where packing outweighs the product (the 3-channel stems
-/// of detectors: 3x faster on tract's direct convolution, measured on YOLOv8n's first layer).
+/// Whether tract's own path computes this dense convolution faster: on instruction sets whose
+/// micro-kernels cannot stop short of a whole panel of rows, fewer output channels than two
+/// panels and a short depth, where the padded rows and the scratch tiles outweigh the product
+/// (the 3-channel stems of detectors). With row kernels (AVX-512, AVX2) vigia's path is the
+/// faster one: YOLOv8n's stem 1.6 ms against tract's 2.4 (`benches/benches/kernels.rs`), and
+/// EfficientNet-Lite0's first 32->16 projection 0.63 ms on tract where ORT takes 0.12.
 fn tract_is_faster(isa: Isa, geometry: &PlaneGeometry, out_channels: usize) -> bool {
     let depth = geometry.channels * geometry.kernel_h * geometry.kernel_w;
-    out_channels < 2 * crate::kernels::gemm::tile(isa).0 && depth < 64
+    !crate::kernels::gemm::has_row_kernels(isa)
+        && out_channels < 2 * crate::kernels::gemm::tile(isa).0
+        && depth < 64
 }
 
 /// Whether a 3x3 stride-1 dense convolution runs faster by Winograd's F(4x4, 3x3) than as a

@@ -17,7 +17,7 @@ mod x86_64;
 
 use std::cell::RefCell;
 
-use super::pool::{self, MIN_PARALLEL_WORK};
+use super::pool::{self, SharedMut, MIN_PARALLEL_WORK};
 use super::{Activation, Isa};
 
 /// Steps of `K` per block (the packed `B` panel is `KC x NR`, 16-32 KiB).
@@ -256,13 +256,6 @@ pub fn panel_product(
     }
 }
 
-/// A pointer to the output that threads share; each writes only its own tiles.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: the tasks of one product write disjoint tiles of the output (see `gemm`).
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
 /// Computes `c[i * ldc + j] = act(sum_k a[i][k] b[k][j] + bias[i])` for `i < M`, `j < N`, with
 /// the work spread over the current kernel pool ([`super::pool`]).
 ///
@@ -279,7 +272,7 @@ pub fn gemm(a: &PackedWeights, b: &Columns, c: &mut [f32], ldc: usize, activatio
     let (mr, nr) = tile(a.isa);
     let m_panels = a.m.div_ceil(mr);
     let n_panels = b.n.div_ceil(nr);
-    let out = SharedOut(c.as_mut_ptr());
+    let out = SharedMut::new(c);
     let pool = pool::current();
     let (tm, tn) = split(pool.threads(), m_panels, n_panels, a.m * a.k * b.n);
     let task = |t: usize| {
@@ -293,6 +286,31 @@ pub fn gemm(a: &PackedWeights, b: &Columns, c: &mut [f32], ldc: usize, activatio
         });
     };
     pool.run(tm * tn, &task);
+}
+
+/// [`gemm`] on the calling thread alone, into a buffer the other tasks of the caller's job
+/// write too: for kernels that split their work over the pool themselves (a dense convolution
+/// by bands of output rows).
+///
+/// Panics when `a` and `b` disagree on `K`, `ldc < N`, or `a` was packed for an instruction
+/// set this CPU lacks.
+///
+/// # Safety
+/// Every `c[i * ldc + j]` for `i < M`, `j < N` must be writable, and written by no other thread
+/// during the call.
+pub(crate) unsafe fn gemm_serial(
+    a: &PackedWeights,
+    b: &Columns,
+    c: SharedMut,
+    ldc: usize,
+    activation: Activation,
+) {
+    assert_eq!(b.offsets.len(), a.k, "B has one row per step of K");
+    assert!(ldc >= b.n, "ldc {ldc} below N {}", b.n);
+    assert!(a.isa.is_supported(), "{} kernels on this CPU", a.isa.name());
+    let (mr, nr) = tile(a.isa);
+    let (rows, cols) = (0..a.m.div_ceil(mr), 0..b.n.div_ceil(nr));
+    PANEL.with_borrow_mut(|panel| run_block(a, b, c, ldc, activation, rows, cols, panel));
 }
 
 /// How many parts to cut the rows and the columns into (`tm x tn` tasks) for `threads`.
@@ -327,7 +345,7 @@ fn part(len: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
 unsafe fn run_block(
     a: &PackedWeights,
     b: &Columns,
-    out: SharedOut,
+    out: SharedMut,
     ldc: usize,
     activation: Activation,
     rows: std::ops::Range<usize>,
@@ -355,9 +373,13 @@ unsafe fn run_block(
                 let h = mr.min(a.m - i);
                 let ap = packed.as_ptr().add(p * mr * k + pc * mr);
                 let bias = a.bias.as_ptr().add(i);
-                let dst = out.0.add(i * ldc + j);
+                let dst = out.get().add(i * ldc + j);
+                let b = panel.as_ptr();
                 if h == mr && w == nr {
-                    tile_kernel(a.isa, kc, ap, panel.as_ptr(), dst, ldc, bias, !first, clamp);
+                    tile_kernel(a.isa, kc, ap, b, dst, ldc, bias, !first, clamp);
+                } else if w == nr && has_row_kernels(a.isa) {
+                    let done = tile_rows_kernel(a.isa, h, kc, ap, b, dst, ldc, bias, !first, clamp);
+                    debug_assert!(done, "a kernel for {h} rows");
                 } else {
                     // An edge tile goes through a full-size scratch tile.
                     let t = scratch.as_mut_ptr();
@@ -459,15 +481,60 @@ unsafe fn tile_kernel(
     accumulate: bool,
     clamp: Option<&(f32, f32)>,
 ) {
+    let rows = tile(isa).0;
+    // SAFETY: as required of the caller, with all of the panel's rows.
+    let done = unsafe { tile_rows_kernel(isa, rows, kc, a, b, c, ldc, bias, accumulate, clamp) };
+    debug_assert!(done, "every kernel takes whole panels");
+}
+
+/// Whether `isa` has kernels that compute only the first rows of a panel (otherwise an edge
+/// panel goes through a scratch tile).
+pub fn has_row_kernels(isa: Isa) -> bool {
+    matches!(isa, Isa::Avx512 | Isa::Avx2Fma)
+}
+
+/// Runs the micro-kernel of `isa` on the first `rows` rows of one tile (all `NR` columns), as
+/// [`tile_kernel`]; `false` (and nothing done) when `isa` has no kernel for that many rows.
+///
+/// # Safety
+/// As for the kernels: `isa` supported, `a` holding `MR kc` values, `b` `NR kc`, `bias` `rows`,
+/// `c` `rows` rows of `NR` writable values `ldc` apart.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn tile_rows_kernel(
+    isa: Isa,
+    rows: usize,
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    bias: *const f32,
+    accumulate: bool,
+    clamp: Option<&(f32, f32)>,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    macro_rules! rows {
+        ($kernel:ident, $($n:literal)*) => {
+            match rows {
+                $($n => x86_64::$kernel::<$n>(kc, a, b, c, ldc, bias, accumulate, clamp),)*
+                _ => return false,
+            }
+        };
+    }
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => x86_64::tile_avx512(kc, a, b, c, ldc, bias, accumulate, clamp),
+        Isa::Avx512 => rows!(tile_avx512, 1 2 3 4 5 6 7 8 9 10 11 12),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => x86_64::tile_avx2(kc, a, b, c, ldc, bias, accumulate, clamp),
+        Isa::Avx2Fma => rows!(tile_avx2, 1 2 3 4 5 6),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => aarch64::tile_neon(kc, a, b, c, ldc, bias, accumulate, clamp),
-        _ => tile_portable(kc, a, b, c, ldc, bias, accumulate, clamp),
+        Isa::Neon if rows == 8 => aarch64::tile_neon(kc, a, b, c, ldc, bias, accumulate, clamp),
+        _ if rows == tile(Isa::Portable).0 => {
+            tile_portable(kc, a, b, c, ldc, bias, accumulate, clamp)
+        }
+        _ => return false,
     }
+    true
 }
 
 /// The portable micro-kernel, 4 rows x 8 columns, vectorized by the compiler.
@@ -566,6 +633,13 @@ mod tests {
                 (5, 3, 7),
                 (12, 27, 32),
                 (13, 27, 33),
+                // Last panels of every height below the widest tile's 12 rows.
+                (23, 9, 64),
+                (20, 300, 64),
+                (17, 5, 40),
+                (3, 2, 32),
+                (10, 9, 96),
+                (21, 4, 32),
                 (24, 300, 70),
                 (7, 600, 17),
                 (64, 64, 200),

@@ -3,18 +3,22 @@
 //! Each computes one `MR x NR` tile of `C = A B` over `k` steps: per step it loads one row of
 //! the packed B panel (`NR` values, two vectors) and broadcasts each of the `MR` values of the
 //! packed A panel, so the `2 MR` accumulators never leave the registers. A clamp (ReLU, ReLU6)
-//! is applied to the accumulators before they are stored.
+//! is applied to the accumulators before they are stored. Each kernel also comes for fewer
+//! rows (`ROWS < MR`, the last panel of an `M` that is not a multiple of `MR`), reading the
+//! same packed panels and writing only those rows: no scratch tile, no multiply-adds on the
+//! panel's zero rows.
 
 use std::arch::x86_64::*;
 
-/// AVX-512F, 12 rows x 32 columns (24 accumulators).
+/// AVX-512F, the first `ROWS` (at most 12) rows of a 12-row panel x 32 columns (up to 24
+/// accumulators).
 ///
 /// # Safety
-/// The CPU must support AVX-512F; `a` must hold `12 k` values, `b` `32 k`, `bias` 12, and `c`
-/// 12 rows of 32 writable values `ldc` apart.
+/// The CPU must support AVX-512F; `a` must hold `12 k` values, `b` `32 k`, `bias` `ROWS`, and
+/// `c` `ROWS` rows of 32 writable values `ldc` apart.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-pub unsafe fn tile_avx512(
+pub unsafe fn tile_avx512<const ROWS: usize>(
     k: usize,
     a: *const f32,
     b: *const f32,
@@ -25,7 +29,7 @@ pub unsafe fn tile_avx512(
     clamp: Option<&(f32, f32)>,
 ) {
     const MR: usize = 12;
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
     for (r, row) in acc.iter_mut().enumerate() {
         *row = if accumulate {
             let p = c.add(r * ldc);
@@ -64,14 +68,15 @@ pub unsafe fn tile_avx512(
     }
 }
 
-/// AVX2+FMA, 6 rows x 16 columns (12 accumulators).
+/// AVX2+FMA, the first `ROWS` (at most 6) rows of a 6-row panel x 16 columns (up to 12
+/// accumulators).
 ///
 /// # Safety
-/// The CPU must support AVX2 and FMA; `a` must hold `6 k` values, `b` `16 k`, `bias` 6, and `c`
-/// 6 rows of 16 writable values `ldc` apart.
+/// The CPU must support AVX2 and FMA; `a` must hold `6 k` values, `b` `16 k`, `bias` `ROWS`, and
+/// `c` `ROWS` rows of 16 writable values `ldc` apart.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn tile_avx2(
+pub unsafe fn tile_avx2<const ROWS: usize>(
     k: usize,
     a: *const f32,
     b: *const f32,
@@ -82,7 +87,7 @@ pub unsafe fn tile_avx2(
     clamp: Option<&(f32, f32)>,
 ) {
     const MR: usize = 6;
-    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    let mut acc = [[_mm256_setzero_ps(); 2]; ROWS];
     for (r, row) in acc.iter_mut().enumerate() {
         *row = if accumulate {
             let p = c.add(r * ldc);
