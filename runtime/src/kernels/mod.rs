@@ -23,6 +23,7 @@ pub mod dense_conv;
 pub mod depthwise;
 pub mod gemm;
 pub mod isa;
+pub mod max_pool;
 pub mod planes;
 pub mod pool;
 pub mod reference;

@@ -70,6 +70,8 @@ pub struct KernelReport {
     pub winograd: usize,
     /// Activations fused into them.
     pub fused_activations: usize,
+    /// `MaxPool` nodes on vigia's pooling kernel ([`super::pool_kernels`]).
+    pub max_pools: usize,
     /// `Resize` nodes (linear, cubic) on vigia's resampling kernel
     /// ([`super::resize_kernels`]).
     pub resizes: usize,
@@ -84,7 +86,7 @@ impl KernelReport {
     }
 
     /// One line for load messages, e.g. `17 depthwise + 40 dense conv (12 by Winograd, 50
-    /// with activation) on avx512, 4 resize`.
+    /// with activation) on avx512, 3 max pool, 4 resize`.
     pub fn summary(&self) -> String {
         let convs = match self.isa {
             Some(isa) if self.replaced() > 0 => Some(format!(
@@ -97,8 +99,9 @@ impl KernelReport {
             )),
             _ => None,
         };
+        let pools = (self.max_pools > 0).then(|| format!("{} max pool", self.max_pools));
         let resizes = (self.resizes > 0).then(|| format!("{} resize", self.resizes));
-        let parts: Vec<String> = convs.into_iter().chain(resizes).collect();
+        let parts: Vec<String> = convs.into_iter().chain(pools).chain(resizes).collect();
         if parts.is_empty() {
             "none".to_string()
         } else {

@@ -3,8 +3,8 @@
 //! Each pass recognizes a pattern and replaces it by something that runs faster, with the same
 //! results: on the ONNX protobuf, [`pad_fold`], [`yolo_head_cut`] and [`centernet_topk_cut`]
 //! (behind [`GraphPass`]); on
-//! tract's decluttered model, [`conv_kernels`] and [`resize_kernels`] (vigia's kernels, both run
-//! by [`replace_with_kernels`]) and, for the GPU,
+//! tract's decluttered model, [`conv_kernels`], [`pool_kernels`] and [`resize_kernels`]
+//! (vigia's kernels, all run by [`replace_with_kernels`]) and, for the GPU,
 //! [`gpu_lowering`] (operators tract-cuda lacks, in terms of ones it has). Passes only fire when every
 //! part of the pattern is checked (operators, attributes and constant values, single consumers);
 //! anything else leaves the graph as it is. `VIGIA_NO_REWRITE=1` turns them all off.
@@ -14,6 +14,7 @@ mod conv_epilogue;
 pub mod conv_kernels;
 pub mod gpu_lowering;
 pub mod pad_fold;
+pub mod pool_kernels;
 mod probe;
 mod proto;
 pub mod resize_kernels;
@@ -67,12 +68,14 @@ impl RewriteReport {
 }
 
 /// Puts vigia's kernels in place of tract's where they apply, in a decluttered model:
-/// convolutions ([`conv_kernels`]), then resamplings ([`resize_kernels`]).
+/// convolutions ([`conv_kernels`]), max pools ([`pool_kernels`]), then resamplings
+/// ([`resize_kernels`]).
 pub fn replace_with_kernels(
     model: &mut TypedModel,
     isa: Isa,
 ) -> TractResult<conv_kernels::KernelReport> {
     let mut report = conv_kernels::replace_convs(model, isa)?;
+    report.max_pools = pool_kernels::replace_max_pools(model)?;
     report.resizes = resize_kernels::replace_resizes(model)?;
     Ok(report)
 }

@@ -140,6 +140,11 @@ impl PackedWeights {
     pub fn isa(&self) -> Isa {
         self.isa
     }
+
+    /// The micro-kernel's tile (`MR` rows x `NR` columns) the panels are packed for.
+    pub fn tile(&self) -> (usize, usize) {
+        tile(self.isa)
+    }
 }
 
 /// The `B` operand: `K` rows of `N` columns. Row `r` starts at `data[offsets[r]]`; its columns
