@@ -16,7 +16,7 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use vigia::engine::passes::conv_kernels::replace_convs;
 use vigia::kernels::dense_conv::DenseConv;
-use vigia::kernels::depthwise::DepthwiseConv;
+use vigia::kernels::depthwise::{DepthwiseConv, DepthwisePath};
 use vigia::kernels::planes::PlaneGeometry;
 use vigia::kernels::winograd::WinogradConv;
 use vigia::kernels::{Activation, Isa};
@@ -138,6 +138,14 @@ fn kernel_benches(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new("vigia", isa.name()), &isa, |b, &isa| {
                 b.iter(|| conv.run(isa, &input, &mut out))
             });
+            for (path, name) in [
+                (DepthwisePath::Planes, "vigia_planes"),
+                (DepthwisePath::Blocked, "vigia_blocked"),
+            ] {
+                group.bench_with_input(BenchmarkId::new(name, isa.name()), &isa, |b, &isa| {
+                    b.iter(|| conv.run_on(path, isa, &input, &mut out))
+                });
+            }
         }
         // The same kernel on two threads (the pool splits the channels).
         let isa = Isa::detect();

@@ -10,6 +10,7 @@
 
 use std::cell::RefCell;
 
+use super::depthwise_blocked::{run_blocked, BlockedFilters};
 use super::planes::{fill_phases, PlaneGeometry};
 use super::taps::taps_fma;
 use super::{Activation, Isa};
@@ -24,7 +25,26 @@ pub struct DepthwiseConv {
     bias: Vec<f32>,
     activation: Activation,
     offsets: Vec<usize>,
+    /// The filters interleaved for the channel-blocked path ([`super::depthwise_blocked`]).
+    blocked: BlockedFilters,
 }
+
+/// Which of the two layouts computes a depthwise convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DepthwisePath {
+    /// Each channel's phase planes, vectors along the rows.
+    Planes,
+    /// Blocks of channels interleaved, vectors across the channels.
+    Blocked,
+}
+
+/// Output rows narrower than this run on the channel-blocked layout. Measured one thread,
+/// AVX-512 (`benches/benches/kernels.rs`, `vigia_planes` against `vigia_blocked`):
+/// EfficientNet-Lite0's 5x5 layers at 7x7 133 us against 235 on planes, its 5x5 stride-2
+/// layer to 7x7 122 against 249, its 14x14 layers about even (122-283 against 133-296), and
+/// every map of 28x28 and up 1.1-4x slower blocked (the copies in and out of the
+/// interleaved block cost more than the planes' wasted lanes).
+const BLOCKED_BELOW_WIDTH: usize = 16;
 
 thread_local! {
     /// Per-thread phase planes and accumulator rows, reused across channels and runs.
@@ -49,12 +69,14 @@ impl DepthwiseConv {
             return Err(format!("{} biases for {} channels", bias.len(), g.channels));
         }
         let offsets = geometry.tap_offsets();
+        let blocked = BlockedFilters::new(g.channels, g.kernel_h * g.kernel_w, &weights, &bias);
         Ok(DepthwiseConv {
             geometry,
             weights,
             bias,
             activation,
             offsets,
+            blocked,
         })
     }
 
@@ -73,6 +95,24 @@ impl DepthwiseConv {
     ///
     /// Panics when a buffer length does not match the geometry.
     pub fn run(&self, isa: Isa, input: &[f32], output: &mut [f32]) {
+        self.run_on(self.path(), isa, input, output)
+    }
+
+    /// The layout [`Self::run`] takes.
+    pub fn path(&self) -> DepthwisePath {
+        if self.geometry.out_w < BLOCKED_BELOW_WIDTH {
+            DepthwisePath::Blocked
+        } else {
+            DepthwisePath::Planes
+        }
+    }
+
+    /// [`Self::run`] on the given layout (benchmarks and tests compare both).
+    pub fn run_on(&self, path: DepthwisePath, isa: Isa, input: &[f32], output: &mut [f32]) {
+        if path == DepthwisePath::Blocked {
+            let (g, act) = (&self.geometry, self.activation);
+            return run_blocked(isa, g, &self.blocked, act, input, output);
+        }
         let g = &self.geometry;
         assert_eq!(input.len(), g.input_len(), "input length");
         assert_eq!(output.len(), g.output_len(), "output length");
@@ -135,9 +175,11 @@ mod tests {
         let want = depthwise_naive(&g, &input, &weights, &bias, act);
         let conv = DepthwiseConv::new(g, weights, bias, act).unwrap();
         for isa in Isa::all_supported() {
-            let mut got = vec![f32::NAN; g.output_len()];
-            conv.run(isa, &input, &mut got);
-            assert_close(&got, &want, 1e-5, format!("{isa:?} {g:?} {act:?}"));
+            for path in [DepthwisePath::Planes, DepthwisePath::Blocked] {
+                let mut got = vec![f32::NAN; g.output_len()];
+                conv.run_on(path, isa, &input, &mut got);
+                assert_close(&got, &want, 1e-5, format!("{isa:?} {path:?} {g:?} {act:?}"));
+            }
         }
     }
 
@@ -161,7 +203,7 @@ mod tests {
             let (h, w) = (1 + rng.below(24), 1 + rng.below(40));
             let pads = (rng.below(k), rng.below(kw));
             let pads_end = (rng.below(k), rng.below(kw));
-            let channels = 1 + rng.below(5);
+            let channels = 1 + rng.below(40);
             let Some(g) = PlaneGeometry::new(channels, (h, w), (k, kw), (s, sw), pads, pads_end)
             else {
                 continue;

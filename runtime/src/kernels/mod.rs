@@ -21,6 +21,7 @@ pub mod activation;
 pub mod deinterleave;
 pub mod dense_conv;
 pub mod depthwise;
+pub mod depthwise_blocked;
 pub mod gemm;
 pub mod isa;
 pub mod max_pool;

@@ -1,0 +1,260 @@
+//! Depthwise convolution over blocks of [`LANES`] channels, for small maps.
+//!
+//! The plane layout of [`super::depthwise`] runs along a row: on a 7x7 or 14x14 map a row
+//! fills a fraction of a vector, phase planes add `kernel - 1` columns to each row, and every
+//! channel pays its own setup. Here a block of channels is copied into one zero-padded,
+//! channel-interleaved buffer (`[row][column][LANES]`), so each tap of each output pixel is one
+//! vector multiply-add across the block's channels, whatever the map's size; the block's output
+//! goes through the activation in one pass and is copied back to its planes.
+
+use std::cell::RefCell;
+
+use super::planes::PlaneGeometry;
+use super::pool::{self, SharedMut};
+use super::{Activation, Isa};
+
+/// Channels per block (one AVX-512 vector, two AVX2 ones, four NEON ones).
+pub const LANES: usize = 16;
+
+/// One pixel of a block: its `LANES` channels.
+type Lanes = [f32; LANES];
+
+/// Filters and biases interleaved by block: `weights[block * taps + tap]` holds tap `tap` of
+/// the block's channels (zeros past the last channel).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockedFilters {
+    weights: Vec<Lanes>,
+    bias: Vec<Lanes>,
+}
+
+impl BlockedFilters {
+    /// Interleaves `weights` (`[channels][taps]`) and `bias` (`[channels]`).
+    pub fn new(channels: usize, taps: usize, weights: &[f32], bias: &[f32]) -> Self {
+        let blocks = channels.div_ceil(LANES);
+        let mut w = vec![[0.0; LANES]; blocks * taps];
+        let mut b = vec![[0.0; LANES]; blocks];
+        for c in 0..channels {
+            let (block, lane) = (c / LANES, c % LANES);
+            for t in 0..taps {
+                w[block * taps + t][lane] = weights[c * taps + t];
+            }
+            b[block][lane] = bias[c];
+        }
+        BlockedFilters {
+            weights: w,
+            bias: b,
+        }
+    }
+}
+
+thread_local! {
+    /// Each thread's padded input block and output block.
+    static BLOCKS: RefCell<(Vec<Lanes>, Vec<Lanes>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs the convolution of `g` on `input` (`[channels][in_h][in_w]`) into `output`
+/// (`[channels][out_h][out_w]`) block by block, blocks spread over the current kernel pool.
+///
+/// Panics when a buffer length does not match the geometry.
+pub fn run_blocked(
+    isa: Isa,
+    g: &PlaneGeometry,
+    filters: &BlockedFilters,
+    activation: Activation,
+    input: &[f32],
+    output: &mut [f32],
+) {
+    assert_eq!(input.len(), g.input_len(), "input length");
+    assert_eq!(output.len(), g.output_len(), "output length");
+    assert_eq!(
+        filters.bias.len(),
+        g.channels.div_ceil(LANES),
+        "filter blocks"
+    );
+    assert!(isa.is_supported(), "{} kernels on this CPU", isa.name());
+    let plane_out = g.out_h * g.out_w;
+    let blocks = filters.bias.len();
+    let out = SharedMut::new(output);
+    let task = |block: usize| {
+        let first = block * LANES;
+        let lanes = LANES.min(g.channels - first);
+        // SAFETY: the block's output planes `first..first + lanes` lie inside `output` (its
+        // length was checked) and belong to this task alone.
+        let planes = unsafe {
+            std::slice::from_raw_parts_mut(out.get().add(first * plane_out), lanes * plane_out)
+        };
+        BLOCKS.with_borrow_mut(|(padded, acc)| {
+            run_block(
+                isa, g, filters, activation, block, input, planes, padded, acc,
+            )
+        });
+    };
+    let work = g.output_len() * g.kernel_h * g.kernel_w;
+    if work < pool::MIN_PARALLEL_WORK {
+        (0..blocks).for_each(task);
+    } else {
+        pool::current().run(blocks, &task);
+    }
+}
+
+/// One block of channels into its output planes.
+#[allow(clippy::too_many_arguments)]
+fn run_block(
+    isa: Isa,
+    g: &PlaneGeometry,
+    filters: &BlockedFilters,
+    activation: Activation,
+    block: usize,
+    input: &[f32],
+    planes: &mut [f32],
+    padded: &mut Vec<Lanes>,
+    acc: &mut Vec<Lanes>,
+) {
+    let (ph, pw) = padded_size(g);
+    let first = block * LANES;
+    let lanes = planes.len() / (g.out_h * g.out_w);
+    padded.clear();
+    padded.resize(ph * pw, [0.0; LANES]);
+    let plane_in = g.in_h * g.in_w;
+    // The rows and columns the windows reach.
+    let rows = g.in_h.min(ph.saturating_sub(g.pad_top));
+    let cols = g.in_w.min(pw.saturating_sub(g.pad_left));
+    for lane in 0..lanes {
+        let plane = &input[(first + lane) * plane_in..][..plane_in];
+        for y in 0..rows {
+            let dst = &mut padded[(y + g.pad_top) * pw + g.pad_left..][..cols];
+            for (d, &x) in dst.iter_mut().zip(&plane[y * g.in_w..][..cols]) {
+                d[lane] = x;
+            }
+        }
+    }
+    acc.clear();
+    acc.resize(g.out_h * g.out_w, [0.0; LANES]);
+    let taps = g.kernel_h * g.kernel_w;
+    let weights = &filters.weights[block * taps..(block + 1) * taps];
+    let bias = &filters.bias[block];
+    match isa {
+        // SAFETY: the CPU supports the instruction set (checked in `run_blocked`).
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { x86::block_avx512(g, pw, padded, weights, bias, acc) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => unsafe { x86::block_avx2(g, pw, padded, weights, bias, acc) },
+        _ => block_taps::<false>(g, pw, padded, weights, bias, acc),
+    }
+    let flat = acc.as_flattened_mut();
+    activation.apply_for(isa, flat);
+    for (lane, plane) in planes.chunks_exact_mut(g.out_h * g.out_w).enumerate() {
+        for (o, a) in plane.iter_mut().zip(acc.iter()) {
+            *o = a[lane];
+        }
+    }
+}
+
+/// Rows and columns of the padded block: exactly what the windows cover.
+fn padded_size(g: &PlaneGeometry) -> (usize, usize) {
+    (
+        (g.out_h - 1) * g.stride_h + g.kernel_h,
+        (g.out_w - 1) * g.stride_w + g.kernel_w,
+    )
+}
+
+/// `acc[pixel] = bias + sum_t weights[t] * padded[window(pixel, t)]`, lane by lane, [`PIXELS`]
+/// pixels of a row at a time (independent sums, so that the multiply-adds of one pixel do not
+/// wait for each other); with `FMA` each step is one fused multiply-add (only where the
+/// instruction set has it: elsewhere `mul_add` is a library call).
+#[inline(always)]
+fn block_taps<const FMA: bool>(
+    g: &PlaneGeometry,
+    pw: usize,
+    padded: &[Lanes],
+    weights: &[Lanes],
+    bias: &Lanes,
+    acc: &mut [Lanes],
+) {
+    for (oy, row) in acc.chunks_exact_mut(g.out_w).enumerate() {
+        let mut chunks = row.chunks_exact_mut(PIXELS);
+        let mut ox = 0;
+        for out in &mut chunks {
+            pixels::<PIXELS, FMA>(g, pw, padded, weights, bias, oy, ox, out);
+            ox += PIXELS;
+        }
+        for out in chunks.into_remainder().chunks_exact_mut(1) {
+            pixels::<1, FMA>(g, pw, padded, weights, bias, oy, ox, out);
+            ox += 1;
+        }
+    }
+}
+
+/// Pixels computed together by [`block_taps`].
+const PIXELS: usize = 8;
+
+/// `P` pixels of output row `oy` from column `ox` into `out`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn pixels<const P: usize, const FMA: bool>(
+    g: &PlaneGeometry,
+    pw: usize,
+    padded: &[Lanes],
+    weights: &[Lanes],
+    bias: &Lanes,
+    oy: usize,
+    ox: usize,
+    out: &mut [Lanes],
+) {
+    let mut sums = [*bias; P];
+    let span = (P - 1) * g.stride_w + g.kernel_w;
+    for ky in 0..g.kernel_h {
+        let base = (oy * g.stride_h + ky) * pw + ox * g.stride_w;
+        let window = &padded[base..base + span];
+        for (kx, w) in weights[ky * g.kernel_w..(ky + 1) * g.kernel_w]
+            .iter()
+            .enumerate()
+        {
+            for (p, sum) in sums.iter_mut().enumerate() {
+                let x = &window[p * g.stride_w + kx];
+                for l in 0..LANES {
+                    sum[l] = if FMA {
+                        x[l].mul_add(w[l], sum[l])
+                    } else {
+                        sum[l] + x[l] * w[l]
+                    };
+                }
+            }
+        }
+    }
+    out.copy_from_slice(&sums);
+}
+
+/// [`block_taps`] compiled with x86-64 vector extensions.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{block_taps, Lanes, PlaneGeometry};
+
+    /// # Safety
+    /// The CPU must support AVX-512F and FMA.
+    #[target_feature(enable = "avx512f,fma")]
+    pub unsafe fn block_avx512(
+        g: &PlaneGeometry,
+        pw: usize,
+        padded: &[Lanes],
+        weights: &[Lanes],
+        bias: &Lanes,
+        acc: &mut [Lanes],
+    ) {
+        block_taps::<true>(g, pw, padded, weights, bias, acc)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn block_avx2(
+        g: &PlaneGeometry,
+        pw: usize,
+        padded: &[Lanes],
+        weights: &[Lanes],
+        bias: &Lanes,
+        acc: &mut [Lanes],
+    ) {
+        block_taps::<true>(g, pw, padded, weights, bias, acc)
+    }
+}
