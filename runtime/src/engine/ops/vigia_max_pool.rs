@@ -28,19 +28,10 @@ impl EvalOp for VigiaMaxPool {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
-        let view = input.try_as_plain_ram()?;
-        let x = view.as_slice::<f32>()?;
-        ensure!(
-            x.len() == self.pool.input_len(),
-            "VigiaMaxPool: input of {} values where {} were planned",
-            x.len(),
-            self.pool.input_len()
-        );
-        // SAFETY: the kernel writes every output value.
-        let mut out = unsafe { Tensor::uninitialized::<f32>(&self.output_shape)? };
-        self.pool
-            .run(x, out.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?);
-        Ok(tvec!(out.into_tvalue()))
+        let len = self.pool.input_len();
+        super::eval_f32("VigiaMaxPool", input, len, &self.output_shape, |x, y| {
+            self.pool.run(x, y)
+        })
     }
 }
 

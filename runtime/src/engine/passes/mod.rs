@@ -21,7 +21,7 @@ pub mod resize_kernels;
 pub mod yolo_head_cut;
 
 use tract_onnx::pb;
-use tract_onnx::prelude::{TractResult, TypedModel};
+use tract_onnx::prelude::{OutletId, TractResult, TypedModel, TypedModelPatch, TypedOp};
 
 use crate::kernels::Isa;
 
@@ -78,6 +78,33 @@ pub fn replace_with_kernels(
     report.max_pools = pool_kernels::replace_max_pools(model)?;
     report.resizes = resize_kernels::replace_resizes(model)?;
     Ok(report)
+}
+
+/// Replaces every node that `kernel_op` turns into a one-input operator (`Some`): the node's
+/// first input feeds the new operator, whose output takes the place of the node's first; how
+/// many. `what` names the patches (`vigia max pool NODE`).
+fn replace_one_input_nodes<O: TypedOp>(
+    model: &mut TypedModel,
+    what: &str,
+    kernel_op: impl Fn(&TypedModel, usize) -> TractResult<Option<O>>,
+) -> TractResult<usize> {
+    let mut replaced = 0;
+    for id in model.eval_order()? {
+        let Some(op) = kernel_op(model, id)? else {
+            continue;
+        };
+        let node = model.node(id);
+        let mut patch = TypedModelPatch::new(format!("{what} {}", node.name));
+        let input = patch.tap_model(model, node.inputs[0])?;
+        let out = patch.wire_node(format!("{}.vigia", node.name), op, &[input])?[0];
+        patch.shunt_outside(model, OutletId::new(id, 0), out)?;
+        patch.apply(model)?;
+        replaced += 1;
+    }
+    if replaced > 0 {
+        model.compact()?;
+    }
+    Ok(replaced)
 }
 
 /// True unless [`DISABLE_ENV`] is set to a value other than `0` or empty.

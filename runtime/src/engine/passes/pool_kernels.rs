@@ -13,28 +13,7 @@ use crate::kernels::max_pool::MaxPool2d;
 
 /// Replaces every `MaxPool` of `model` the kernel supports; how many.
 pub fn replace_max_pools(model: &mut TypedModel) -> TractResult<usize> {
-    let candidates: Vec<usize> = model
-        .eval_order()?
-        .into_iter()
-        .filter(|&id| model.node(id).op_is::<MaxPool>())
-        .collect();
-    let mut replaced = 0;
-    for id in candidates {
-        let Some(op) = vigia_max_pool(model, id)? else {
-            continue;
-        };
-        let node = model.node(id);
-        let mut patch = TypedModelPatch::new(format!("vigia max pool {}", node.name));
-        let input = patch.tap_model(model, node.inputs[0])?;
-        let out = patch.wire_node(format!("{}.vigia", node.name), op, &[input])?[0];
-        patch.shunt_outside(model, OutletId::new(id, 0), out)?;
-        patch.apply(model)?;
-        replaced += 1;
-    }
-    if replaced > 0 {
-        model.compact()?;
-    }
-    Ok(replaced)
+    super::replace_one_input_nodes(model, "vigia max pool", vigia_max_pool)
 }
 
 /// Node `id` as a [`VigiaMaxPool`] when the kernel computes it.

@@ -15,28 +15,7 @@ use crate::kernels::resize::{AxisTaps, Resize2d};
 
 /// Replaces every `Resize` of `model` the kernel supports; how many.
 pub fn replace_resizes(model: &mut TypedModel) -> TractResult<usize> {
-    let candidates: Vec<usize> = model
-        .eval_order()?
-        .into_iter()
-        .filter(|&id| model.node(id).op_is::<Resize>())
-        .collect();
-    let mut replaced = 0;
-    for id in candidates {
-        let Some(op) = vigia_resize(model, id)? else {
-            continue;
-        };
-        let node = model.node(id);
-        let mut patch = TypedModelPatch::new(format!("vigia resize {}", node.name));
-        let input = patch.tap_model(model, node.inputs[0])?;
-        let out = patch.wire_node(format!("{}.vigia", node.name), op, &[input])?[0];
-        patch.shunt_outside(model, OutletId::new(id, 0), out)?;
-        patch.apply(model)?;
-        replaced += 1;
-    }
-    if replaced > 0 {
-        model.compact()?;
-    }
-    Ok(replaced)
+    super::replace_one_input_nodes(model, "vigia resize", vigia_resize)
 }
 
 /// Node `id` as a [`VigiaResize`]: f32, concrete shapes, leading axes unchanged, constant
