@@ -384,7 +384,7 @@ unsafe fn run_block(
                     tile_kernel(a.isa, kc, ap, b, dst, ldc, bias, !first, clamp);
                 } else if w == nr && has_row_kernels(a.isa) {
                     let done = tile_rows_kernel(a.isa, h, kc, ap, b, dst, ldc, bias, !first, clamp);
-                    debug_assert!(done, "a kernel for {h} rows");
+                    assert!(done, "no {} kernel for {h} rows", a.isa.name());
                 } else {
                     // An edge tile goes through a full-size scratch tile.
                     let t = scratch.as_mut_ptr();
@@ -489,7 +489,7 @@ unsafe fn tile_kernel(
     let rows = tile(isa).0;
     // SAFETY: as required of the caller, with all of the panel's rows.
     let done = unsafe { tile_rows_kernel(isa, rows, kc, a, b, c, ldc, bias, accumulate, clamp) };
-    debug_assert!(done, "every kernel takes whole panels");
+    assert!(done, "no {} kernel for {rows} rows", isa.name());
 }
 
 /// Whether `isa` has kernels that compute only the first rows of a panel (otherwise an edge
@@ -534,7 +534,7 @@ unsafe fn tile_rows_kernel(
         Isa::Avx2Fma => rows!(tile_avx2, 1 2 3 4 5 6),
         #[cfg(target_arch = "aarch64")]
         Isa::Neon if rows == 8 => aarch64::tile_neon(kc, a, b, c, ldc, bias, accumulate, clamp),
-        _ if rows == tile(Isa::Portable).0 => {
+        Isa::Portable if rows == tile(Isa::Portable).0 => {
             tile_portable(kc, a, b, c, ldc, bias, accumulate, clamp)
         }
         _ => return false,
