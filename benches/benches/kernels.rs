@@ -140,8 +140,12 @@ fn kernel_benches(c: &mut Criterion) {
             });
             for (path, name) in [
                 (DepthwisePath::Planes, "vigia_planes"),
+                (DepthwisePath::Rows, "vigia_rows"),
                 (DepthwisePath::Blocked, "vigia_blocked"),
             ] {
+                if !conv.has_path(path, isa) {
+                    continue;
+                }
                 group.bench_with_input(BenchmarkId::new(name, isa.name()), &isa, |b, &isa| {
                     b.iter(|| conv.run_on(path, isa, &input, &mut out))
                 });

@@ -37,13 +37,15 @@ pub fn deinterleave(isa: Isa, src: &[f32], even: &mut [f32], odd: &mut [f32]) {
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// 16 pairs per step (two loads, two two-source permutes); returns how many were split.
+    /// 16 pairs per step (two loads, two two-source permutes), the last step masked; returns
+    /// how many were split (all).
     ///
     /// # Safety
     /// AVX-512F must be present; `odd.len() == even.len()` and `src.len() >= 2 * even.len()`.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn deinterleave_avx512(src: &[f32], even: &mut [f32], odd: &mut [f32]) -> usize {
-        let n = even.len() / 16 * 16;
+        let all = even.len();
+        let n = all / 16 * 16;
         let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
         let (s, e, o) = (src.as_ptr(), even.as_mut_ptr(), odd.as_mut_ptr());
@@ -56,7 +58,17 @@ mod x86 {
             _mm512_storeu_ps(o.add(i), _mm512_permutex2var_ps(a, odds, b));
             i += 16;
         }
-        n
+        let rest = all - n;
+        if rest > 0 {
+            // Reads src[2n .. 2 * all) and writes the first `rest` lanes only.
+            let pairs = (1u64 << (2 * rest)) - 1;
+            let a = _mm512_maskz_loadu_ps(pairs as __mmask16, s.add(2 * n));
+            let b = _mm512_maskz_loadu_ps((pairs >> 16) as __mmask16, s.add(2 * n + 16));
+            let keep = ((1u32 << rest) - 1) as __mmask16;
+            _mm512_mask_storeu_ps(e.add(n), keep, _mm512_permutex2var_ps(a, evens, b));
+            _mm512_mask_storeu_ps(o.add(n), keep, _mm512_permutex2var_ps(a, odds, b));
+        }
+        all
     }
 
     /// 8 pairs per step: an in-lane shuffle, then the 64-bit halves put in order.

@@ -11,7 +11,8 @@
 use std::cell::RefCell;
 
 use super::depthwise_blocked::{run_blocked, BlockedFilters};
-use super::planes::{fill_phases, PlaneGeometry};
+use super::depthwise_rows::{self, PLANE_ALIGN};
+use super::planes::{fill_phases, fill_phases_pitched, PlaneGeometry};
 use super::taps::taps_fma;
 use super::{Activation, Isa};
 
@@ -32,19 +33,29 @@ pub struct DepthwiseConv {
 /// Which of the two layouts computes a depthwise convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DepthwisePath {
-    /// Each channel's phase planes, vectors along the rows.
+    /// Each channel's phase planes, vectors along the rows, one tap at a time.
     Planes,
+    /// Each channel's phase planes with rows on vector boundaries, several output rows at a
+    /// time ([`super::depthwise_rows`]; 3x3 and 5x5 kernels, stride 1 and 2, AVX-512).
+    Rows,
     /// Blocks of channels interleaved, vectors across the channels.
     Blocked,
 }
 
-/// Output rows narrower than this run on the channel-blocked layout. Measured one thread,
-/// AVX-512 (`benches/benches/kernels.rs`, `vigia_planes` against `vigia_blocked`):
-/// EfficientNet-Lite0's 5x5 layers at 7x7 133 us against 235 on planes, its 5x5 stride-2
-/// layer to 7x7 122 against 249, its 14x14 layers about even (122-283 against 133-296), and
-/// every map of 28x28 and up 1.1-4x slower blocked (the copies in and out of the
-/// interleaved block cost more than the planes' wasted lanes).
+/// Output rows narrower than this run on the channel-blocked layout unless the row kernel
+/// takes them. Measured one thread, AVX-512 (`benches/benches/kernels.rs`, `vigia_planes`
+/// against `vigia_blocked`): EfficientNet-Lite0's 5x5 layers at 7x7 133 us against 235 on
+/// planes, its 5x5 stride-2 layer to 7x7 122 against 249, its 14x14 layers about even
+/// (122-283 against 133-296), and every map of 28x28 and up 1.1-4x slower blocked (the copies
+/// in and out of the interleaved block cost more than the planes' wasted lanes).
 const BLOCKED_BELOW_WIDTH: usize = 16;
+
+/// Output rows at least this wide run on the row kernel where it has one: it fills at least
+/// half of each vector. Measured one thread, AVX-512 (`vigia_rows` against `vigia_blocked`):
+/// 480 channels 3x3 at 14x14 68 us against 130 blocked, 672 channels 5x5 at 14x14 159
+/// against 330; at 7x7 the blocked layout stays ahead (5x5 stride 2 to 7x7 132 against 236,
+/// 5x5 at 7x7 160 against 172).
+const ROWS_FROM_WIDTH: usize = 8;
 
 thread_local! {
     /// Per-thread phase planes and accumulator rows, reused across channels and runs.
@@ -95,19 +106,30 @@ impl DepthwiseConv {
     ///
     /// Panics when a buffer length does not match the geometry.
     pub fn run(&self, isa: Isa, input: &[f32], output: &mut [f32]) {
-        self.run_on(self.path(), isa, input, output)
+        self.run_on(self.path(isa), isa, input, output)
     }
 
-    /// The layout [`Self::run`] takes.
-    pub fn path(&self) -> DepthwisePath {
-        if self.geometry.out_w < BLOCKED_BELOW_WIDTH {
+    /// The layout [`Self::run`] takes with `isa`.
+    pub fn path(&self, isa: Isa) -> DepthwisePath {
+        let width = self.geometry.out_w;
+        if width >= ROWS_FROM_WIDTH && depthwise_rows::supports(isa, &self.geometry) {
+            DepthwisePath::Rows
+        } else if width < BLOCKED_BELOW_WIDTH {
             DepthwisePath::Blocked
         } else {
             DepthwisePath::Planes
         }
     }
 
-    /// [`Self::run`] on the given layout (benchmarks and tests compare both).
+    /// Whether `path` can compute this convolution with `isa` ([`DepthwisePath::Rows`] has
+    /// kernels for some shapes and instruction sets only).
+    pub fn has_path(&self, path: DepthwisePath, isa: Isa) -> bool {
+        path != DepthwisePath::Rows || depthwise_rows::supports(isa, &self.geometry)
+    }
+
+    /// [`Self::run`] on the given layout (benchmarks and tests compare them).
+    ///
+    /// Panics where [`Self::has_path`] does not hold.
     pub fn run_on(&self, path: DepthwisePath, isa: Isa, input: &[f32], output: &mut [f32]) {
         if path == DepthwisePath::Blocked {
             let (g, act) = (&self.geometry, self.activation);
@@ -120,12 +142,44 @@ impl DepthwiseConv {
         let work = g.output_len() * g.kernel_h * g.kernel_w;
         super::pool::for_each_rows(output, plane_out, work, |first, chunk: &mut [f32]| {
             for (k, out_plane) in chunk.chunks_exact_mut(plane_out).enumerate() {
-                self.run_channel(isa, first + k, input, out_plane);
+                if path == DepthwisePath::Rows {
+                    self.run_channel_rows(isa, first + k, input, out_plane);
+                } else {
+                    self.run_channel(isa, first + k, input, out_plane);
+                }
             }
         });
     }
 
-    /// One channel.
+    /// One channel on [`DepthwisePath::Rows`].
+    fn run_channel_rows(&self, isa: Isa, c: usize, input: &[f32], out_plane: &mut [f32]) {
+        let g = &self.geometry;
+        let plane_in = g.in_h * g.in_w;
+        let taps = g.kernel_h * g.kernel_w;
+        let pitch = depthwise_rows::row_pitch(isa, g);
+        let len = g.stride_h * g.stride_w * g.phase_rows() * pitch;
+        SCRATCH.with_borrow_mut(|(phases, _)| {
+            let slack = PLANE_ALIGN / size_of::<f32>();
+            if phases.len() < len + slack {
+                phases.resize(len + slack, 0.0);
+            }
+            let start = phases.as_ptr().align_offset(PLANE_ALIGN);
+            let phases = &mut phases[start..start + len];
+            let channel = &input[c * plane_in..(c + 1) * plane_in];
+            fill_phases_pitched(isa, g, pitch, channel, phases);
+            depthwise_rows::run_channel(
+                isa,
+                g,
+                phases,
+                &self.weights[c * taps..(c + 1) * taps],
+                self.bias[c],
+                self.activation,
+                out_plane,
+            );
+        });
+    }
+
+    /// One channel on [`DepthwisePath::Planes`].
     fn run_channel(&self, isa: Isa, c: usize, input: &[f32], out_plane: &mut [f32]) {
         let g = &self.geometry;
         let plane_in = g.in_h * g.in_w;
@@ -175,7 +229,14 @@ mod tests {
         let want = depthwise_naive(&g, &input, &weights, &bias, act);
         let conv = DepthwiseConv::new(g, weights, bias, act).unwrap();
         for isa in Isa::all_supported() {
-            for path in [DepthwisePath::Planes, DepthwisePath::Blocked] {
+            for path in [
+                DepthwisePath::Planes,
+                DepthwisePath::Rows,
+                DepthwisePath::Blocked,
+            ] {
+                if !conv.has_path(path, isa) {
+                    continue;
+                }
                 let mut got = vec![f32::NAN; g.output_len()];
                 conv.run_on(path, isa, &input, &mut got);
                 assert_close(&got, &want, 1e-5, format!("{isa:?} {path:?} {g:?} {act:?}"));
@@ -210,6 +271,22 @@ mod tests {
             };
             check(g, ACTIVATIONS[rng.below(ACTIVATIONS.len())], &mut rng);
             tried += 1;
+        }
+    }
+
+    #[test]
+    fn the_row_kernel_matches_the_naive_convolution_on_every_row_block_and_column_tail() {
+        let mut rng = Rng(5);
+        for (k, s) in [(3, 1), (3, 2), (5, 1), (5, 2)] {
+            for h in [1, 2, 5, 6, 7, 11, 12, 13, 25] {
+                for w in [1, 15, 16, 17, 33, 58] {
+                    let p = k / 2;
+                    let g = PlaneGeometry::new(3, (h, w), (k, k), (s, s), (p, p), (p, p)).unwrap();
+                    for act in ACTIVATIONS {
+                        check(g, act, &mut rng);
+                    }
+                }
+            }
         }
     }
 

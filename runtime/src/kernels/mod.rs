@@ -22,6 +22,7 @@ pub mod deinterleave;
 pub mod dense_conv;
 pub mod depthwise;
 pub mod depthwise_blocked;
+mod depthwise_rows;
 pub mod gemm;
 pub mod isa;
 pub mod max_pool;

@@ -8,8 +8,6 @@
 //! `phase_cols - out_w` of each row are computed and dropped), so strided convolutions need no
 //! gathers and borders need no branches.
 
-use std::cell::RefCell;
-
 use super::deinterleave::deinterleave;
 use super::Isa;
 
@@ -119,12 +117,25 @@ impl PlaneGeometry {
 /// Copies one input channel into its zero-padded phase planes (the slack after them stays as it
 /// is: only dropped columns read it), with the shuffles of `isa` for stride-2 columns.
 pub(crate) fn fill_phases(isa: Isa, g: &PlaneGeometry, plane: &[f32], phases: &mut [f32]) {
+    fill_phases_pitched(isa, g, g.phase_cols(), plane, phases)
+}
+
+/// [`fill_phases`] with the rows of each phase plane `pitch` (at least `phase_cols`) values
+/// apart; the values past `phase_cols` in each row stay as they are.
+pub(crate) fn fill_phases_pitched(
+    isa: Isa,
+    g: &PlaneGeometry,
+    pitch: usize,
+    plane: &[f32],
+    phases: &mut [f32],
+) {
     let (pr, pc) = (g.phase_rows(), g.phase_cols());
-    let plane_len = pr * pc;
+    assert!(pitch >= pc, "row pitch {pitch} under {pc} columns");
+    let plane_len = pr * pitch;
     for ry in 0..g.stride_h {
         for j in 0..pr {
             let iy = (j * g.stride_h + ry) as isize - g.pad_top as isize;
-            let row = |rx: usize| (ry * g.stride_w + rx) * plane_len + j * pc;
+            let row = |rx: usize| (ry * g.stride_w + rx) * plane_len + j * pitch;
             if iy < 0 || iy >= g.in_h as isize {
                 for rx in 0..g.stride_w {
                     phases[row(rx)..row(rx) + pc].fill(0.0);
@@ -135,14 +146,29 @@ pub(crate) fn fill_phases(isa: Isa, g: &PlaneGeometry, plane: &[f32], phases: &m
             match g.stride_w {
                 // Padded column i reads input column i - pad_left.
                 1 => pad_row(src, g.pad_left, &mut phases[row(0)..row(0) + pc]),
-                // Both column phases of the padded row in one pass.
-                2 => PADDED.with_borrow_mut(|padded| {
-                    padded.resize(2 * pc, 0.0);
-                    pad_row(src, g.pad_left, padded);
-                    let (first, second) = phases.split_at_mut(row(1));
-                    let even = &mut first[row(0)..row(0) + pc];
-                    deinterleave(isa, padded, even, &mut second[..pc]);
-                }),
+                // Input column c lands in phase (c + pad_left) % 2 at column (c + pad_left) / 2:
+                // the row's even and odd values go straight to their planes in one pass.
+                2 => {
+                    let pad = g.pad_left;
+                    let (even_row, even_at) = (row(pad % 2), (pad / 2).min(pc));
+                    let (odd_row, odd_at) = (row((pad + 1) % 2), pc.min(pad.div_ceil(2)));
+                    let evens = g.in_w.div_ceil(2).min(pc - even_at);
+                    let odds = (g.in_w / 2).min(pc - odd_at);
+                    let (even, odd) = two_rows(phases, even_row, odd_row, pc);
+                    let n = evens.min(odds);
+                    let (e, o) = (&mut even[even_at..], &mut odd[odd_at..]);
+                    deinterleave(isa, &src[..2 * n], &mut e[..n], &mut o[..n]);
+                    for t in n..evens {
+                        e[t] = src[2 * t];
+                    }
+                    for t in n..odds {
+                        o[t] = src[2 * t + 1];
+                    }
+                    even[..even_at].fill(0.0);
+                    even[even_at + evens..].fill(0.0);
+                    odd[..odd_at].fill(0.0);
+                    odd[odd_at + odds..].fill(0.0);
+                }
                 sw => {
                     for rx in 0..sw {
                         // Padded column i reads input column i * stride + rx - pad_left: zeros
@@ -167,9 +193,15 @@ pub(crate) fn fill_phases(isa: Isa, g: &PlaneGeometry, plane: &[f32], phases: &m
     }
 }
 
-thread_local! {
-    /// A stride-2 input row with its zero padding, before it is split into its two phases.
-    static PADDED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+/// The `len` values from `a` and from `b` (two different rows of `phases`, `len` apart or more).
+fn two_rows(phases: &mut [f32], a: usize, b: usize, len: usize) -> (&mut [f32], &mut [f32]) {
+    if a < b {
+        let (first, second) = phases.split_at_mut(b);
+        (&mut first[a..a + len], &mut second[..len])
+    } else {
+        let (first, second) = phases.split_at_mut(a);
+        (&mut second[..len], &mut first[b..b + len])
+    }
 }
 
 /// `out[i] = src[i - pad]` where that is inside `src`, zero elsewhere.
