@@ -17,6 +17,7 @@ mod x86_64;
 
 use std::cell::RefCell;
 
+use super::aligned_buf::AlignedBuf;
 use super::pool::{self, SharedMut, MIN_PARALLEL_WORK};
 use super::{Activation, Isa};
 
@@ -30,47 +31,6 @@ pub fn tile(isa: Isa) -> (usize, usize) {
         Isa::Avx2Fma => (6, 16),
         Isa::Neon => (8, 8),
         Isa::Portable => (4, 8),
-    }
-}
-
-/// A buffer of f32 aligned to 64 bytes (one cache line), grown on demand.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct AlignedBuf {
-    lines: Vec<Line>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-#[repr(C, align(64))]
-struct Line([f32; 16]);
-
-impl AlignedBuf {
-    /// A buffer of `len` zeros.
-    pub fn zeroed(len: usize) -> Self {
-        let mut buf = AlignedBuf::default();
-        buf.ensure(len);
-        buf
-    }
-
-    /// Makes room for at least `len` values (new ones are zero).
-    pub fn ensure(&mut self, len: usize) {
-        let lines = len.div_ceil(16);
-        if self.lines.len() < lines {
-            self.lines.resize(lines, Line::default());
-        }
-    }
-
-    /// All the values.
-    pub fn as_slice(&self) -> &[f32] {
-        // SAFETY: `Line` is `repr(C)` around `[f32; 16]` with no padding (64 bytes).
-        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast(), self.lines.len() * 16) }
-    }
-
-    /// All the values, writable.
-    pub fn as_mut_slice(&mut self) -> &mut [f32] {
-        // SAFETY: as in `as_slice`.
-        unsafe {
-            std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast(), self.lines.len() * 16)
-        }
     }
 }
 
@@ -341,7 +301,21 @@ fn part(len: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
     (len * i / parts)..(len * (i + 1) / parts)
 }
 
+/// Bytes of the `A` block one task streams per block of `K` above which, when all its `B`
+/// panels fit in [`B_BLOCK_BYTES`], the task runs row panel by row panel ([`run_block`]): an
+/// `A` block larger than about half of L2 would otherwise come from L3 once per column panel
+/// (ResNet50's and EfficientNet's 7x7 and 14x14 layers with 1024-2048 filters).
+const A_BLOCK_BYTES: usize = 512 * 1024;
+
+/// Bytes of packed `B` panels a task may hold at once (in L2 with one row panel of `A` in L1).
+const B_BLOCK_BYTES: usize = 384 * 1024;
+
 /// One task: row panels `rows` x column panels `cols`.
+///
+/// For each block of `KC` steps, either each column panel is packed in turn and every row
+/// panel runs against it (`B` panel in L1, the `A` block in L2), or, when the `A` block would
+/// not fit in L2 and all the column panels fit at once, they are all packed first and each row
+/// panel runs against all of them (`A` panel in L1, the `B` panels in L2).
 ///
 /// # Safety
 /// The tiles of `rows x cols` must lie inside the output and belong to this task alone, and
@@ -359,51 +333,109 @@ unsafe fn run_block(
 ) {
     let (mr, nr) = tile(a.isa);
     let k = a.k;
-    panel.ensure(KC.min(k) * nr);
-    let panel = panel.as_mut_slice();
-    let packed = a.data.as_slice();
-    let mut scratch = [0f32; 12 * 32];
+    let size = |panels: usize| panels * KC.min(k) * size_of::<f32>();
+    let rows_outer = cols.len() > 1
+        && size(rows.len() * mr) > A_BLOCK_BYTES
+        && size(cols.len() * nr) <= B_BLOCK_BYTES;
+    let held = if rows_outer { cols.len() } else { 1 };
+    panel.ensure(KC.min(k) * nr * held);
+    let panels = panel.as_mut_slice();
     let fused = activation.clamp_bounds();
     let mut pc = 0;
     while pc < k {
         let kc = KC.min(k - pc);
         let (first, last) = (pc == 0, pc + kc == k);
-        let clamp = if last { fused.as_ref() } else { None };
-        for q in cols.clone() {
-            let j = q * nr;
-            let w = nr.min(b.n - j);
-            pack_panel(b, pc, kc, j, w, nr, panel);
+        let step = Step {
+            a,
+            out,
+            ldc,
+            n: b.n,
+            pc,
+            kc,
+            first,
+            clamp: if last { fused } else { None },
+            activation: if last && fused.is_none() {
+                activation
+            } else {
+                Activation::None
+            },
+        };
+        if rows_outer {
+            for (i, q) in cols.clone().enumerate() {
+                let w = nr.min(b.n - q * nr);
+                pack_panel(b, pc, kc, q * nr, w, nr, &mut panels[i * kc * nr..]);
+            }
             for p in rows.clone() {
-                let i = p * mr;
-                let h = mr.min(a.m - i);
-                let ap = packed.as_ptr().add(p * mr * k + pc * mr);
-                let bias = a.bias.as_ptr().add(i);
-                let dst = out.get().add(i * ldc + j);
-                let b = panel.as_ptr();
-                if h == mr && w == nr {
-                    tile_kernel(a.isa, kc, ap, b, dst, ldc, bias, !first, clamp);
-                } else if w == nr && has_row_kernels(a.isa) {
-                    let done = tile_rows_kernel(a.isa, h, kc, ap, b, dst, ldc, bias, !first, clamp);
-                    assert!(done, "no {} kernel for {h} rows", a.isa.name());
-                } else {
-                    // An edge tile goes through a full-size scratch tile.
-                    let t = scratch.as_mut_ptr();
-                    if !first {
-                        for r in 0..h {
-                            std::ptr::copy_nonoverlapping(dst.add(r * ldc), t.add(r * nr), w);
-                        }
-                    }
-                    tile_kernel(a.isa, kc, ap, panel.as_ptr(), t, nr, bias, !first, clamp);
-                    for r in 0..h {
-                        std::ptr::copy_nonoverlapping(t.add(r * nr), dst.add(r * ldc), w);
-                    }
+                for (i, q) in cols.clone().enumerate() {
+                    step.tile(p, q, panels[i * kc * nr..].as_ptr());
                 }
-                if last && fused.is_none() && activation != Activation::None {
-                    activation.apply_rows_for(a.isa, dst, h, w, ldc);
+            }
+        } else {
+            for q in cols.clone() {
+                let w = nr.min(b.n - q * nr);
+                pack_panel(b, pc, kc, q * nr, w, nr, panels);
+                for p in rows.clone() {
+                    step.tile(p, q, panels.as_ptr());
                 }
             }
         }
         pc += kc;
+    }
+}
+
+/// One block of `K` steps of a task of [`run_block`]: what each of its tiles needs.
+struct Step<'a> {
+    a: &'a PackedWeights,
+    out: SharedMut,
+    ldc: usize,
+    n: usize,
+    pc: usize,
+    kc: usize,
+    first: bool,
+    /// The clamp fused into the kernels' stores (last block only).
+    clamp: Option<(f32, f32)>,
+    /// The activation applied to each stored tile (last block only, when not a clamp).
+    activation: Activation,
+}
+
+impl Step<'_> {
+    /// Tile (row panel `p`, column panel `q`) against the packed panel at `b`.
+    ///
+    /// # Safety
+    /// As [`run_block`]; `b` holds the packed `kc x NR` panel of column panel `q`.
+    #[inline]
+    unsafe fn tile(&self, p: usize, q: usize, b: *const f32) {
+        let a = self.a;
+        let (mr, nr) = tile(a.isa);
+        let (i, j) = (p * mr, q * nr);
+        let (h, w) = (mr.min(a.m - i), nr.min(self.n - j));
+        let (kc, ldc, accumulate) = (self.kc, self.ldc, !self.first);
+        let clamp = self.clamp.as_ref();
+        let ap = a.data.as_slice().as_ptr().add(p * mr * a.k + self.pc * mr);
+        let bias = a.bias.as_ptr().add(i);
+        let dst = self.out.get().add(i * ldc + j);
+        if h == mr && w == nr {
+            tile_kernel(a.isa, kc, ap, b, dst, ldc, bias, accumulate, clamp);
+        } else if w == nr && has_row_kernels(a.isa) {
+            let done = tile_rows_kernel(a.isa, h, kc, ap, b, dst, ldc, bias, accumulate, clamp);
+            assert!(done, "no {} kernel for {h} rows", a.isa.name());
+        } else {
+            // An edge tile goes through a full-size scratch tile.
+            let mut scratch = [0f32; 12 * 32];
+            let t = scratch.as_mut_ptr();
+            if accumulate {
+                for r in 0..h {
+                    std::ptr::copy_nonoverlapping(dst.add(r * ldc), t.add(r * nr), w);
+                }
+            }
+            tile_kernel(a.isa, kc, ap, b, t, nr, bias, accumulate, clamp);
+            for r in 0..h {
+                std::ptr::copy_nonoverlapping(t.add(r * nr), dst.add(r * ldc), w);
+            }
+        }
+        if self.activation != Activation::None {
+            self.activation.apply_rows_for(a.isa, dst, h, w, ldc);
+        }
     }
 }
 
@@ -648,6 +680,9 @@ mod tests {
                 (24, 300, 70),
                 (7, 600, 17),
                 (64, 64, 200),
+                // An A block past L2 with few column panels: row panel by row panel, over
+                // two blocks of K, the last column panel an edge.
+                (530, 300, 75),
             ] {
                 let w = values(m * k, 1);
                 let bias = values(m, 2);
