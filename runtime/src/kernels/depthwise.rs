@@ -10,8 +10,9 @@
 
 use std::cell::RefCell;
 
+use super::aligned_buf::AlignedBuf;
 use super::depthwise_blocked::{run_blocked, BlockedFilters};
-use super::depthwise_rows::{self, PLANE_ALIGN};
+use super::depthwise_rows;
 use super::planes::{fill_phases, fill_phases_pitched, PlaneGeometry};
 use super::taps::taps_fma;
 use super::{Activation, Isa};
@@ -60,6 +61,8 @@ const ROWS_FROM_WIDTH: usize = 8;
 thread_local! {
     /// Per-thread phase planes and accumulator rows, reused across channels and runs.
     static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// Per-thread phase planes of the row kernel (cache-line aligned).
+    static ALIGNED_PHASES: RefCell<AlignedBuf> = RefCell::new(AlignedBuf::default());
 }
 
 impl DepthwiseConv {
@@ -158,13 +161,9 @@ impl DepthwiseConv {
         let taps = g.kernel_h * g.kernel_w;
         let pitch = depthwise_rows::row_pitch(isa, g);
         let len = g.stride_h * g.stride_w * g.phase_rows() * pitch;
-        SCRATCH.with_borrow_mut(|(phases, _)| {
-            let slack = PLANE_ALIGN / size_of::<f32>();
-            if phases.len() < len + slack {
-                phases.resize(len + slack, 0.0);
-            }
-            let start = phases.as_ptr().align_offset(PLANE_ALIGN);
-            let phases = &mut phases[start..start + len];
+        ALIGNED_PHASES.with_borrow_mut(|phases| {
+            phases.ensure(len);
+            let phases = &mut phases.as_mut_slice()[..len];
             let channel = &input[c * plane_in..(c + 1) * plane_in];
             fill_phases_pitched(isa, g, pitch, channel, phases);
             depthwise_rows::run_channel(

@@ -9,6 +9,7 @@
 
 use std::cell::RefCell;
 
+use super::aligned_buf::AlignedBuf;
 use super::planes::PlaneGeometry;
 use super::pool::{self, SharedMut};
 use super::{Activation, Isa};
@@ -19,37 +20,41 @@ pub const LANES: usize = 16;
 /// One pixel of a block: its `LANES` channels.
 type Lanes = [f32; LANES];
 
-/// Filters and biases interleaved by block: `weights[block * taps + tap]` holds tap `tap` of
-/// the block's channels (zeros past the last channel).
+/// Filters and biases interleaved by block: line `block * taps + tap` of `weights` holds tap
+/// `tap` of the block's channels (zeros past the last channel); lines are cache-line aligned,
+/// so that no vector load of them splits a line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BlockedFilters {
-    weights: Vec<Lanes>,
-    bias: Vec<Lanes>,
+    weights: AlignedBuf,
+    bias: AlignedBuf,
+    blocks: usize,
 }
 
 impl BlockedFilters {
     /// Interleaves `weights` (`[channels][taps]`) and `bias` (`[channels]`).
     pub fn new(channels: usize, taps: usize, weights: &[f32], bias: &[f32]) -> Self {
         let blocks = channels.div_ceil(LANES);
-        let mut w = vec![[0.0; LANES]; blocks * taps];
-        let mut b = vec![[0.0; LANES]; blocks];
+        let mut w = AlignedBuf::zeroed(blocks * taps * LANES);
+        let mut b = AlignedBuf::zeroed(blocks * LANES);
+        let (wl, bl) = (w.as_lines_mut(), b.as_lines_mut());
         for c in 0..channels {
             let (block, lane) = (c / LANES, c % LANES);
             for t in 0..taps {
-                w[block * taps + t][lane] = weights[c * taps + t];
+                wl[block * taps + t][lane] = weights[c * taps + t];
             }
-            b[block][lane] = bias[c];
+            bl[block][lane] = bias[c];
         }
         BlockedFilters {
             weights: w,
             bias: b,
+            blocks,
         }
     }
 }
 
 thread_local! {
-    /// Each thread's padded input block and output block.
-    static BLOCKS: RefCell<(Vec<Lanes>, Vec<Lanes>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// Each thread's padded input block and output block (cache-line aligned).
+    static BLOCKS: RefCell<(AlignedBuf, AlignedBuf)> = RefCell::new(Default::default());
 }
 
 /// Runs the convolution of `g` on `input` (`[channels][in_h][in_w]`) into `output`
@@ -66,14 +71,10 @@ pub fn run_blocked(
 ) {
     assert_eq!(input.len(), g.input_len(), "input length");
     assert_eq!(output.len(), g.output_len(), "output length");
-    assert_eq!(
-        filters.bias.len(),
-        g.channels.div_ceil(LANES),
-        "filter blocks"
-    );
+    assert_eq!(filters.blocks, g.channels.div_ceil(LANES), "filter blocks");
     assert!(isa.is_supported(), "{} kernels on this CPU", isa.name());
     let plane_out = g.out_h * g.out_w;
-    let blocks = filters.bias.len();
+    let blocks = filters.blocks;
     let out = SharedMut::new(output);
     let task = |block: usize| {
         let first = block * LANES;
@@ -107,14 +108,15 @@ fn run_block(
     block: usize,
     input: &[f32],
     planes: &mut [f32],
-    padded: &mut Vec<Lanes>,
-    acc: &mut Vec<Lanes>,
+    padded: &mut AlignedBuf,
+    acc: &mut AlignedBuf,
 ) {
     let (ph, pw) = padded_size(g);
     let first = block * LANES;
     let lanes = planes.len() / (g.out_h * g.out_w);
-    padded.clear();
-    padded.resize(ph * pw, [0.0; LANES]);
+    padded.ensure(ph * pw * LANES);
+    let padded = &mut padded.as_lines_mut()[..ph * pw];
+    padded.fill([0.0; LANES]);
     let plane_in = g.in_h * g.in_w;
     // The rows and columns the windows reach.
     let rows = g.in_h.min(ph.saturating_sub(g.pad_top));
@@ -128,11 +130,11 @@ fn run_block(
             }
         }
     }
-    acc.clear();
-    acc.resize(g.out_h * g.out_w, [0.0; LANES]);
+    acc.ensure(g.out_h * g.out_w * LANES);
+    let acc = &mut acc.as_lines_mut()[..g.out_h * g.out_w];
     let taps = g.kernel_h * g.kernel_w;
-    let weights = &filters.weights[block * taps..(block + 1) * taps];
-    let bias = &filters.bias[block];
+    let weights = &filters.weights.as_lines()[block * taps..(block + 1) * taps];
+    let bias = &filters.bias.as_lines()[block];
     match isa {
         // SAFETY: the CPU supports the instruction set (checked in `run_blocked`).
         #[cfg(target_arch = "x86_64")]
@@ -178,9 +180,18 @@ fn block_taps<const FMA: bool>(
             pixels::<PIXELS, FMA>(g, pw, padded, weights, bias, oy, ox, out);
             ox += PIXELS;
         }
-        for out in chunks.into_remainder().chunks_exact_mut(1) {
-            pixels::<1, FMA>(g, pw, padded, weights, bias, oy, ox, out);
-            ox += 1;
+        // The rest of the row at once too (a 7- or 14-wide row is mostly rest): sums of
+        // single pixels would each wait on their own chain of multiply-adds.
+        let rest = chunks.into_remainder();
+        match rest.len() {
+            0 => {}
+            1 => pixels::<1, FMA>(g, pw, padded, weights, bias, oy, ox, rest),
+            2 => pixels::<2, FMA>(g, pw, padded, weights, bias, oy, ox, rest),
+            3 => pixels::<3, FMA>(g, pw, padded, weights, bias, oy, ox, rest),
+            4 => pixels::<4, FMA>(g, pw, padded, weights, bias, oy, ox, rest),
+            5 => pixels::<5, FMA>(g, pw, padded, weights, bias, oy, ox, rest),
+            6 => pixels::<6, FMA>(g, pw, padded, weights, bias, oy, ox, rest),
+            _ => pixels::<7, FMA>(g, pw, padded, weights, bias, oy, ox, rest),
         }
     }
 }

@@ -49,8 +49,9 @@ pub(crate) fn row_pitch(isa: Isa, g: &PlaneGeometry) -> usize {
     (g.out_w.div_ceil(lanes) + 1) * lanes
 }
 
-/// Byte alignment of the phase planes [`run_channel`] reads.
-pub(crate) const PLANE_ALIGN: usize = 64;
+/// Byte alignment of the phase planes [`run_channel`] reads (that of an
+/// [`super::aligned_buf::AlignedBuf`]).
+const PLANE_ALIGN: usize = 64;
 
 /// Runs one channel: `phases` are its phase planes filled with rows [`row_pitch`] apart and
 /// starting [`PLANE_ALIGN`]-aligned, `weights` its `kernel_h * kernel_w` taps, `out` its

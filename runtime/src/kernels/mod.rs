@@ -12,12 +12,14 @@
 //! - [`taps`]: the depthwise inner loop, a sum of shifted rows times scalar weights, written
 //!   per instruction set (AVX-512, AVX2+FMA, NEON, portable) and picked at run time;
 //! - [`activation`]: the activations fused into the epilogue;
+//! - [`aligned_buf`]: cache-line-aligned buffers for packed panels and vector blocks;
 //! - [`winograd`]: 3x3 stride-1 dense convolution by F(4x4, 3x3) on the same micro-kernel;
 //! - [`resize`]: ONNX `Resize` (linear, nearest, cubic) over the height and width of NCHW
 //!   planes, separably;
 //! - [`reference`]: naive implementations the kernels are tested against.
 
 pub mod activation;
+pub mod aligned_buf;
 pub mod deinterleave;
 pub mod dense_conv;
 pub mod depthwise;
