@@ -287,16 +287,20 @@ fn tract_is_faster(isa: Isa, geometry: &PlaneGeometry, out_channels: usize) -> b
 /// thread, AVX-512 (`benches/benches/kernels.rs`): 1.3-1.9x faster from 16 to 256 channels and
 /// maps of 14x14 and up; 2.7x slower on ResNet50's 512-channel 7x7 layers, whose 4 tiles fill
 /// an eighth of the product's columns while its transformed filters (36 points where the
-/// direct product has 9 taps) stream from memory. So: at least 16 tiles of 4x4 pixels (half a
-/// block of the widest micro-kernel; maps of 13x13 and up), and enough channels on both sides
-/// for the transforms to pay.
+/// direct product has 9 taps) stream from memory. Since the direct product's last row panels
+/// got their own kernels, layers with 8-16 channels on a side run faster direct: YOLO11n-320's
+/// bottlenecks (8->16 at 80x80 0.43 -> 0.31 ms, 16->32 at 40x40 0.37 -> 0.23; the whole model
+/// 23.2-23.7 -> 22.3-22.4 ms with `VIGIA_WINOGRAD=0`), 16->16 at 160x160 even (1.73 against
+/// 1.70), while 32->32 at 80x80 stays 17 % faster by Winograd. So: at least 16 tiles of 4x4
+/// pixels (half a block of the widest micro-kernel; maps of 13x13 and up), and 32 channels or
+/// more on both sides for the transforms to pay.
 fn winograd_pays(geometry: &PlaneGeometry, out_channels: usize) -> bool {
     let g = geometry;
     let tiles = g.out_h.div_ceil(4) * g.out_w.div_ceil(4);
     (g.kernel_h, g.kernel_w, g.stride_h, g.stride_w) == (3, 3, 1, 1)
         && tiles >= 16
-        && g.channels >= 8
-        && out_channels >= 8
+        && g.channels >= 32
+        && out_channels >= 32
         && std::env::var(WINOGRAD_ENV).map_or(true, |v| v != "0")
 }
 
