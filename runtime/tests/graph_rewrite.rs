@@ -93,6 +93,12 @@ fn pad_folding_keeps_nanodet_outputs() {
         report.pads_folded
     );
     assert_eq!(count_ops(&original, "Conv"), count_ops(&rewritten, "Conv"));
+    // The `-inf` Pad before the stem's max pool too.
+    assert_eq!(count_ops(&rewritten, "Pad"), 0);
+    assert_eq!(
+        count_ops(&original, "MaxPool"),
+        count_ops(&rewritten, "MaxPool")
+    );
     for image in ["person.jpg", "dog.jpg"] {
         let input = nchw(&shared.join("data/images").join(image), 416);
         let want = run(&original, &input);

@@ -47,11 +47,11 @@ impl RewriteReport {
         self.pads_folded == 0 && self.dfl_heads_cut == 0 && self.topk_heads_cut == 0
     }
 
-    /// One line for load messages, e.g. `28 Pad folded into Conv, DFL head cut`.
+    /// One line for load messages, e.g. `28 Pad folded into Conv/MaxPool, DFL head cut`.
     pub fn summary(&self) -> String {
         let mut parts = vec![];
         if self.pads_folded > 0 {
-            parts.push(format!("{} Pad folded into Conv", self.pads_folded));
+            parts.push(format!("{} Pad folded into Conv/MaxPool", self.pads_folded));
         }
         if self.dfl_heads_cut > 0 {
             parts.push("YOLO DFL head decoded in Rust".to_string());

@@ -1,5 +1,6 @@
-//! Pad folding: a zero, constant-mode `Pad` of the spatial dims feeding only `Conv`s becomes part
-//! of those convolutions' `pads` (NanoDet's TensorFlow-style asymmetric padding).
+//! Pad folding: a constant-mode `Pad` of the spatial dims becomes part of the `pads` of the
+//! operators that read it: zeros feeding only `Conv`s, `-inf` feeding only `MaxPool`s (whose
+//! padding never wins a window). NanoDet's TensorFlow-style asymmetric padding is both.
 
 use std::collections::{HashMap, HashSet};
 
@@ -8,7 +9,7 @@ use tract_onnx::pb;
 use super::proto::{attr, attr_ints, attr_str, consumers, graph_outputs, Constants};
 use super::{GraphPass, PassContext, RewriteReport};
 
-/// Folds zero `Pad`s into the convolutions that read them.
+/// Folds `Pad`s into the convolutions and max pools that read them.
 pub struct PadFold;
 
 impl GraphPass for PadFold {
@@ -22,18 +23,19 @@ impl GraphPass for PadFold {
     }
 }
 
-/// One `Pad` to fold: its index, the padded value and the spatial pads to add
-/// (`[x1_begin, x2_begin, .., x1_end, x2_end, ..]`, Conv attribute order).
+/// One `Pad` to fold: its index, its input, the spatial pads to add (`[x1_begin, x2_begin, ..,
+/// x1_end, x2_end, ..]`, the `pads` attribute's order) and the nodes reading it.
 #[derive(Debug, Clone)]
 struct Fold {
     pad: usize,
     source: String,
     spatial: Vec<i64>,
-    convs: Vec<usize>,
+    targets: Vec<usize>,
 }
 
-/// Finds foldable `Pad`s: constant mode, value 0, non-negative pads on spatial dims only, known
-/// at load time, read only by `Conv`s (as their data input) whose padding is explicit.
+/// Finds foldable `Pad`s: constant mode, non-negative pads on spatial dims only, known at load
+/// time, read only (as their data input, padding explicit) by `Conv`s when the value is 0 or by
+/// single-output `MaxPool`s when it is `-inf`.
 fn plan(graph: &pb::GraphProto, opset: i64) -> Vec<Fold> {
     let consts = Constants::new(graph);
     let readers = consumers(graph);
@@ -85,7 +87,14 @@ fn pad_fold(
         }
         (pads, value)
     };
-    if value != 0.0 || pads.len() % 2 != 0 || pads.len() < 6 {
+    let reader_op = if value == 0.0 {
+        "Conv"
+    } else if value == f32::NEG_INFINITY {
+        "MaxPool"
+    } else {
+        return None;
+    };
+    if pads.len() % 2 != 0 || pads.len() < 6 {
         return None;
     }
     let rank = pads.len() / 2;
@@ -99,20 +108,24 @@ fn pad_fold(
     if outputs.contains(out) {
         return None;
     }
-    let convs = readers.get(out)?;
-    if convs.is_empty() {
+    let targets = readers.get(out)?;
+    if targets.is_empty() {
         return None;
     }
-    for &(c, slot) in convs {
-        let conv = &graph.node[c];
-        if conv.op_type != "Conv" || !conv.domain.is_empty() || slot != 0 {
+    for &(c, slot) in targets {
+        let reader = &graph.node[c];
+        if reader.op_type != reader_op || !reader.domain.is_empty() || slot != 0 {
             return None;
         }
-        match attr_str(conv, "auto_pad") {
+        if reader_op == "MaxPool" && reader.output.len() != 1 {
+            // The indices output would count the padded positions.
+            return None;
+        }
+        match attr_str(reader, "auto_pad") {
             None | Some("NOTSET") | Some("VALID") | Some("") => {}
             Some(_) => return None,
         }
-        if let Some(p) = attr_ints(conv, "pads") {
+        if let Some(p) = attr_ints(reader, "pads") {
             if p.len() != 2 * (rank - 2) {
                 return None;
             }
@@ -124,7 +137,7 @@ fn pad_fold(
         pad: ix,
         source: n.input[0].clone(),
         spatial,
-        convs: convs.iter().map(|&(c, _)| c).collect(),
+        targets: targets.iter().map(|&(c, _)| c).collect(),
     })
 }
 
@@ -132,21 +145,22 @@ fn pad_fold(
 fn apply_folds(graph: &mut pb::GraphProto, folds: &[Fold]) -> usize {
     let mut dead = HashSet::new();
     for f in folds {
-        for &c in &f.convs {
-            let conv = &mut graph.node[c];
-            let mut pads = attr_ints(conv, "pads").unwrap_or_else(|| vec![0; f.spatial.len()]);
+        for &c in &f.targets {
+            let target = &mut graph.node[c];
+            let mut pads = attr_ints(target, "pads").unwrap_or_else(|| vec![0; f.spatial.len()]);
             for (p, add) in pads.iter_mut().zip(&f.spatial) {
                 *p += add;
             }
-            conv.attribute
+            target
+                .attribute
                 .retain(|a| a.name != "pads" && a.name != "auto_pad");
-            conv.attribute.push(pb::AttributeProto {
+            target.attribute.push(pb::AttributeProto {
                 name: "pads".into(),
                 r#type: pb::attribute_proto::AttributeType::Ints as i32,
                 ints: pads,
                 ..Default::default()
             });
-            conv.input[0] = f.source.clone();
+            target.input[0] = f.source.clone();
         }
         dead.insert(f.pad);
     }
