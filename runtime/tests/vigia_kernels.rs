@@ -89,12 +89,13 @@ fn vigia_kernels_match_tract_on_real_models_at_one_and_two_threads() {
                 "{}: {replaced:?}",
                 path.display()
             );
-            // Every one of these models has dense convolutions (1x1 or KxK, group 1), and the
-            // detectors' 3x3 stride-1 ones go by Winograd.
+            // Every one of these models has dense convolutions (1x1 or KxK, group 1), and
+            // NanoDet's largest 3x3 stride-1 ones (32 channels at 104x104, 128 at 52x52) go by
+            // Winograd on every core (on cores with two FMA pipes only those: see
+            // `winograd_pays`).
             assert!(replaced.dense > 0, "{}: {replaced:?}", path.display());
-            let detector = ["nanodet-m-416.onnx", "yolov8n-320.onnx", "yolo11n-320.onnx"];
-            if detector.iter().any(|name| path.ends_with(name)) {
-                assert!(replaced.winograd > 0, "{}: {replaced:?}", path.display());
+            if path.ends_with("nanodet-m-416.onnx") {
+                assert!(replaced.winograd >= 3, "{}: {replaced:?}", path.display());
             }
             // YOLOv8's last box and class layers, 1x1 einsums that add the batch axis
             // (`IHW,OI->NOHW`), are taken too: 76 layers, 68 without them; with the stem and

@@ -13,6 +13,7 @@
 //!   per instruction set (AVX-512, AVX2+FMA, NEON, portable) and picked at run time;
 //! - [`activation`]: the activations fused into the epilogue;
 //! - [`aligned_buf`]: cache-line-aligned buffers for packed panels and vector blocks;
+//! - [`fma_pipes`]: how many vector FMAs a cycle this core starts (measured);
 //! - [`winograd`]: 3x3 stride-1 dense convolution by F(4x4, 3x3) on the same micro-kernel;
 //! - [`resize`]: ONNX `Resize` (linear, nearest, cubic) over the height and width of NCHW
 //!   planes, separably;
@@ -25,6 +26,7 @@ pub mod dense_conv;
 pub mod depthwise;
 pub mod depthwise_blocked;
 mod depthwise_rows;
+pub mod fma_pipes;
 pub mod gemm;
 pub mod isa;
 pub mod max_pool;

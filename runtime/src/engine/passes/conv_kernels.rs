@@ -34,6 +34,7 @@ use super::conv_epilogue::{channel_affine_step, following_activation, sole_reade
 use crate::engine::ops::vigia_conv::{ConvKernel, VigiaConv};
 use crate::kernels::dense_conv::DenseConv;
 use crate::kernels::depthwise::DepthwiseConv;
+use crate::kernels::fma_pipes::fma_pipes;
 use crate::kernels::planes::{PlaneGeometry, MAX_KERNEL};
 use crate::kernels::winograd::WinogradConv;
 use crate::kernels::{Activation, Isa};
@@ -86,16 +87,20 @@ impl KernelReport {
     }
 
     /// One line for load messages, e.g. `17 depthwise + 40 dense conv (12 by Winograd, 50
-    /// with activation) on avx512, 3 max pool, 4 resize`.
+    /// with activation) on avx512 (2 FMA pipes), 3 max pool, 4 resize`.
     pub fn summary(&self) -> String {
         let convs = match self.isa {
             Some(isa) if self.replaced() > 0 => Some(format!(
-                "{} depthwise + {} dense conv ({} by Winograd, {} with activation) on {}",
+                "{} depthwise + {} dense conv ({} by Winograd, {} with activation) on {}{}",
                 self.depthwise,
                 self.dense,
                 self.winograd,
                 self.fused_activations,
-                isa.name()
+                isa.name(),
+                fma_pipes(isa).map_or(String::new(), |p| format!(
+                    " ({p} FMA pipe{})",
+                    if p == 1 { "" } else { "s" }
+                ))
             )),
             _ => None,
         };
@@ -207,7 +212,7 @@ fn replace(
             ),
             isa,
         )
-    } else if winograd_pays(&geometry, out_channels) {
+    } else if winograd_pays(isa, &geometry, out_channels) {
         ConvKernel::Winograd(Arc::new(
             WinogradConv::new(isa, geometry, out_channels, &weights, &bias, activation)
                 .map_err(|e| anyhow!("{name}: {e}"))?,
@@ -283,24 +288,34 @@ fn tract_is_faster(isa: Isa, geometry: &PlaneGeometry, out_channels: usize) -> b
 }
 
 /// Whether a 3x3 stride-1 dense convolution runs faster by Winograd's F(4x4, 3x3) than as a
-/// direct product (`VIGIA_WINOGRAD=0` keeps them all direct, for comparisons). Measured one
-/// thread, AVX-512 (`benches/benches/kernels.rs`): 1.3-1.9x faster from 16 to 256 channels and
-/// maps of 14x14 and up; 2.7x slower on ResNet50's 512-channel 7x7 layers, whose 4 tiles fill
-/// an eighth of the product's columns while its transformed filters (36 points where the
-/// direct product has 9 taps) stream from memory. Since the direct product's last row panels
-/// got their own kernels, layers with 8-16 channels on a side run faster direct: YOLO11n-320's
-/// bottlenecks (8->16 at 80x80 0.43 -> 0.31 ms, 16->32 at 40x40 0.37 -> 0.23; the whole model
-/// 23.2-23.7 -> 22.3-22.4 ms with `VIGIA_WINOGRAD=0`), 16->16 at 160x160 even (1.73 against
-/// 1.70), while 32->32 at 80x80 stays 17 % faster by Winograd. So: at least 16 tiles of 4x4
-/// pixels (half a block of the widest micro-kernel; maps of 13x13 and up), and 32 channels or
-/// more on both sides for the transforms to pay.
-fn winograd_pays(geometry: &PlaneGeometry, out_channels: usize) -> bool {
+/// direct product (`VIGIA_WINOGRAD=0` keeps them all direct, for comparisons). Winograd does a
+/// quarter of the multiplications but adds transforms that stream every tile through memory,
+/// so it pays where the product dominates and the direct product is slow: it depends on the
+/// core's FMA pipes ([`fma_pipes`]).
+///
+/// One pipe (AMD EPYC, Zen 4; `benches/benches/kernels.rs`, one thread): 1.3-1.9x faster from
+/// 16 to 256 channels and maps of 14x14 and up; 2.7x slower on ResNet50's 512-channel 7x7
+/// layers (4 tiles fill an eighth of the product's columns); layers with 8-16 channels on a
+/// side run faster direct (YOLO11n-320's 8->16 at 80x80 0.43 -> 0.31 ms), 32->32 at 80x80 17 %
+/// faster by Winograd. So: at least 16 tiles of 4x4 pixels and 32 channels on both sides.
+///
+/// Two pipes (Intel Xeon with AMX; NanoDet-m's layers, `vigia bench --profile`): the direct
+/// product runs at 100-135 GFLOP/s and Winograd loses on every map of 26x26 and under (128->128
+/// at 13x13 0.47 ms direct against 0.90, 128->128 at 26x26 1.51 against 1.76) and with 32-64
+/// channels at 52x52 (64->64 1.57 against 1.68); it wins with many tiles and channels (128->128
+/// at 52x52 5.68 -> 4.12 ms, 32->32 at 104x104 1.96 -> 1.79). So: at least 64 tiles, and
+/// tiles times the smaller channel count at least 16384 (128 channels at 52x52).
+fn winograd_pays(isa: Isa, geometry: &PlaneGeometry, out_channels: usize) -> bool {
     let g = geometry;
     let tiles = g.out_h.div_ceil(4) * g.out_w.div_ceil(4);
+    let channels = g.channels.min(out_channels);
+    let pays = match fma_pipes(isa) {
+        Some(pipes) if pipes >= 2 => tiles >= 64 && tiles * channels >= 16384,
+        _ => tiles >= 16,
+    };
     (g.kernel_h, g.kernel_w, g.stride_h, g.stride_w) == (3, 3, 1, 1)
-        && tiles >= 16
-        && g.channels >= 32
-        && out_channels >= 32
+        && pays
+        && channels >= 32
         && std::env::var(WINOGRAD_ENV).map_or(true, |v| v != "0")
 }
 
