@@ -2,9 +2,9 @@
 //! filters) packed once when the model loads and `B` read from the input through row offsets.
 //!
 //! The product is tiled as in BLIS: for each block of `KC` steps of `K`, a panel of `NR`
-//! columns of `B` is copied into a small contiguous buffer (where it stays in L1), then every
-//! `MR`-row panel of `A` (in L2) runs the micro-kernel against it, which keeps its `MR x NR`
-//! accumulators in registers. Bias seeds the accumulators; a clamp activation (ReLU, ReLU6) is
+//! columns of `B` (or a few, when `K` is short) is copied into a small contiguous buffer
+//! (where it stays in L1), then every `MR`-row panel of `A` (in L2) runs the micro-kernel
+//! against it, which keeps its `MR x NR` accumulators in registers. Bias seeds the accumulators; a clamp activation (ReLU, ReLU6) is
 //! applied to them in registers on the last block, and any other activation to each tile as
 //! soon as its last block is stored, while it is still in cache. Work is split over the
 //! thread pool by columns (or by rows when there are few columns); each thread packs its own
@@ -310,12 +310,19 @@ const A_BLOCK_BYTES: usize = 512 * 1024;
 /// Bytes of packed `B` panels a task may hold at once (in L2 with one row panel of `A` in L1).
 const B_BLOCK_BYTES: usize = 384 * 1024;
 
+/// Bytes of packed `B` panels a task otherwise packs before its row panels run against them
+/// (in L1, beside a row panel of `A`). With a short `K` (16-64: the expand convolutions of
+/// mobile networks) a panel is 2-8 KiB, and running each row panel over several of them writes
+/// every output row in runs of several hundred bytes instead of one `NR`-wide tile.
+const B_GROUP_BYTES: usize = 24 * 1024;
+
 /// One task: row panels `rows` x column panels `cols`.
 ///
-/// For each block of `KC` steps, either each column panel is packed in turn and every row
-/// panel runs against it (`B` panel in L1, the `A` block in L2), or, when the `A` block would
-/// not fit in L2 and all the column panels fit at once, they are all packed first and each row
-/// panel runs against all of them (`A` panel in L1, the `B` panels in L2).
+/// For each block of `KC` steps, the column panels are packed a group at a time and every row
+/// panel runs against the whole group. A group is as many panels as fit in
+/// [`B_GROUP_BYTES`] (one when `K` is long: the `B` panel in L1, the `A` block in L2), or all
+/// of them when the `A` block would not fit in L2 and they fit in [`B_BLOCK_BYTES`] (the `A`
+/// panel in L1, the `B` panels in L2).
 ///
 /// # Safety
 /// The tiles of `rows x cols` must lie inside the output and belong to this task alone, and
@@ -334,11 +341,15 @@ unsafe fn run_block(
     let (mr, nr) = tile(a.isa);
     let k = a.k;
     let size = |panels: usize| panels * KC.min(k) * size_of::<f32>();
-    let rows_outer = cols.len() > 1
+    let group = if cols.len() > 1
         && size(rows.len() * mr) > A_BLOCK_BYTES
-        && size(cols.len() * nr) <= B_BLOCK_BYTES;
-    let held = if rows_outer { cols.len() } else { 1 };
-    panel.ensure(KC.min(k) * nr * held);
+        && size(cols.len() * nr) <= B_BLOCK_BYTES
+    {
+        cols.len()
+    } else {
+        (B_GROUP_BYTES / size(nr)).clamp(1, cols.len().max(1))
+    };
+    panel.ensure(KC.min(k) * nr * group);
     let panels = panel.as_mut_slice();
     let fused = activation.clamp_bounds();
     let mut pc = 0;
@@ -360,24 +371,19 @@ unsafe fn run_block(
                 Activation::None
             },
         };
-        if rows_outer {
-            for (i, q) in cols.clone().enumerate() {
+        let mut start = cols.start;
+        while start < cols.end {
+            let held = start..(start + group).min(cols.end);
+            for (i, q) in held.clone().enumerate() {
                 let w = nr.min(b.n - q * nr);
                 pack_panel(b, pc, kc, q * nr, w, nr, &mut panels[i * kc * nr..]);
             }
             for p in rows.clone() {
-                for (i, q) in cols.clone().enumerate() {
+                for (i, q) in held.clone().enumerate() {
                     step.tile(p, q, panels[i * kc * nr..].as_ptr());
                 }
             }
-        } else {
-            for q in cols.clone() {
-                let w = nr.min(b.n - q * nr);
-                pack_panel(b, pc, kc, q * nr, w, nr, panels);
-                for p in rows.clone() {
-                    step.tile(p, q, panels.as_ptr());
-                }
-            }
+            start = held.end;
         }
         pc += kc;
     }
@@ -680,6 +686,10 @@ mod tests {
                 (24, 300, 70),
                 (7, 600, 17),
                 (64, 64, 200),
+                // A short K: column panels packed in groups, the last group partial and its
+                // last panel an edge.
+                (13, 16, 965),
+                (30, 24, 1000),
                 // An A block past L2 with few column panels: row panel by row panel, over
                 // two blocks of K, the last column panel an edge.
                 (530, 300, 75),
