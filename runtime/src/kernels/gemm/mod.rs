@@ -4,9 +4,10 @@
 //! The product is tiled as in BLIS: for each block of `KC` steps of `K`, a panel of `NR`
 //! columns of `B` (or a few, when `K` is short) is copied into a small contiguous buffer
 //! (where it stays in L1), then every `MR`-row panel of `A` (in L2) runs the micro-kernel
-//! against it, which keeps its `MR x NR` accumulators in registers. Bias seeds the accumulators; a clamp activation (ReLU, ReLU6) is
-//! applied to them in registers on the last block, and any other activation to each tile as
-//! soon as its last block is stored, while it is still in cache. Work is split over the
+//! against it, which keeps its `MR x NR` accumulators in registers. Bias seeds the
+//! accumulators; a clamp activation (ReLU, ReLU6) is applied to them in registers on the last
+//! block, and any other activation to each tile as soon as its last block is stored, while it
+//! is still in cache. Work is split over the
 //! thread pool by columns (or by rows when there are few columns); each thread packs its own
 //! panels, so no thread waits for another.
 
@@ -324,11 +325,11 @@ const GROUP_MIN_ROW_PANELS: usize = 3;
 /// One task: row panels `rows` x column panels `cols`.
 ///
 /// For each block of `KC` steps, the column panels are packed a group at a time and every row
-/// panel runs against the whole group. A group is as many panels as fit in
-/// [`B_GROUP_BYTES`] with [`GROUP_MIN_ROW_PANELS`] row panels or more (one when `K` is long:
-/// the `B` panel in L1, the `A` block in L2), or all
-/// of them when the `A` block would not fit in L2 and they fit in [`B_BLOCK_BYTES`] (the `A`
-/// panel in L1, the `B` panels in L2).
+/// panel runs against the whole group. A group is one panel (the `B` panel in L1, the `A`
+/// block in L2); as many as fit in [`B_GROUP_BYTES`] when the task has
+/// [`GROUP_MIN_ROW_PANELS`] row panels or more (a short `K`); or all of them when the `A`
+/// block would not fit in L2 and they fit in [`B_BLOCK_BYTES`] (the `A` panel in L1, the `B`
+/// panels in L2).
 ///
 /// # Safety
 /// The tiles of `rows x cols` must lie inside the output and belong to this task alone, and
