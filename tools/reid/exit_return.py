@@ -18,7 +18,8 @@ while, is absent while others walk, then comes back, and measures what the follo
    for every track without `--people`), spliced: the first BEFORE seconds of their first long
    track, ABSENCE seconds of the video where they are not visible (at least MARGIN seconds
    away from any of their frames; with `--people`, nobody standing where they were at either
-   cut), then the last AFTER seconds of their last long track.
+   cut: no tracked box overlaps theirs, and no person detection, even one the tracker had not
+   yet confirmed, overlaps it enough to continue their track), then the last AFTER seconds of their last long track.
 3. `vigia follow CLIP --target point:X,Y` (their centre in the first frame), with whatever
    extra follow options are given after `--`.
 4. Per clip: frames on the target before the absence, frames locked on anyone during it
@@ -184,8 +185,9 @@ def steadiest(boxes, others, run, length, probe=10):
     return max(range(run[0], run[1] - length + 2), key=lambda s: (width(s), -s))
 
 
-def plan_person(boxes, others, n_frames, before, absence, after, margin, hole):
-    """The clip segments for one person (frame -> box), or None when they do not fit."""
+def plan_person(boxes, others, detected, n_frames, before, absence, after, margin, hole):
+    """The clip segments for one person (frame -> box), or None when they do not fit.
+    `others`: frame -> other people's tracked boxes; `detected`: frame -> person detections."""
     frames = sorted(boxes)
     rs = runs(frames, hole)
     # A real exit and return: a long run, a gap that holds the absence, a later long run.
@@ -202,32 +204,50 @@ def plan_person(boxes, others, n_frames, before, absence, after, margin, hole):
             return [(b, a1, "before"), (a1 + 1, s - 1, "leaving"),
                     (s, s + absence - 1, "absence"), (r, back[0] - 1, "returning"),
                     (back[0], back[0] + after - 1, "after")]
-    # Otherwise a spliced absence from a time they are not in view.
-    first = next((r for r in rs if r[1] - r[0] + 1 >= before), None)
-    last = next((r for r in reversed(rs) if r[1] - r[0] + 1 >= after), None)
-    if not first or not last or last[1] - after + 1 <= first[0] + before - 1:
-        return None
+    # Otherwise a spliced absence from a time they are not in view: their first long run
+    # before it and their last one after it, else later and earlier runs, until both cuts
+    # are clear.
     seen = set(frames)
-    b = steadiest(boxes, others, (first[0], min(first[1], last[1] - after)), before)
-    r = last[1] - after + 1
-    for s in list(range(last[1] + 1, n_frames + 1)) + list(range(1, first[0])):
-        e = s + absence - 1
-        if e > n_frames or any(f in seen for f in range(s - margin, e + margin + 1)):
-            continue
-        # Nobody where the target was at either cut: a stranger standing there would simply
-        # continue the target's motion track across the cut, which no real video does.
-        if clear_cut(others.get(s, ()), boxes[b + before - 1]) and clear_cut(
-                others.get(e, ()), boxes[r]):
-            return [(b, b + before - 1, "before"), (s, e, "absence"), (r, last[1], "after")]
+    firsts = [r for r in rs if r[1] - r[0] + 1 >= before]
+    lasts = [r for r in reversed(rs) if r[1] - r[0] + 1 >= after]
+    for first in firsts:
+        for last in lasts:
+            if last[1] - after + 1 <= first[0] + before - 1:
+                continue
+            b = steadiest(boxes, others, (first[0], min(first[1], last[1] - after)), before)
+            r = last[1] - after + 1
+            for s in list(range(last[1] + 1, n_frames + 1)) + list(range(1, first[0])):
+                e = s + absence - 1
+                if e > n_frames or any(f in seen for f in range(s - margin, e + margin + 1)):
+                    continue
+                # Nobody where the target was at either cut: a stranger standing there would
+                # simply continue the target's motion track across the cut, which no real
+                # video does.
+                if clear_cut(others.get(s, ()), detected.get(s, ()), boxes[b + before - 1]) \
+                        and clear_cut(others.get(e, ()), detected.get(e, ()), boxes[r]):
+                    return [(b, b + before - 1, "before"), (s, e, "absence"),
+                            (r, last[1], "after")]
     return None
 
 
-def clear_cut(people, box):
-    """Whether none of `people`'s boxes overlaps `box`."""
-    return all(iou(p, box) == 0.0 for p in people)
+def clear_cut(people, detections, box):
+    """Whether none of `people`'s tracked boxes overlaps `box`, and no person detection
+    overlaps it enough for the tracker to carry a track on (IoU 0.1, half its least)."""
+    return all(iou(p, box) == 0.0 for p in people) and all(
+        iou(d, box) < 0.1 for d in detections)
 
 
-def plan_people_clips(pgt, names, n_frames, fps, args):
+def read_detections(path):
+    """frame (1-based) -> [person boxes] from `vigia detect --save-json` lines."""
+    out = defaultdict(list)
+    with open(path) as f:
+        for line in f:
+            d = json.loads(line)
+            out[d["frame"] + 1] = [o["box"] for o in d["detections"] if o["class_id"] == 0]
+    return out
+
+
+def plan_people_clips(pgt, detected, names, n_frames, fps, args):
     """[(person, segments)] for the listed people, in the order of the people file."""
     boxes_of = defaultdict(dict)
     for f, ids in pgt.items():
@@ -238,7 +258,8 @@ def plan_people_clips(pgt, names, n_frames, fps, args):
     plans = []
     for name in names:
         others = {f: [b for label, b in ids.items() if label != name] for f, ids in pgt.items()}
-        segs = plan_person(boxes_of[name], others, n_frames, before, absence, after, margin,
+        segs = plan_person(boxes_of[name], others, detected, n_frames, before, absence, after,
+                           margin,
                            round(fps))
         if segs is None:
             print(f"{name}: not visible long enough for the clip lengths asked; skipped",
@@ -373,7 +394,14 @@ def main():
     if args.people:
         people = read_people(args.people)
         gt = relabel(gt, people)
-        plans = plan_people_clips(gt, list(people), n, fps, args)
+        # Every person detection, even at low confidence: ByteTrack's second association
+        # continues a track on those, so one where the target was would carry its track on.
+        det_path = os.path.join(args.out, "detections.jsonl")
+        if not os.path.exists(det_path):
+            subprocess.run([args.vigia, "detect", args.video, "--conf", "0.1", "--save-json",
+                            det_path, "--quiet"] + (["--model", args.model] if args.model else []),
+                           check=True, stdout=subprocess.DEVNULL)
+        plans = plan_people_clips(gt, read_detections(det_path), list(people), n, fps, args)
     else:
         plans = plan_clips(gt, n, fps, args)
     if not plans:
