@@ -21,6 +21,9 @@ use crate::model::{
 pub const DEFAULT_DETECTOR: &str = "nanodet-m-416";
 /// Name of the bundled default classifier.
 pub const DEFAULT_CLASSIFIER: &str = "efficientnet-lite0-224";
+/// Name of the person embedding model compiled into the binary (`vigia follow`'s default
+/// `--reid`).
+pub const DEFAULT_EMBEDDER: &str = "reid-vtest-64x128";
 
 const COCO80: &str = include_str!("../../models/coco80.txt");
 const IMAGENET1000: &str = include_str!("../../models/imagenet1000.txt");
@@ -28,6 +31,10 @@ const IMAGENET1000: &str = include_str!("../../models/imagenet1000.txt");
 #[cfg(feature = "embed-default")]
 const EMBEDDED_ONNX: &[u8] = include_bytes!("../../models/nanodet-m-416.onnx");
 const EMBEDDED_CARD: &str = include_str!("../../models/nanodet-m-416.toml");
+#[cfg(feature = "embed-default")]
+const EMBEDDED_EMBEDDER_ONNX: &[u8] = include_bytes!("../../models/reid-vtest-64x128.onnx");
+#[cfg(feature = "embed-default")]
+const EMBEDDED_EMBEDDER_CARD: &str = include_str!("../../models/reid-vtest-64x128.toml");
 
 /// What to load and how.
 #[derive(Debug, Clone, Default)]
@@ -250,20 +257,14 @@ pub fn locate(
     spec: Option<&str>,
     task: Task,
 ) -> Result<(Option<ModelCard>, Option<PathBuf>, ModelSource)> {
-    let spec =
-        match spec {
-            Some(s) => s,
-            None => match task {
-                Task::Detect => DEFAULT_DETECTOR,
-                Task::Classify => DEFAULT_CLASSIFIER,
-                Task::Embed => return Err(Error::Option {
-                    option: "--reid".into(),
-                    reason:
-                        "no embedding model is bundled; pass an .onnx made by `vigia-train reid`"
-                            .into(),
-                }),
-            },
-        };
+    let spec = match spec {
+        Some(s) => s,
+        None => match task {
+            Task::Detect => DEFAULT_DETECTOR,
+            Task::Classify => DEFAULT_CLASSIFIER,
+            Task::Embed => DEFAULT_EMBEDDER,
+        },
+    };
     let path = Path::new(spec);
     if path.is_file() {
         if path
@@ -322,6 +323,21 @@ pub fn locate(
             ModelSource::Embedded {
                 name: DEFAULT_DETECTOR,
                 bytes: EMBEDDED_ONNX,
+            },
+        ));
+    }
+    #[cfg(feature = "embed-default")]
+    if spec == DEFAULT_EMBEDDER {
+        let card = ModelCard::from_toml(
+            EMBEDDED_EMBEDDER_CARD,
+            Path::new("reid-vtest-64x128.toml (embedded)"),
+        )?;
+        return Ok((
+            Some(card),
+            None,
+            ModelSource::Embedded {
+                name: DEFAULT_EMBEDDER,
+                bytes: EMBEDDED_EMBEDDER_ONNX,
             },
         ));
     }

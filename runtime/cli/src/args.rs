@@ -172,6 +172,26 @@ pub fn unit_interval(s: &str) -> Result<f32, String> {
     }
 }
 
+/// A share in (0, 1], or `off`.
+pub fn share_or_off(s: &str) -> Result<ShareOrOff, String> {
+    if matches!(s.trim(), "off" | "none") {
+        return Ok(ShareOrOff(None));
+    }
+    let v: f32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a share in (0, 1] or `off`"))?;
+    if v > 0.0 && v <= 1.0 {
+        Ok(ShareOrOff(Some(v)))
+    } else {
+        Err(format!("{v} is outside (0, 1]"))
+    }
+}
+
+/// A share in (0, 1], or `None` for `off`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShareOrOff(pub Option<f32>);
+
 /// Seconds, as `30`, `30s`, `2m` or `1.5h`.
 pub fn seconds(s: &str) -> Result<f64, String> {
     let t = s.trim();

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use vigia::mot::read_mot;
-use vigia::reid::{retrieval, CropWalk, Sample};
+use vigia::reid::{colour_veto_scores, retrieval, ColourSample, ColourShares, CropWalk, Sample};
 
 use super::track::ReidMode;
 
@@ -34,6 +34,10 @@ pub struct EvalReidArgs {
     /// Crops overlapping another person's box above this IoU are left out
     #[arg(long, default_value_t = 0.2)]
     pub max_overlap: f32,
+    /// Also count the tracklet pairs ruled out by this colour veto (see `vigia track
+    /// --reid-colour-veto`); off: not counted
+    #[arg(long, default_value = "0.15", value_parser = super::args::share_or_off)]
+    pub reid_colour_veto: super::args::ShareOrOff,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
@@ -56,6 +60,7 @@ pub fn eval_reid(a: EvalReidArgs) -> anyhow::Result<ExitCode> {
         max_overlap: a.max_overlap,
     };
     let mut samples = Vec::new();
+    let mut colours = Vec::new();
     let mut out = Vec::new();
     let (mut embed_time, mut crops) = (std::time::Duration::ZERO, 0usize);
     walk.run(&a.video, &rows, |number, image, boxes, owners| {
@@ -63,8 +68,15 @@ pub fn eval_reid(a: EvalReidArgs) -> anyhow::Result<ExitCode> {
         embedder.embed(image, boxes, &mut out)?;
         embed_time += t.elapsed();
         crops += boxes.len();
-        for (person, v) in owners.iter().zip(out.drain(..)) {
+        for ((person, v), b) in owners.iter().zip(out.drain(..)).zip(boxes) {
             if let Some(vector) = v {
+                if let Some(shares) = ColourShares::of_box(image, b) {
+                    colours.push(ColourSample {
+                        person: *person,
+                        frame: number,
+                        shares,
+                    });
+                }
                 samples.push(Sample {
                     person: *person,
                     frame: number,
@@ -82,9 +94,14 @@ pub fn eval_reid(a: EvalReidArgs) -> anyhow::Result<ExitCode> {
         );
     };
     let us_per_crop = embed_time.as_secs_f64() * 1e6 / crops.max(1) as f64;
+    let colour = a
+        .reid_colour_veto
+        .0
+        .and_then(|veto| colour_veto_scores(&colours, veto));
     if a.json {
         let mut v = serde_json::to_value(r)?;
         v["embedder"] = embedder.name().into();
+        v["colour_veto"] = serde_json::to_value(colour)?;
         v["us_per_crop"] = us_per_crop.into();
         println!("{v}");
     } else {
@@ -106,6 +123,12 @@ pub fn eval_reid(a: EvalReidArgs) -> anyhow::Result<ExitCode> {
             "tracklets  rank-1 {:.3}, similarity {:.3} same person, at most {:.3} between two people",
             r.tracklet_rank1, r.tracklet_same, r.tracklet_other_max
         );
+        if let Some(c) = colour {
+            println!(
+                "colours    veto {}: rules out {} of {} same-person tracklet pairs, {} of {} pairs of two people",
+                c.veto, c.same_ruled_out, c.same_pairs, c.other_ruled_out, c.other_pairs
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -61,7 +61,8 @@ pub struct FollowArgs {
 }
 
 /// Runs a follower on each camera of the run.
-pub fn follow(a: FollowArgs, stop: Arc<AtomicBool>) -> anyhow::Result<ExitCode> {
+pub fn follow(mut a: FollowArgs, stop: Arc<AtomicBool>) -> anyhow::Result<ExitCode> {
+    a.tracker.reid_default = ReidMode::follow_default();
     let cameras = cameras(&a.source)?;
     let many = cameras.len() > 1;
     let mut run_outputs = a.follow_out.clone();
@@ -84,10 +85,11 @@ pub fn follow(a: FollowArgs, stop: Arc<AtomicBool>) -> anyhow::Result<ExitCode> 
         .map(|(c, o)| (c.name.as_str(), *o))
         .collect();
     check_shared_outputs(&named)?;
-    let use_appearance = a.tracker.reid != ReidMode::Off;
+    let use_appearance = *a.tracker.reid() != ReidMode::Off;
     let appearance = AppearanceGate {
         threshold: a.tracker.reid_threshold()?,
         margin: a.tracker.reid_margin,
+        colour_veto: a.tracker.reid_colour_veto.0,
         memory: a.follow_memory,
         any_after: a.follow_any_after,
         ..AppearanceGate::default()

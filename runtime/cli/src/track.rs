@@ -13,17 +13,18 @@ use vigia::mot::{detections_by_frame, evaluate, read_mot, write_mot_line};
 use vigia::reid::{
     Embedder, HistogramEmbedder, ModelEmbedder, DEFAULT_MODEL_THRESHOLD, HISTOGRAM_THRESHOLD,
 };
-use vigia::resolve::{locate, LoadOptions};
+use vigia::resolve::{locate, LoadOptions, DEFAULT_EMBEDDER};
 use vigia::track::bytetrack::{ByteTrackConfig, ByteTracker};
 use vigia::track::reid::{ReidConfig, ReidTracker};
 use vigia::track::Tracker;
 
 /// How people who leave and come back are recognised (`--reid`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum ReidMode {
     /// Motion only: an absence longer than the track buffer ends the identity.
     Off,
     /// Colour histograms per body third (no model).
+    #[default]
     Hist,
     /// An embedding model (`.onnx` with its card, or the `.toml` card) made by `vigia-train reid`.
     Model(String),
@@ -39,19 +40,29 @@ impl std::str::FromStr for ReidMode {
         match s {
             "off" | "none" => Ok(ReidMode::Off),
             "hist" | "histogram" => Ok(ReidMode::Hist),
+            DEFAULT_EMBEDDER => Ok(ReidMode::Model(s.into())),
             _ if is_model_file && std::path::Path::new(s).is_file() => {
                 Ok(ReidMode::Model(s.into()))
             }
             _ if is_model_file => Err(format!("embedding model {s}: no such file")),
             _ => Err(format!(
-                "'{s}' is not a re-identification mode: use hist, off or an embedding model \
-                 (.onnx made by vigia-train reid)"
+                "'{s}' is not a re-identification mode: use hist, off, {DEFAULT_EMBEDDER} (the \
+                 bundled embedding model) or an embedding model (.onnx made by vigia-train reid)"
             )),
         }
     }
 }
 
 impl ReidMode {
+    /// `vigia follow`'s default: the bundled embedding model where this build or a models
+    /// folder has it, else colour histograms.
+    pub fn follow_default() -> ReidMode {
+        match locate(None, Task::Embed) {
+            Ok(_) => ReidMode::Model(DEFAULT_EMBEDDER.into()),
+            Err(_) => ReidMode::Hist,
+        }
+    }
+
     /// The embedder this mode uses (`None` for `off`).
     pub fn embedder(&self) -> anyhow::Result<Option<Box<dyn Embedder>>> {
         Ok(match self {
@@ -96,9 +107,14 @@ pub struct TrackerArgs {
     #[arg(long, default_value_t = 30)]
     pub track_buffer: u32,
     /// Re-identify people who leave and come back by their look: hist (colour histograms per
-    /// body third), off (motion only) or an embedding model (.onnx made by `vigia-train reid`)
-    #[arg(long, default_value = "hist")]
-    pub reid: ReidMode,
+    /// body third), off (motion only), reid-vtest-64x128 (the bundled embedding model) or an
+    /// embedding model (.onnx made by `vigia-train reid`) [default: hist for track, the bundled
+    /// model for follow]
+    #[arg(long)]
+    pub reid: Option<ReidMode>,
+    /// The command's `--reid` when none is given.
+    #[arg(skip)]
+    pub reid_default: ReidMode,
     /// How long a person out of view is remembered for re-identification (seconds; 30 or 30s)
     #[arg(long, default_value = "30", value_parser = super::args::seconds)]
     pub reid_memory: f64,
@@ -109,6 +125,11 @@ pub struct TrackerArgs {
     /// Least lead of the best-matching person over the next best
     #[arg(long, default_value_t = 0.05)]
     pub reid_margin: f32,
+    /// Two people are never taken for one when a strong colour covers shares of their upper
+    /// body that differ by at least this much (0-1), whatever their similarity; off: colours
+    /// not compared
+    #[arg(long, default_value = "0.15", value_parser = super::args::share_or_off)]
+    pub reid_colour_veto: super::args::ShareOrOff,
     /// Also report lost tracks (with their predicted boxes)
     #[arg(skip)]
     pub report_lost: bool,
@@ -151,7 +172,7 @@ impl TrackerOverrides {
             t.match_thresh = v;
         }
         if let Some(v) = &self.reid {
-            t.reid = v.clone();
+            t.reid = Some(v.clone());
         }
         if let Some(v) = self.reid_memory {
             t.reid_memory = v;
@@ -164,7 +185,7 @@ impl TrackerArgs {
     /// The tracker for frames of a source running at `fps`: ByteTrack, with re-identification
     /// unless `--reid off`.
     pub fn build_for_frames(&self, fps: f64) -> anyhow::Result<Box<dyn Tracker>> {
-        let Some(embedder) = self.reid.embedder()? else {
+        let Some(embedder) = self.reid().embedder()? else {
             return Ok(Box::new(self.build(fps)?));
         };
         let inner = ByteTracker::new(ByteTrackConfig {
@@ -177,6 +198,7 @@ impl TrackerArgs {
                 .reid_threshold
                 .unwrap_or_else(|| embedder.match_threshold()),
             margin: self.reid_margin,
+            colour_veto: self.reid_colour_veto.0,
             report_lost: self.report_lost,
             ..ReidConfig::default()
         };
@@ -185,28 +207,37 @@ impl TrackerArgs {
 
     /// One line saying how identities are kept, for the run's log.
     pub fn describe_reid(&self) -> String {
-        let threshold = match (self.reid_threshold, self.reid.default_threshold()) {
+        let threshold = match (self.reid_threshold, self.reid().default_threshold()) {
             (Some(t), _) | (None, Ok(t)) => t.to_string(),
             (None, Err(_)) => "?".into(),
         };
-        match &self.reid {
+        let colour = match self.reid_colour_veto.0 {
+            Some(v) => format!(", colour veto {v}"),
+            None => ", colours not compared".into(),
+        };
+        match self.reid() {
             ReidMode::Off => "re-identification off (motion only)".into(),
             ReidMode::Hist => format!(
-                "re-identification by colour histograms, memory {} s, threshold {threshold}",
+                "re-identification by colour histograms, memory {} s, threshold {threshold}{colour}",
                 self.reid_memory
             ),
             ReidMode::Model(spec) => format!(
-                "re-identification by the embedding model {spec}, memory {} s, threshold {threshold}",
+                "re-identification by the embedding model {spec}, memory {} s, threshold {threshold}{colour}",
                 self.reid_memory
             ),
         }
+    }
+
+    /// The re-identification mode in force: `--reid`, else the command's default.
+    pub fn reid(&self) -> &ReidMode {
+        self.reid.as_ref().unwrap_or(&self.reid_default)
     }
 
     /// The same-person similarity in force: `--reid-threshold`, else the embedding's default.
     pub fn reid_threshold(&self) -> anyhow::Result<f32> {
         match self.reid_threshold {
             Some(t) => Ok(t),
-            None => self.reid.default_threshold(),
+            None => self.reid().default_threshold(),
         }
     }
 

@@ -112,7 +112,11 @@ fn reid_options_and_inputs_give_clear_errors() {
     };
     check(
         &["track", "x.mp4", "--reid", "face"],
-        &["--reid", "hist, off or an embedding model"],
+        &["--reid", "hist, off, reid-vtest-64x128", "embedding model"],
+    );
+    check(
+        &["follow", "x.mp4", "--reid-colour-veto", "2"],
+        &["--reid-colour-veto", "outside (0, 1]"],
     );
     check(
         &["track", "x.mp4", "--reid", "/nonexistent/reid.onnx"],
@@ -327,8 +331,8 @@ fn the_follower_refuses_strangers_while_the_target_is_away_and_knows_him_when_ba
         locked(&off, 0..50)
     );
     assert!(locked(&off, 50..140) > 20, "{off:?}");
-    // By appearance: the strangers are refused, with the scores in the events ...
-    let (hist, log) = follow_states(&clip, &[]);
+    // By colour histograms: the strangers are refused, with the scores in the events ...
+    let (hist, log) = follow_states(&clip, &["--reid", "hist"]);
     assert!(
         locked(&hist, 0..50) >= 40,
         "locked {} of the first 50 frames",
@@ -350,4 +354,120 @@ fn the_follower_refuses_strangers_while_the_target_is_away_and_knows_him_when_ba
         "on him {on_him} of the last 70 frames: {hist:?}"
     );
     assert!(log.contains("reacquired"), "{log}");
+}
+
+/// A real exit and return of vtest.avi, as `tools/reid/exit_return.py` builds it for the man
+/// in the red-and-navy puffer jacket (motion tracks 16, then 33, of `tools/reid/vtest.tracks.txt`):
+/// video frames 271-473 (he walks, leaves at 374; others walk while he is away, among them a
+/// woman in a red jacket) and 564-673 (he is back from 574). 313 frames at 10 fps.
+fn puffer_jacket_clip(video: &std::path::Path, out: &std::path::Path) {
+    let graph = "[0:v]trim=start_frame=270:end_frame=473,setpts=PTS-STARTPTS[s0];\
+                 [0:v]trim=start_frame=563:end_frame=673,setpts=PTS-STARTPTS[s1];\
+                 [s0][s1]concat=n=2:v=1[out]";
+    let st = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(video)
+        .args(["-filter_complex", graph, "-map", "[out]"])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-qp", "10"])
+        .args(["-pix_fmt", "yuv420p"])
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// Boxes `[x1, y1, x2, y2]` of motion track `id` by video frame, from vtest.avi's tracks.
+fn vtest_track(id: u64) -> std::collections::HashMap<usize, [f32; 4]> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/reid/vtest.tracks.txt");
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let p: Vec<f32> = l.split(',').map(|x| x.parse().unwrap()).collect();
+            (p[1] as u64 == id).then(|| (p[0] as usize, [p[2], p[3], p[2] + p[4], p[3] + p[5]]))
+        })
+        .collect()
+}
+
+fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = ix * iy;
+    inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+}
+
+#[test]
+fn by_default_the_follower_stays_off_a_look_alike_and_knows_him_when_back() {
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = common::temp_dir("reid-look-alike");
+    let clip = dir.join("puffer.mp4");
+    puffer_jacket_clip(&shared.join("data/video/vtest.avi"), &clip);
+    let o = common::vigia_cmd()
+        .arg("follow")
+        .arg(&clip)
+        .args(["--target", "point:0.7961,0.2954"])
+        .output()
+        .unwrap();
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    // Default settings: the bundled embedding model and the colour veto.
+    assert!(
+        log.contains("reid-vtest-64x128") && log.contains("colour veto 0.15"),
+        "{log}"
+    );
+    // (clip frame, locked box in pixels) per follow command; events apart.
+    let mut locked = Vec::new();
+    let mut events = Vec::new();
+    for l in String::from_utf8_lossy(&o.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        if v["type"] == "event" {
+            events.push(v);
+        } else if v["type"] == "command" && v["reason"] == "follow" {
+            let frame = (v["time"].as_f64().unwrap() * 10.0).round() as usize;
+            let b = &v["target_box"];
+            if v["state"] == "locked" && b.is_array() {
+                let s = [768.0, 576.0, 768.0, 576.0];
+                let b: [f32; 4] = std::array::from_fn(|k| b[k].as_f64().unwrap() as f32 * s[k]);
+                locked.push((frame, b));
+            }
+        }
+    }
+    let count =
+        |frames: std::ops::Range<usize>| locked.iter().filter(|(f, _)| frames.contains(f)).count();
+    assert!(
+        count(0..103) >= 82,
+        "locked {} of 103 frames before",
+        count(0..103)
+    );
+    // While he is away (video frames 384-473) nobody is followed: the woman in red who walks
+    // in is refused for where her red is (the embedding alone scores her 0.39-0.77).
+    assert_eq!(count(113..203), 0, "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["appearance"]["colour_conflict"]["hue"] == "red"),
+        "{events:#?}"
+    );
+    // Back (video frame 574 on, 3 s to settle): on him, as his ground-truth track says.
+    let him = vtest_track(33);
+    let on_him = |f: usize, b: [f32; 4]| him.get(&(574 + f - 213)).map(|&h| iou(b, h) >= 0.5);
+    let settled = locked
+        .iter()
+        .filter(|&&(f, b)| (243..313).contains(&f) && on_him(f, b) == Some(true))
+        .count();
+    assert!(
+        settled >= 56,
+        "on him {settled} of the last 70 frames: {events:#?}"
+    );
+    let elsewhere = locked
+        .iter()
+        .filter(|&&(f, b)| (213..313).contains(&f) && on_him(f, b) == Some(false))
+        .count();
+    assert_eq!(elsewhere, 0, "{events:#?}");
 }

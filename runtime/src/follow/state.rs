@@ -469,7 +469,7 @@ impl LockMachine {
         if let (LockState::Locked { id }, Some(app)) = (self.state, appearances) {
             if let Some(seen) = app.get(id).filter(|_| self.gallery_owner == Some(id)) {
                 match &mut self.gallery {
-                    Some(g) => g.add(seen.average()),
+                    Some(g) => g.add_look(seen),
                     None => self.gallery = Some(seen.clone()),
                 }
             }
@@ -728,8 +728,9 @@ impl LockMachine {
             |t| coexisting.binary_search(&t).is_ok(),
         )?;
         if !m.accepted {
-            if m.score.similarity >= self.cfg.appearance.threshold || self.rejected.contains(&m.id)
-            {
+            let undecided = m.score.similarity >= self.cfg.appearance.threshold
+                && m.score.colour_conflict.is_none();
+            if undecided || self.rejected.contains(&m.id) {
                 // Similar enough but not clearly ahead of someone else (wait and see), or
                 // refused and reported before (judged again as their look builds up).
                 return None;

@@ -3,14 +3,22 @@
 //! An [`Embedder`] turns boxes of a frame into L2-normalized vectors whose cosine similarity is
 //! high for the same person and low for different people. [`HistogramEmbedder`] (colour
 //! histograms per body third) needs no model; [`ModelEmbedder`] runs an ONNX embedding model
-//! (`vigia-train reid`).
+//! (`vigia-train reid`). [`ColourShares`] (how much of the upper body each strong colour
+//! covers) sits beside either as a veto: two people whose colours cover clearly different
+//! parts of the body are never taken for one.
 
+mod colour_shares;
+mod colour_veto_scores;
 mod crop_walk;
 mod histogram;
 mod model_embedder;
 mod retrieval;
 mod vector;
 
+pub use colour_shares::{
+    ColourAverage, ColourConflict, ColourShares, DEFAULT_COLOUR_VETO, MIN_COLOUR_VIEWS,
+};
+pub use colour_veto_scores::{colour_veto_scores, ColourSample, ColourVetoScores};
 pub use crop_walk::CropWalk;
 pub use histogram::{HistogramEmbedder, HISTOGRAM_THRESHOLD};
 pub use model_embedder::{ModelEmbedder, DEFAULT_MODEL_THRESHOLD};
@@ -60,6 +68,17 @@ pub fn validate_match_rule(threshold: f32, margin: f32) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Checks a colour veto (`--reid-colour-veto`): a share of the upper body in (0, 1].
+pub fn validate_colour_veto(veto: Option<f32>) -> Result<()> {
+    match veto {
+        Some(v) if !(v > 0.0 && v <= 1.0) => Err(Error::option(
+            "--reid-colour-veto",
+            format!("must be a share of the upper body in (0, 1] or `off`, got {v}"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The pixel rectangle `(x0, y0, x1, y1)` (exclusive end) of `b` inside a `w` x `h` image, or

@@ -1,6 +1,6 @@
 //! Appearance memory of tracks: a [`Gallery`] per person and the per-frame [`Appearances`].
 
-use crate::reid::{cosine, l2_normalize};
+use crate::reid::{cosine, l2_normalize, ColourAverage, ColourConflict, ColourShares};
 
 /// Weight of the running average kept at each update (the new vector gets the rest).
 const EMA_KEEP: f32 = 0.9;
@@ -10,12 +10,14 @@ const SNAPSHOTS: usize = 4;
 const DIVERSE_BELOW: f32 = 0.9;
 
 /// What one person looked like: a running average plus a few diverse snapshots (front and
-/// back, in light and in shade), all unit vectors.
+/// back, in light and in shade), all unit vectors, and how much of their upper body each
+/// strong colour covers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gallery {
     average: Vec<f32>,
     snapshots: Vec<Vec<f32>>,
     updates: u32,
+    colour: ColourAverage,
 }
 
 impl Gallery {
@@ -25,6 +27,7 @@ impl Gallery {
             average: first.to_vec(),
             snapshots: vec![first.to_vec()],
             updates: 1,
+            colour: ColourAverage::default(),
         }
     }
 
@@ -57,12 +60,39 @@ impl Gallery {
         }
     }
 
+    /// Adds the colour shares of one crop.
+    pub fn add_colour(&mut self, shares: &ColourShares) {
+        self.colour.add(shares);
+    }
+
+    /// Learns from `look`, what the same person's current track looks like: its average as
+    /// one vector, its colour shares as one view.
+    pub fn add_look(&mut self, look: &Gallery) {
+        self.add(&look.average);
+        if look.colour.views() > 0 {
+            self.colour.add(look.colour.shares());
+        }
+    }
+
     /// Merges another gallery of the same person into this one.
     pub fn merge(&mut self, other: &Gallery) {
         for s in &other.snapshots {
             self.add(s);
         }
         self.add(&other.average);
+        self.colour.merge(&other.colour);
+    }
+
+    /// The averaged colour shares.
+    pub fn colour(&self) -> &ColourAverage {
+        &self.colour
+    }
+
+    /// The strong colour that covers clearly different shares of this person (the one looked
+    /// for) and of `other` (at least `veto` of the upper body), when both have been measured
+    /// often enough; `None` when `veto` is `None`.
+    pub fn colour_conflict(&self, other: &Gallery, veto: Option<f32>) -> Option<ColourConflict> {
+        self.colour.conflict(&other.colour, veto?)
     }
 
     /// The running average (a unit vector).

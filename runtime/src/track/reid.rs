@@ -5,7 +5,8 @@
 //! new track, then every few frames, never a crop overlapped by another person), and while a
 //! new track is young compares it with the identities not in view that were last seen within
 //! the memory window. A clear match (similarity above the threshold and a margin above the
-//! next best) takes the old identity's id; otherwise the track keeps a new one.
+//! next best, and no strong colour covering clearly different shares of the two) takes the old
+//! identity's id; otherwise the track keeps a new one.
 
 use std::collections::HashMap;
 
@@ -15,7 +16,7 @@ use super::appearance::{Appearances, Gallery};
 use super::{Track, TrackState, Tracker};
 use crate::detection::{BBox, Detection};
 use crate::error::{Error, Result};
-use crate::reid::Embedder;
+use crate::reid::{ColourShares, Embedder};
 
 /// Settings of re-identification.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -26,6 +27,9 @@ pub struct ReidConfig {
     pub threshold: f32,
     /// Least lead of the best match over the second best.
     pub margin: f32,
+    /// Least difference in one strong colour's share of the upper body that tells two people
+    /// apart whatever their similarity (`--reid-colour-veto`); `None`: colours not compared.
+    pub colour_veto: Option<f32>,
     /// Frames between embeddings of a track whose identity is settled.
     pub embed_every: u32,
     /// Embeddings a new track needs before it is compared.
@@ -46,6 +50,7 @@ impl Default for ReidConfig {
             memory: 30.0,
             threshold: 0.93,
             margin: 0.05,
+            colour_veto: Some(crate::reid::DEFAULT_COLOUR_VETO),
             embed_every: 3,
             decide_after: 5,
             decide_within: 20,
@@ -66,6 +71,7 @@ impl ReidConfig {
             ));
         }
         crate::reid::validate_match_rule(self.threshold, self.margin)?;
+        crate::reid::validate_colour_veto(self.colour_veto)?;
         if self.embed_every == 0 || self.decide_after == 0 || self.max_identities == 0 {
             return Err(Error::option(
                 "--reid",
@@ -292,16 +298,28 @@ impl<T: Tracker> ReidTracker<T> {
                 ),
             });
         }
-        for (owner, v) in self.crop_owners.iter().zip(self.vectors.drain(..)) {
+        for ((owner, v), b) in self
+            .crop_owners
+            .iter()
+            .zip(self.vectors.drain(..))
+            .zip(&self.crop_boxes)
+        {
             let Some(v) = v.filter(|v| v.iter().all(|x| x.is_finite())) else {
                 continue;
             };
+            let colour = ColourShares::of_box(image, b);
             let ident = self.identities.get_mut(owner).expect("bound identity");
             ident.last_embed = self.frame;
             for g in [&mut ident.gallery, &mut ident.look] {
-                match g {
-                    Some(g) => g.add(&v),
-                    None => *g = Some(Gallery::new(&v)),
+                let g = match g {
+                    Some(g) => {
+                        g.add(&v);
+                        g
+                    }
+                    None => g.insert(Gallery::new(&v)),
+                };
+                if let Some(c) = &colour {
+                    g.add_colour(c);
                 }
             }
         }
@@ -353,7 +371,8 @@ impl<T: Tracker> ReidTracker<T> {
                 .is_some_and(|t| t.state == TrackState::Tracked);
             let eligible = !in_view
                 && ident.last_seen < young.first_seen
-                && time - ident.last_seen <= self.config.memory;
+                && time - ident.last_seen <= self.config.memory
+                && og.colour_conflict(g, self.config.colour_veto).is_none();
             scored.push((other, og.similarity_to(g), eligible));
         }
         let &(old, s, _) = scored
@@ -482,8 +501,9 @@ mod tests {
 
     const DT: f64 = 1.0 / 30.0;
 
-    /// A person: shirt and trousers colours, top-left corner.
+    /// A person: shoulders (top 15 % of the box), shirt and trousers colours, top-left corner.
     struct Walker {
+        shoulders: [u8; 3],
         shirt: [u8; 3],
         trousers: [u8; 3],
         x: f32,
@@ -503,7 +523,9 @@ mod tests {
             let b = p.bbox();
             for y in b.y1 as u32..b.y2 as u32 {
                 for x in b.x1 as u32..b.x2 as u32 {
-                    let c = if (y as f32) < b.y1 + 45.0 {
+                    let c = if (y as f32) < b.y1 + 15.0 {
+                        p.shoulders
+                    } else if (y as f32) < b.y1 + 45.0 {
                         p.shirt
                     } else {
                         p.trousers
@@ -568,18 +590,21 @@ mod tests {
 
     fn walkers() -> (Walker, Walker, Walker) {
         let red = Walker {
+            shoulders: [200, 40, 40],
             shirt: [200, 40, 40],
             trousers: [40, 40, 150],
             x: 20.0,
             y: 60.0,
         };
         let green = Walker {
+            shoulders: [40, 170, 60],
             shirt: [40, 170, 60],
             trousers: [60, 60, 60],
             x: 500.0,
             y: 80.0,
         };
         let yellow = Walker {
+            shoulders: [220, 200, 40],
             shirt: [220, 200, 40],
             trousers: [30, 30, 30],
             x: 250.0,
@@ -626,6 +651,44 @@ mod tests {
     }
 
     #[test]
+    fn a_stranger_with_the_colour_elsewhere_on_the_body_never_takes_the_id() {
+        for veto in [Some(crate::reid::DEFAULT_COLOUR_VETO), None] {
+            let (mut red, _, _) = walkers();
+            let inner = ByteTracker::new(ByteTrackConfig {
+                report_lost: true,
+                ..ByteTrackConfig::default()
+            })
+            .unwrap();
+            // Any look matches (histograms of the two are alike enough to fool a lax
+            // threshold): only the colours' shares of the body can tell them apart.
+            let config = ReidConfig {
+                threshold: -0.99,
+                margin: 0.0,
+                colour_veto: veto,
+                ..ReidConfig::default()
+            };
+            let mut t =
+                ReidTracker::new(inner, Box::new(HistogramEmbedder::new()), config).unwrap();
+            let red_id = run(&mut t, &mut [(&mut red, 2.0)], 0, 30)[0].unwrap();
+            // Gone for 2 s (the track buffer is 1 s).
+            run(&mut t, &mut [], 30, 90);
+            // Red only on the shoulders, a dark shirt below: a different person.
+            let mut stranger = Walker {
+                shoulders: [200, 40, 40],
+                shirt: [30, 30, 60],
+                trousers: [40, 40, 150],
+                x: 400.0,
+                y: 60.0,
+            };
+            let id = run(&mut t, &mut [(&mut stranger, 1.0)], 90, 120)[0].unwrap();
+            match veto {
+                Some(_) => assert_ne!(id, red_id, "the stranger took the red shirt's id"),
+                None => assert_eq!(id, red_id, "without the veto the lax threshold matches"),
+            }
+        }
+    }
+
+    #[test]
     fn without_memory_or_pixels_the_returning_person_gets_a_new_id() {
         let (mut red, mut green, _) = walkers();
         let mut t = tracker(0.5);
@@ -662,8 +725,10 @@ mod tests {
         };
         let mut t = ReidTracker::new(inner, Box::new(HistogramEmbedder::new()), config).unwrap();
         for k in 0..12u32 {
+            let shirt = [(k * 20) as u8, 255 - (k * 20) as u8, (k * 50 % 255) as u8];
             let mut w = Walker {
-                shirt: [(k * 20) as u8, 255 - (k * 20) as u8, (k * 50 % 255) as u8],
+                shoulders: shirt,
+                shirt,
                 trousers: [(k * 30 % 255) as u8, 40, 90],
                 x: 100.0,
                 y: 60.0,
