@@ -3,7 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use image::{Rgb, RgbImage};
-use vigia::reid::{Embedder, HistogramEmbedder};
+use vigia::reid::{ColourShares, Embedder, HistogramEmbedder};
 use vigia::track::bytetrack::{ByteTrackConfig, ByteTracker};
 use vigia::track::reid::{ReidConfig, ReidTracker};
 use vigia::track::Tracker;
@@ -53,6 +53,14 @@ fn reid(c: &mut Criterion) {
         b.iter(|| {
             embedder.embed(&image, &boxes, &mut out).expect("embed");
             out.len()
+        })
+    });
+    c.bench_function("colour_shares/10_people", |b| {
+        b.iter(|| {
+            boxes
+                .iter()
+                .filter_map(|bb| ColourShares::of_box(&image, bb))
+                .count()
         })
     });
     let frames: Vec<_> = (0..60).map(|f| walking_people(10, f)).collect();
