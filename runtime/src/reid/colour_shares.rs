@@ -6,7 +6,7 @@
 //! glance is how much of the body the colour covers. [`ColourShares`] measures it: over the
 //! head-to-hip part of the box (its top 5/8) and the middle 40 % of its width, where the
 //! pixels are the person rather than the background, the fraction of pixels of each of six
-//! strong hues (saturation above 0.55, brightness above 0.25). A difference of a sixth of that
+//! strong hues (saturation above 0.55, brightness above 0.25). A difference of 0.15 of that
 //! region in one hue is a different person; grey, black and white clothes say nothing here,
 //! so the test only ever refuses, never vouches.
 
