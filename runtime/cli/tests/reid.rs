@@ -252,19 +252,20 @@ fn the_trained_embedding_tells_held_out_vtest_people_apart() {
     );
 }
 
-/// An exit-and-return clip of vtest.avi as `tools/reid/exit_return.py` builds it for the
-/// person vigia tracks as id 16 in the continuous video: frames 197-246 (he walks), 394-483
-/// (he is away, others walk), 274-373 (he is back). 10 fps, 768 x 576.
-fn exit_and_return_clip(video: &std::path::Path, out: &std::path::Path) {
-    let segments = [(197, 246), (394, 483), (274, 373)];
+/// Video frames `spans` (1-based, inclusive) of `video`, one after the other, into `out` as
+/// `tools/reid/exit_return.py` cuts its clips.
+fn cut_clip(video: &std::path::Path, spans: &[(u32, u32)], out: &std::path::Path) {
     let mut graph = String::new();
-    for (i, (a, b)) in segments.iter().enumerate() {
+    for (i, (a, b)) in spans.iter().enumerate() {
         graph += &format!(
             "[0:v]trim=start_frame={}:end_frame={b},setpts=PTS-STARTPTS[s{i}];",
             a - 1
         );
     }
-    graph += "[s0][s1][s2]concat=n=3:v=1[out]";
+    graph += &(0..spans.len())
+        .map(|i| format!("[s{i}]"))
+        .collect::<String>();
+    graph += &format!("concat=n={}:v=1[out]", spans.len());
     let st = std::process::Command::new("ffmpeg")
         .args(["-v", "error", "-y", "-i"])
         .arg(video)
@@ -275,6 +276,13 @@ fn exit_and_return_clip(video: &std::path::Path, out: &std::path::Path) {
         .status()
         .unwrap();
     assert!(st.success());
+}
+
+/// An exit-and-return clip of vtest.avi as `tools/reid/exit_return.py` builds it for the
+/// person vigia tracks as id 16 in the continuous video: frames 197-246 (he walks), 394-483
+/// (he is away, others walk), 274-373 (he is back). 10 fps, 768 x 576.
+fn exit_and_return_clip(video: &std::path::Path, out: &std::path::Path) {
+    cut_clip(video, &[(197, 246), (394, 483), (274, 373)], out);
 }
 
 /// The follower's commands as (frame, state, target id) from `vigia follow` JSON lines.
@@ -361,19 +369,7 @@ fn the_follower_refuses_strangers_while_the_target_is_away_and_knows_him_when_ba
 /// video frames 271-473 (he walks, leaves at 374; others walk while he is away, among them a
 /// woman in a red jacket) and 564-673 (he is back from 574). 313 frames at 10 fps.
 fn puffer_jacket_clip(video: &std::path::Path, out: &std::path::Path) {
-    let graph = "[0:v]trim=start_frame=270:end_frame=473,setpts=PTS-STARTPTS[s0];\
-                 [0:v]trim=start_frame=563:end_frame=673,setpts=PTS-STARTPTS[s1];\
-                 [s0][s1]concat=n=2:v=1[out]";
-    let st = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-i"])
-        .arg(video)
-        .args(["-filter_complex", graph, "-map", "[out]"])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-qp", "10"])
-        .args(["-pix_fmt", "yuv420p"])
-        .arg(out)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    cut_clip(video, &[(271, 473), (564, 673)], out);
 }
 
 /// Boxes `[x1, y1, x2, y2]` of motion track `id` by video frame, from vtest.avi's tracks.
