@@ -296,9 +296,14 @@ pub fn locate(
             ModelSource::File(path.to_path_buf()),
         ));
     }
+    // The option the user gave `spec` with.
+    let option = match task {
+        Task::Embed => "--reid",
+        _ => "--model",
+    };
     if path.exists() {
         return Err(Error::Option {
-            option: "--model".into(),
+            option: option.into(),
             reason: format!("{spec} is not a file"),
         });
     }
@@ -344,7 +349,7 @@ pub fn locate(
     let _ = EMBEDDED_CARD;
     let looked: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
     Err(Error::Option {
-        option: "--model".into(),
+        option: option.into(),
         reason: format!(
             "'{spec}' is neither a file nor a bundled model name (looked for {spec}.toml in: {}). \
              Give a path to an .onnx file or a model card, or set VIGIA_MODELS to a models folder",
@@ -577,4 +582,31 @@ fn load_labels(card: &ModelCard, dir: Option<&Path>, classes: &Option<usize>) ->
 /// Bundled COCO-80 names.
 pub fn coco_labels() -> Labels {
     Labels::parse(COCO80)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_name_is_blamed_on_the_option_that_gave_it() {
+        let err = |task| {
+            locate(Some("no-such-model-name"), task)
+                .unwrap_err()
+                .to_string()
+        };
+        let embed = err(Task::Embed);
+        assert!(
+            embed.contains("--reid") && embed.contains("no-such-model-name"),
+            "{embed}"
+        );
+        assert!(!embed.contains("--model"), "{embed}");
+        let detect = err(Task::Detect);
+        assert!(detect.contains("--model"), "{detect}");
+        let dir = locate(Some("."), Task::Embed).unwrap_err().to_string();
+        assert!(
+            dir.contains("--reid") && dir.contains("not a file"),
+            "{dir}"
+        );
+    }
 }
