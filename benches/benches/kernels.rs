@@ -15,7 +15,7 @@ use criterion::{
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use vigia::engine::passes::conv_kernels::replace_convs;
-use vigia::kernels::dense_conv::DenseConv;
+use vigia::kernels::dense_conv::{DenseConv, Lanes};
 use vigia::kernels::depthwise::{DepthwiseConv, DepthwisePath};
 use vigia::kernels::planes::PlaneGeometry;
 use vigia::kernels::winograd::WinogradConv;
@@ -23,7 +23,7 @@ use vigia::kernels::{Activation, Isa};
 use vigia_benches::use_threads;
 
 /// Dense layers: (input channels, output channels, input side, kernel, stride), "same" padding.
-const DENSE_SHAPES: [(usize, usize, usize, usize, usize); 21] = [
+const DENSE_SHAPES: [(usize, usize, usize, usize, usize); 26] = [
     (3, 24, 416, 3, 2),
     (24, 58, 104, 1, 1),
     (116, 116, 26, 1, 1),
@@ -45,6 +45,11 @@ const DENSE_SHAPES: [(usize, usize, usize, usize, usize); 21] = [
     (32, 32, 160, 1, 1),
     (48, 32, 160, 1, 1),
     (16, 32, 320, 3, 2),
+    (512, 512, 14, 3, 2),
+    (2048, 512, 7, 1, 1),
+    (512, 2048, 7, 1, 1),
+    (1024, 256, 14, 1, 1),
+    (320, 1280, 7, 1, 1),
 ];
 
 /// Depthwise layers: (channels, input side, kernel, stride) with "same" padding.
@@ -96,6 +101,14 @@ fn dense_benches(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new("vigia", isa.name()), &isa, |b, _| {
                 b.iter(|| conv.run(&input, &mut out))
             });
+            if conv.lanes() == Lanes::Channels {
+                // The product it replaces, vectors along the pixels.
+                let pixels =
+                    DenseConv::with_lanes(isa, g, outs, &weights, &bias, relu6, Lanes::Pixels)
+                        .expect("conv");
+                let id = BenchmarkId::new("vigia_pixel_lanes", isa.name());
+                group.bench_with_input(id, &isa, |b, _| b.iter(|| pixels.run(&input, &mut out)));
+            }
             if let Ok(conv) = WinogradConv::new(isa, g, outs, &weights, &bias, relu6) {
                 let id = BenchmarkId::new("winograd", isa.name());
                 group.bench_with_input(id, &isa, |b, _| b.iter(|| conv.run(&input, &mut out)));

@@ -16,7 +16,9 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-use super::gemm::{gemm, gemm_serial, Columns, PackedWeights};
+use super::gemm::{
+    self, gemm, gemm_row_lanes, gemm_serial, row_lanes_pay, Columns, PackedWeights, RowLaneWeights,
+};
 use super::planes::{fill_phases, PlaneGeometry};
 use super::pool::{self, for_each_rows, SharedMut};
 use super::{Activation, Isa};
@@ -34,7 +36,7 @@ pub struct DenseConv {
     /// The spatial geometry (`channels` is the number of input channels).
     geometry: PlaneGeometry,
     out_channels: usize,
-    packed: PackedWeights,
+    packed: Filters,
     activation: Activation,
     /// Where each `B` row (input channel, then tap) starts in the input or its phase planes.
     offsets: Vec<usize>,
@@ -42,6 +44,51 @@ pub struct DenseConv {
     direct: bool,
     /// The bands of output rows run one by one (empty: the planes are filled whole).
     bands: Vec<Band>,
+}
+
+/// The filters, packed for the product that suits the output's size.
+#[derive(Debug, Clone, PartialEq)]
+enum Filters {
+    /// Vectors along the output pixels ([`gemm`]).
+    PixelLanes(PackedWeights),
+    /// Vectors along the output channels ([`gemm_row_lanes`]): small maps (7x7, 14x14) whose
+    /// pixels would leave a large part of the last panel empty.
+    ChannelLanes(RowLaneWeights),
+}
+
+impl Filters {
+    fn isa(&self) -> Isa {
+        match self {
+            Filters::PixelLanes(w) => w.isa(),
+            Filters::ChannelLanes(w) => w.isa(),
+        }
+    }
+
+    fn depth(&self) -> usize {
+        match self {
+            Filters::PixelLanes(w) => w.depth(),
+            Filters::ChannelLanes(w) => w.depth(),
+        }
+    }
+
+    /// `output = act(filters x b + bias)`, spread over the current pool.
+    fn product(&self, b: &Columns, output: &mut [f32], activation: Activation) {
+        match self {
+            Filters::PixelLanes(w) => gemm(w, b, output, b.len(), activation),
+            Filters::ChannelLanes(w) => gemm_row_lanes(w, b, output, b.len(), activation),
+        }
+    }
+}
+
+/// Which way [`DenseConv`] lays its product's vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lanes {
+    /// Whichever wastes fewer lanes on the layer's shape ([`row_lanes_pay`]).
+    Auto,
+    /// Along output pixels.
+    Pixels,
+    /// Along output channels (not for maps large enough to be cut into bands).
+    Channels,
 }
 
 /// A band of output rows: the same convolution over the input rows it reads, with the padding
@@ -136,10 +183,31 @@ impl DenseConv {
         bias: &[f32],
         activation: Activation,
     ) -> Result<Self, String> {
+        Self::with_lanes(
+            isa,
+            geometry,
+            out_channels,
+            weights,
+            bias,
+            activation,
+            Lanes::Auto,
+        )
+    }
+
+    /// As [`Self::new`], the product's vectors laid along `lanes`; an error for channel lanes
+    /// on a map large enough to be cut into bands.
+    pub fn with_lanes(
+        isa: Isa,
+        geometry: PlaneGeometry,
+        out_channels: usize,
+        weights: &[f32],
+        bias: &[f32],
+        activation: Activation,
+        lanes: Lanes,
+    ) -> Result<Self, String> {
         let g = &geometry;
         let taps = g.kernel_h * g.kernel_w;
         let depth = g.channels * taps;
-        let packed = PackedWeights::new(isa, weights, bias, out_channels, depth)?;
         let direct = taps == 1
             && (g.stride_h, g.stride_w) == (1, 1)
             && (g.pad_top, g.pad_left) == (0, 0)
@@ -150,7 +218,25 @@ impl DenseConv {
                 Vec::new(),
             )
         } else {
-            (plane_offsets(g), bands(g, BAND_BYTES, packed.tile().1))
+            (plane_offsets(g), bands(g, BAND_BYTES, gemm::tile(isa).1))
+        };
+        let pixels = g.out_h * g.out_w;
+        let channel_lanes = match lanes {
+            Lanes::Auto => bands.is_empty() && row_lanes_pay(isa, out_channels, depth, pixels),
+            Lanes::Pixels => false,
+            Lanes::Channels if bands.is_empty() => true,
+            Lanes::Channels => return Err(format!("channel lanes on a map of {pixels} pixels")),
+        };
+        let packed = if channel_lanes {
+            Filters::ChannelLanes(RowLaneWeights::new(
+                isa,
+                weights,
+                bias,
+                out_channels,
+                depth,
+            )?)
+        } else {
+            Filters::PixelLanes(PackedWeights::new(isa, weights, bias, out_channels, depth)?)
         };
         Ok(DenseConv {
             geometry,
@@ -183,6 +269,14 @@ impl DenseConv {
         self.out_channels
     }
 
+    /// The way the product's vectors are laid ([`Lanes::Pixels`] or [`Lanes::Channels`]).
+    pub fn lanes(&self) -> Lanes {
+        match self.packed {
+            Filters::PixelLanes(_) => Lanes::Pixels,
+            Filters::ChannelLanes(_) => Lanes::Channels,
+        }
+    }
+
     /// The fused activation.
     pub fn activation(&self) -> Activation {
         self.activation
@@ -213,7 +307,7 @@ impl DenseConv {
         assert_eq!(output.len(), self.output_len(), "output length");
         if self.direct {
             let b = Columns::new(input, &self.offsets, g.in_h * g.in_w).expect("planes in input");
-            gemm(&self.packed, &b, output, b.len(), self.activation);
+            self.packed.product(&b, output, self.activation);
             return;
         }
         if !self.bands.is_empty() {
@@ -238,7 +332,7 @@ impl DenseConv {
         let n = g.out_h * g.out_w;
         let b = Columns::in_runs(&phases, &self.offsets, n, g.out_w, g.phase_cols())
             .expect("taps inside the planes");
-        gemm(&self.packed, &b, output, n, self.activation);
+        self.packed.product(&b, output, self.activation);
         PHASES.set(phases);
     }
 
@@ -246,6 +340,9 @@ impl DenseConv {
     fn run_bands(&self, input: &[f32], output: &mut [f32]) {
         let g = &self.geometry;
         let (plane_in, plane_out) = (g.in_h * g.in_w, g.out_h * g.out_w);
+        let Filters::PixelLanes(packed) = &self.packed else {
+            unreachable!("channel lanes are never cut into bands")
+        };
         let out = SharedMut::new(output);
         pool::current().run(self.bands.len(), &|i| {
             let band = &self.bands[i];
@@ -266,7 +363,7 @@ impl DenseConv {
             // this task alone: the bands cut the rows into disjoint ranges.
             unsafe {
                 let c = SharedMut::at(out, band.out_rows.start * g.out_w);
-                gemm_serial(&self.packed, &b, c, plane_out, self.activation);
+                gemm_serial(packed, &b, c, plane_out, self.activation);
             }
             PHASES.set(phases);
         });
@@ -288,12 +385,24 @@ mod tests {
         let bias = rng.values(out_channels);
         let want = dense_conv_naive(&g, out_channels, &input, &weights, &bias, act);
         for isa in Isa::all_supported() {
-            let whole = DenseConv::new(isa, g, out_channels, &weights, &bias, act).unwrap();
+            let conv = |lanes| {
+                DenseConv::with_lanes(isa, g, out_channels, &weights, &bias, act, lanes).unwrap()
+            };
+            let whole = conv(Lanes::Pixels);
             // Bands of one to a few rows (or none, where the planes are smaller).
             let banded = whole
                 .clone()
                 .with_band_bytes(4 * g.channels * 8 * g.phase_cols());
-            for (conv, how) in [(whole, "whole"), (banded, "in bands")] {
+            let with_bands = !whole.bands.is_empty();
+            let mut convs = vec![(whole, "whole"), (banded, "in bands")];
+            // Channel lanes for every map not cut into bands.
+            let channels =
+                DenseConv::with_lanes(isa, g, out_channels, &weights, &bias, act, Lanes::Channels);
+            match channels {
+                Ok(channels) => convs.push((channels, "by channel lanes")),
+                Err(e) => assert!(with_bands, "{e}"),
+            }
+            for (conv, how) in convs {
                 for threads in [1, 2, 3] {
                     let mut got = vec![f32::NAN; conv.output_len()];
                     with_pool(Arc::new(Pool::new(threads)), || conv.run(&input, &mut got));

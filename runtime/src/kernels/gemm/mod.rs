@@ -13,8 +13,11 @@
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+mod row_lanes;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
+
+pub use row_lanes::{gemm_row_lanes, row_lanes_pay, RowLaneWeights};
 
 use std::cell::RefCell;
 
@@ -56,15 +59,7 @@ impl PackedWeights {
         m: usize,
         k: usize,
     ) -> Result<Self, String> {
-        if m == 0 || k == 0 {
-            return Err(format!("empty product ({m} x {k})"));
-        }
-        if weights.len() != m * k {
-            return Err(format!("{} weights for {m} x {k}", weights.len()));
-        }
-        if bias.len() != m {
-            return Err(format!("{} biases for {m} rows", bias.len()));
-        }
+        check_operands(weights, bias, m, k)?;
         let (mr, _) = tile(isa);
         let panels = m.div_ceil(mr);
         let mut data = AlignedBuf::zeroed(panels * mr * k);
@@ -106,6 +101,20 @@ impl PackedWeights {
     pub fn tile(&self) -> (usize, usize) {
         tile(self.isa)
     }
+}
+
+/// Checks that `weights` hold `m x k` values and `bias` `m`, neither empty.
+fn check_operands(weights: &[f32], bias: &[f32], m: usize, k: usize) -> Result<(), String> {
+    if m == 0 || k == 0 {
+        return Err(format!("empty product ({m} x {k})"));
+    }
+    if weights.len() != m * k {
+        return Err(format!("{} weights for {m} x {k}", weights.len()));
+    }
+    if bias.len() != m {
+        return Err(format!("{} biases for {m} rows", bias.len()));
+    }
+    Ok(())
 }
 
 /// The `B` operand: `K` rows of `N` columns. Row `r` starts at `data[offsets[r]]`; its columns
@@ -643,7 +652,14 @@ mod tests {
     use super::*;
 
     /// `act(A B + bias)` in f64.
-    fn naive(w: &[f32], bias: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    pub(super) fn naive(
+        w: &[f32],
+        bias: &[f32],
+        b: &[f32],
+        m: usize,
+        k: usize,
+        n: usize,
+    ) -> Vec<f32> {
         let mut c = vec![0f32; m * n];
         for i in 0..m {
             for j in 0..n {
@@ -657,7 +673,7 @@ mod tests {
         c
     }
 
-    fn values(len: usize, seed: u32) -> Vec<f32> {
+    pub(super) fn values(len: usize, seed: u32) -> Vec<f32> {
         (0..len)
             .map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 2001) as f32 / 1000.0 - 1.0)
             .collect()

@@ -125,3 +125,89 @@ pub unsafe fn tile_avx2<const ROWS: usize>(
         }
     }
 }
+
+/// AVX-512F: `dst[r * ldc + j] = clamp(tiles[j * nr + r] + bias[r])` for `r < h`, `j < n`:
+/// the scratch tiles of the row-lane product (`n` columns of `nr` rows) written to `C`, in
+/// blocks of 16 rows x 16 columns transposed in registers.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `nr` must be a multiple of 16 and `h <= nr`; `tiles` must
+/// hold `n` columns of `nr` values, `bias` `h` values, `dst` `h` rows of `n` writable values
+/// `ldc` apart.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+pub unsafe fn store_transposed_avx512(
+    tiles: *const f32,
+    nr: usize,
+    h: usize,
+    n: usize,
+    bias: *const f32,
+    clamp: Option<&(f32, f32)>,
+    dst: *mut f32,
+    ldc: usize,
+) {
+    let (lo, hi) = clamp.copied().unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+    let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+    let mut first = 0;
+    while first < h {
+        let rows = 16.min(h - first);
+        let mut j = 0;
+        while j < n {
+            let cols = 16.min(n - j);
+            let mut v = [_mm512_setzero_ps(); 16];
+            for (i, v) in v.iter_mut().enumerate().take(cols) {
+                *v = _mm512_loadu_ps(tiles.add((j + i) * nr + first));
+            }
+            let t = transpose16(v);
+            let mask: __mmask16 = if cols == 16 { 0xffff } else { (1 << cols) - 1 };
+            for (r, t) in t.iter().enumerate().take(rows) {
+                let y = _mm512_add_ps(*t, _mm512_set1_ps(*bias.add(first + r)));
+                let y = _mm512_min_ps(_mm512_max_ps(y, lo), hi);
+                _mm512_mask_storeu_ps(dst.add((first + r) * ldc + j), mask, y);
+            }
+            j += cols;
+        }
+        first += rows;
+    }
+}
+
+/// The 16 x 16 transpose of `a` (row `i` is `a[i]`): unpacks within 128-bit lanes, then
+/// lane shuffles.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose16(a: [__m512; 16]) -> [__m512; 16] {
+    // Pairs of rows interleaved: t[2i] holds columns 4L, 4L + 1 of rows 2i, 2i + 1 in lane L.
+    let mut t = [_mm512_setzero_ps(); 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]);
+    }
+    // s[4i + p], lane L: column 4L + p of rows 4i..4i + 4.
+    let mut s = [_mm512_setzero_ps(); 16];
+    let pd = _mm512_castps_pd;
+    for i in 0..4 {
+        let (x0, x1, x2, x3) = (
+            pd(t[4 * i]),
+            pd(t[4 * i + 1]),
+            pd(t[4 * i + 2]),
+            pd(t[4 * i + 3]),
+        );
+        s[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(x0, x2));
+        s[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(x0, x2));
+        s[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(x1, x3));
+        s[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(x1, x3));
+    }
+    // Column 4L + p: lane L of s[p], s[4 + p], s[8 + p], s[12 + p].
+    let mut out = [_mm512_setzero_ps(); 16];
+    for p in 0..4 {
+        let low = _mm512_shuffle_f32x4::<0x44>(s[p], s[4 + p]);
+        let high = _mm512_shuffle_f32x4::<0xEE>(s[p], s[4 + p]);
+        let low2 = _mm512_shuffle_f32x4::<0x44>(s[8 + p], s[12 + p]);
+        let high2 = _mm512_shuffle_f32x4::<0xEE>(s[8 + p], s[12 + p]);
+        out[p] = _mm512_shuffle_f32x4::<0x88>(low, low2);
+        out[4 + p] = _mm512_shuffle_f32x4::<0xDD>(low, low2);
+        out[8 + p] = _mm512_shuffle_f32x4::<0x88>(high, high2);
+        out[12 + p] = _mm512_shuffle_f32x4::<0xDD>(high, high2);
+    }
+    out
+}
