@@ -71,11 +71,18 @@ impl Filters {
         }
     }
 
-    /// `output = act(filters x b + bias)`, spread over the current pool.
-    fn product(&self, b: &Columns, output: &mut [f32], activation: Activation) {
+    /// `output = act(filters x b + bias + residual)`, spread over the current pool.
+    fn product(
+        &self,
+        b: &Columns,
+        residual: Option<&[f32]>,
+        output: &mut [f32],
+        activation: Activation,
+    ) {
+        let n = b.len();
         match self {
-            Filters::PixelLanes(w) => gemm(w, b, output, b.len(), activation),
-            Filters::ChannelLanes(w) => gemm_row_lanes(w, b, output, b.len(), activation),
+            Filters::PixelLanes(w) => gemm(w, b, residual, output, n, activation),
+            Filters::ChannelLanes(w) => gemm_row_lanes(w, b, residual, output, n, activation),
         }
     }
 }
@@ -302,16 +309,27 @@ impl DenseConv {
     ///
     /// Panics when a buffer length does not match the geometry.
     pub fn run(&self, input: &[f32], output: &mut [f32]) {
+        self.run_with_residual(input, None, output)
+    }
+
+    /// [`Self::run`] with `residual` (shaped as the output) added before the activation: a
+    /// skip connection (ResNet's, EfficientNet's) summed while each tile is in registers.
+    ///
+    /// Panics when a buffer length does not match the geometry.
+    pub fn run_with_residual(&self, input: &[f32], residual: Option<&[f32]>, output: &mut [f32]) {
         let g = &self.geometry;
         assert_eq!(input.len(), g.input_len(), "input length");
         assert_eq!(output.len(), self.output_len(), "output length");
+        if let Some(r) = residual {
+            assert_eq!(r.len(), output.len(), "residual length");
+        }
         if self.direct {
             let b = Columns::new(input, &self.offsets, g.in_h * g.in_w).expect("planes in input");
-            self.packed.product(&b, output, self.activation);
+            self.packed.product(&b, residual, output, self.activation);
             return;
         }
         if !self.bands.is_empty() {
-            return self.run_bands(input, output);
+            return self.run_bands(input, residual, output);
         }
         // Taken out of the thread-local for the run: a kernel pool may run work on this thread.
         let mut phases = PHASES.take();
@@ -332,12 +350,12 @@ impl DenseConv {
         let n = g.out_h * g.out_w;
         let b = Columns::in_runs(&phases, &self.offsets, n, g.out_w, g.phase_cols())
             .expect("taps inside the planes");
-        self.packed.product(&b, output, self.activation);
+        self.packed.product(&b, residual, output, self.activation);
         PHASES.set(phases);
     }
 
     /// [`Self::run`] band by band, one band per task of the pool.
-    fn run_bands(&self, input: &[f32], output: &mut [f32]) {
+    fn run_bands(&self, input: &[f32], residual: Option<&[f32]>, output: &mut [f32]) {
         let g = &self.geometry;
         let (plane_in, plane_out) = (g.in_h * g.in_w, g.out_h * g.out_w);
         let Filters::PixelLanes(packed) = &self.packed else {
@@ -362,8 +380,10 @@ impl DenseConv {
             // c * plane_out + (0..n)`, lie inside `output` (its length was checked) and belong to
             // this task alone: the bands cut the rows into disjoint ranges.
             unsafe {
-                let c = SharedMut::at(out, band.out_rows.start * g.out_w);
-                gemm_serial(packed, &b, c, plane_out, self.activation);
+                let first = band.out_rows.start * g.out_w;
+                let c = SharedMut::at(out, first);
+                let residual = residual.map(|r| r[first..].as_ptr());
+                gemm_serial(packed, &b, residual, c, plane_out, self.activation);
             }
             PHASES.set(phases);
         });
@@ -384,6 +404,13 @@ mod tests {
         let weights = rng.values(out_channels * g.channels * taps);
         let bias = rng.values(out_channels);
         let want = dense_conv_naive(&g, out_channels, &input, &weights, &bias, act);
+        let residual = rng.values(want.len());
+        let linear = dense_conv_naive(&g, out_channels, &input, &weights, &bias, Activation::None);
+        let want_residual: Vec<f32> = linear
+            .iter()
+            .zip(&residual)
+            .map(|(y, r)| act.apply_one(y + r))
+            .collect();
         for isa in Isa::all_supported() {
             let conv = |lanes| {
                 DenseConv::with_lanes(isa, g, out_channels, &weights, &bias, act, lanes).unwrap()
@@ -408,7 +435,13 @@ mod tests {
                     with_pool(Arc::new(Pool::new(threads)), || conv.run(&input, &mut got));
                     let what =
                         format!("{isa:?} {threads} threads {how} {g:?} x {out_channels} {act:?}");
-                    assert_close(&got, &want, 1e-4, what);
+                    assert_close(&got, &want, 1e-4, what.clone());
+                    // A residual added before the activation.
+                    let mut got = vec![f32::NAN; conv.output_len()];
+                    with_pool(Arc::new(Pool::new(threads)), || {
+                        conv.run_with_residual(&input, Some(&residual), &mut got)
+                    });
+                    assert_close(&got, &want_residual, 1e-4, format!("{what} with residual"));
                 }
             }
         }

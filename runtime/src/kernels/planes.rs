@@ -115,7 +115,8 @@ impl PlaneGeometry {
 }
 
 /// Copies one input channel into its zero-padded phase planes (the slack after them stays as it
-/// is: only dropped columns read it), with the shuffles of `isa` for stride-2 columns.
+/// is: only dropped columns read it; so do the row phases no tap reads), with the shuffles of
+/// `isa` for stride-2 columns.
 pub(crate) fn fill_phases(isa: Isa, g: &PlaneGeometry, plane: &[f32], phases: &mut [f32]) {
     fill_phases_pitched(isa, g, g.phase_cols(), plane, phases)
 }
@@ -132,7 +133,9 @@ pub(crate) fn fill_phases_pitched(
     let (pr, pc) = (g.phase_rows(), g.phase_cols());
     assert!(pitch >= pc, "row pitch {pitch} under {pc} columns");
     let plane_len = pr * pitch;
-    for ry in 0..g.stride_h {
+    // Row phases at or past the kernel's height are read by no tap (a 1x1 kernel with stride
+    // 2 reads only even rows): left as they are.
+    for ry in 0..g.stride_h.min(g.kernel_h) {
         for j in 0..pr {
             let iy = (j * g.stride_h + ry) as isize - g.pad_top as isize;
             let row = |rx: usize| (ry * g.stride_w + rx) * plane_len + j * pitch;

@@ -231,18 +231,29 @@ pub fn panel_product(
     }
 }
 
-/// Computes `c[i * ldc + j] = act(sum_k a[i][k] b[k][j] + bias[i])` for `i < M`, `j < N`, with
-/// the work spread over the current kernel pool ([`super::pool`]).
+/// Computes `c[i * ldc + j] = act(sum_k a[i][k] b[k][j] + bias[i] + r[i * ldc + j])` for
+/// `i < M`, `j < N` (`r` the residual, when there is one: a skip connection added before the
+/// activation), with the work spread over the current kernel pool ([`super::pool`]).
 ///
-/// Panics when `a` and `b` disagree on `K`, `ldc < N`, `c` is too short, or `a` was packed for
-/// an instruction set this CPU lacks.
-pub fn gemm(a: &PackedWeights, b: &Columns, c: &mut [f32], ldc: usize, activation: Activation) {
+/// Panics when `a` and `b` disagree on `K`, `ldc < N`, `c` or `residual` is too short, or `a`
+/// was packed for an instruction set this CPU lacks.
+pub fn gemm(
+    a: &PackedWeights,
+    b: &Columns,
+    residual: Option<&[f32]>,
+    c: &mut [f32],
+    ldc: usize,
+    activation: Activation,
+) {
     assert_eq!(b.offsets.len(), a.k, "B has one row per step of K");
     assert!(ldc >= b.n, "ldc {ldc} below N {}", b.n);
     if b.n == 0 {
         return;
     }
     assert!(c.len() >= (a.m - 1) * ldc + b.n, "C too short");
+    if let Some(r) = residual {
+        assert!(r.len() >= (a.m - 1) * ldc + b.n, "residual too short");
+    }
     assert!(a.isa.is_supported(), "{} kernels on this CPU", a.isa.name());
     let (mr, nr) = tile(a.isa);
     let m_panels = a.m.div_ceil(mr);
@@ -257,7 +268,8 @@ pub fn gemm(a: &PackedWeights, b: &Columns, c: &mut [f32], ldc: usize, activatio
         PANEL.with_borrow_mut(|panel| {
             // SAFETY: tasks cover disjoint panel ranges, so their tiles never overlap; every
             // tile lies inside `c` (checked above), and the kernels match the CPU (checked).
-            unsafe { run_block(a, b, out, ldc, activation, rows, cols, panel) }
+            let residual = residual.map(<[f32]>::as_ptr);
+            unsafe { run_block(a, b, residual, out, ldc, activation, rows, cols, panel) }
         });
     };
     pool.run(tm * tn, &task);
@@ -272,10 +284,11 @@ pub fn gemm(a: &PackedWeights, b: &Columns, c: &mut [f32], ldc: usize, activatio
 ///
 /// # Safety
 /// Every `c[i * ldc + j]` for `i < M`, `j < N` must be writable, and written by no other thread
-/// during the call.
+/// during the call; `residual`, when given, must be readable at the same places.
 pub(crate) unsafe fn gemm_serial(
     a: &PackedWeights,
     b: &Columns,
+    residual: Option<*const f32>,
     c: SharedMut,
     ldc: usize,
     activation: Activation,
@@ -285,7 +298,7 @@ pub(crate) unsafe fn gemm_serial(
     assert!(a.isa.is_supported(), "{} kernels on this CPU", a.isa.name());
     let (mr, nr) = tile(a.isa);
     let (rows, cols) = (0..a.m.div_ceil(mr), 0..b.n.div_ceil(nr));
-    PANEL.with_borrow_mut(|panel| run_block(a, b, c, ldc, activation, rows, cols, panel));
+    PANEL.with_borrow_mut(|panel| run_block(a, b, residual, c, ldc, activation, rows, cols, panel));
 }
 
 /// How many parts to cut the rows and the columns into (`tm x tn` tasks) for `threads`.
@@ -341,12 +354,13 @@ const GROUP_MIN_ROW_PANELS: usize = 3;
 /// panels in L2).
 ///
 /// # Safety
-/// The tiles of `rows x cols` must lie inside the output and belong to this task alone, and
-/// `a.isa` must be supported by the CPU.
+/// The tiles of `rows x cols` must lie inside the output (and the residual, when given) and
+/// belong to this task alone, and `a.isa` must be supported by the CPU.
 #[allow(clippy::too_many_arguments)]
 unsafe fn run_block(
     a: &PackedWeights,
     b: &Columns,
+    residual: Option<*const f32>,
     out: SharedMut,
     ldc: usize,
     activation: Activation,
@@ -376,6 +390,7 @@ unsafe fn run_block(
         let (first, last) = (pc == 0, pc + kc == k);
         let step = Step {
             a,
+            residual: if first { residual } else { None },
             out,
             ldc,
             n: b.n,
@@ -410,6 +425,8 @@ unsafe fn run_block(
 /// One block of `K` steps of a task of [`run_block`]: what each of its tiles needs.
 struct Step<'a> {
     a: &'a PackedWeights,
+    /// The residual the tiles start from (first block only).
+    residual: Option<*const f32>,
     out: SharedMut,
     ldc: usize,
     n: usize,
@@ -433,11 +450,22 @@ impl Step<'_> {
         let (mr, nr) = tile(a.isa);
         let (i, j) = (p * mr, q * nr);
         let (h, w) = (mr.min(a.m - i), nr.min(self.n - j));
-        let (kc, ldc, accumulate) = (self.kc, self.ldc, !self.first);
+        let (kc, ldc, mut accumulate) = (self.kc, self.ldc, !self.first);
         let clamp = self.clamp.as_ref();
         let ap = a.data.as_slice().as_ptr().add(p * mr * a.k + self.pc * mr);
         let bias = a.bias.as_ptr().add(i);
         let dst = self.out.get().add(i * ldc + j);
+        if let Some(residual) = self.residual {
+            // The tile starts as residual + bias, and the kernel adds the product to it.
+            for r in 0..h {
+                let (from, to) = (residual.add((i + r) * ldc + j), dst.add(r * ldc));
+                let add = *bias.add(r);
+                for x in 0..w {
+                    *to.add(x) = *from.add(x) + add;
+                }
+            }
+            accumulate = true;
+        }
         if h == mr && w == nr {
             tile_kernel(a.isa, kc, ap, b, dst, ldc, bias, accumulate, clamp);
         } else if w == nr && has_row_kernels(a.isa) {
@@ -726,15 +754,20 @@ mod tests {
                 let offsets: Vec<usize> = (0..k).map(|t| t * n).collect();
                 let a = PackedWeights::new(isa, &w, &bias, m, k).unwrap();
                 let cols = Columns::new(&bv, &offsets, n).unwrap();
-                let mut c = vec![f32::NAN; m * n];
-                gemm(&a, &cols, &mut c, n, activation);
-                let want = naive(&w, &bias, &bv, m, k, n);
-                for (i, (g, e)) in c.iter().zip(&want).enumerate() {
-                    let e = activation.apply_one(*e);
-                    assert!(
-                        (g - e).abs() <= 1e-4 * e.abs().max(1.0),
-                        "{isa:?} {activation:?} {m}x{k}x{n} at {i}: {g} vs {e}"
-                    );
+                let residual = values(m * n, 4);
+                for with_residual in [false, true] {
+                    let mut c = vec![f32::NAN; m * n];
+                    let r = with_residual.then_some(&residual[..]);
+                    gemm(&a, &cols, r, &mut c, n, activation);
+                    let want = naive(&w, &bias, &bv, m, k, n);
+                    for (i, (g, e)) in c.iter().zip(&want).enumerate() {
+                        let e = activation.apply_one(e + r.map_or(0.0, |r| r[i]));
+                        assert!(
+                            (g - e).abs() <= 1e-4 * e.abs().max(1.0),
+                            "{isa:?} {activation:?} {m}x{k}x{n} residual {with_residual} at \
+                             {i}: {g} vs {e}"
+                        );
+                    }
                 }
             }
         }
@@ -759,7 +792,7 @@ mod tests {
                 let a = PackedWeights::new(isa, &w, &bias, m, k).unwrap();
                 let cols = Columns::in_runs(&data, &offsets, n, run, pitch).unwrap();
                 let mut c = vec![f32::NAN; m * n];
-                gemm(&a, &cols, &mut c, n, Activation::None);
+                gemm(&a, &cols, None, &mut c, n, Activation::None);
                 for (g, e) in c.iter().zip(&want) {
                     assert!(
                         (g - e).abs() <= 1e-4 * e.abs().max(1.0),

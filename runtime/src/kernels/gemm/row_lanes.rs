@@ -98,14 +98,16 @@ thread_local! {
     static BUFFERS: RefCell<(AlignedBuf, AlignedBuf)> = RefCell::default();
 }
 
-/// Computes `c[i * ldc + j] = act(sum_k a[i][k] b[k][j] + bias[i])` for `i < M`, `j < N`, as
-/// [`super::gemm`] does, with the row panels spread over the current kernel pool.
+/// Computes `c[i * ldc + j] = act(sum_k a[i][k] b[k][j] + bias[i] + r[i * ldc + j])` for
+/// `i < M`, `j < N` as [`super::gemm`] does (`r` the residual, when there is one), with the
+/// row panels spread over the current kernel pool.
 ///
-/// Panics when `a` and `b` disagree on `K`, `ldc < N`, `c` is too short, or `a` was packed for
-/// an instruction set this CPU lacks.
+/// Panics when `a` and `b` disagree on `K`, `ldc < N`, `c` or `residual` is too short, or `a`
+/// was packed for an instruction set this CPU lacks.
 pub fn gemm_row_lanes(
     a: &RowLaneWeights,
     b: &Columns,
+    residual: Option<&[f32]>,
     c: &mut [f32],
     ldc: usize,
     activation: Activation,
@@ -116,6 +118,9 @@ pub fn gemm_row_lanes(
         return;
     }
     assert!(c.len() >= (a.m - 1) * ldc + b.n, "C too short");
+    if let Some(r) = residual {
+        assert!(r.len() >= (a.m - 1) * ldc + b.n, "residual too short");
+    }
     assert!(a.isa.is_supported(), "{} kernels on this CPU", a.isa.name());
     let panels = a.m.div_ceil(tile(a.isa).1);
     let pool = pool::current();
@@ -133,6 +138,7 @@ pub fn gemm_row_lanes(
                 run_panels(
                     a,
                     b,
+                    residual.map(<[f32]>::as_ptr),
                     out,
                     ldc,
                     activation,
@@ -154,11 +160,12 @@ pub fn gemm_row_lanes(
 ///
 /// # Safety
 /// Rows `rows` (in panels of `NR`) of the output must belong to this task alone and lie inside
-/// it, and `a.isa` must be supported by the CPU.
+/// it (and inside the residual, when given), and `a.isa` must be supported by the CPU.
 #[allow(clippy::too_many_arguments)]
 unsafe fn run_panels(
     a: &RowLaneWeights,
     b: &Columns,
+    residual: Option<*const f32>,
     out: SharedMut,
     ldc: usize,
     activation: Activation,
@@ -213,7 +220,8 @@ unsafe fn run_panels(
                 let h = nr.min(a.m - first);
                 let dst = out.get().add(first * ldc);
                 let bias = &a.bias[first..first + h];
-                store_transposed(a.isa, tiles, nr, n, bias, clamp, dst, ldc);
+                let residual = residual.map(|r| r.add(first * ldc));
+                store_transposed(a.isa, tiles, nr, n, bias, residual, clamp, dst, ldc);
                 if clamp.is_none() && activation != Activation::None {
                     activation.apply_rows_for(a.isa, dst, h, n, ldc);
                 }
@@ -223,11 +231,12 @@ unsafe fn run_panels(
     }
 }
 
-/// `dst[r * ldc + j] = clamp(tiles[j * nr + r] + bias[r])` for `r < bias.len()`, `j < n`.
+/// `dst[r * ldc + j] = clamp(tiles[j * nr + r] + bias[r] + residual[r * ldc + j])` for
+/// `r < bias.len()`, `j < n`.
 ///
 /// # Safety
-/// `isa` must be supported; `tiles` must hold `n` columns of `nr` values, `dst`
-/// `bias.len() <= nr` rows of `n` writable values `ldc` apart.
+/// `isa` must be supported; `tiles` must hold `n` columns of `nr` values, `dst` (and
+/// `residual`, when given) `bias.len() <= nr` rows of `n` values `ldc` apart.
 #[allow(clippy::too_many_arguments)]
 unsafe fn store_transposed(
     isa: Isa,
@@ -235,6 +244,7 @@ unsafe fn store_transposed(
     nr: usize,
     n: usize,
     bias: &[f32],
+    residual: Option<*const f32>,
     clamp: Option<(f32, f32)>,
     dst: *mut f32,
     ldc: usize,
@@ -242,15 +252,9 @@ unsafe fn store_transposed(
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 && nr.is_multiple_of(16) {
         let (h, clamp) = (bias.len(), clamp.as_ref());
+        let bias = bias.as_ptr();
         return super::x86_64::store_transposed_avx512(
-            tiles,
-            nr,
-            h,
-            n,
-            bias.as_ptr(),
-            clamp,
-            dst,
-            ldc,
+            tiles, nr, h, n, bias, residual, clamp, dst, ldc,
         );
     }
     let _ = isa;
@@ -258,7 +262,8 @@ unsafe fn store_transposed(
     for (r, &add) in bias.iter().enumerate() {
         let row = std::slice::from_raw_parts_mut(dst.add(r * ldc), n);
         for (j, v) in row.iter_mut().enumerate() {
-            *v = (*tiles.add(j * nr + r) + add).max(lo).min(hi);
+            let skip = residual.map_or(0.0, |res| *res.add(r * ldc + j));
+            *v = (*tiles.add(j * nr + r) + add + skip).max(lo).min(hi);
         }
     }
 }
@@ -295,16 +300,20 @@ mod tests {
                     // Rows `ldc` apart, the gap left as it was.
                     let ldc = n + 3;
                     let mut c = vec![f32::NAN; (m - 1) * ldc + n];
+                    let skips = values((m - 1) * ldc + n, 4);
                     for threads in [1, 2, 3] {
+                        // With a residual on two threads.
+                        let residual = (threads == 2).then_some(&skips[..]);
                         let pool = std::sync::Arc::new(crate::kernels::pool::Pool::new(threads));
                         crate::kernels::pool::with_pool(pool, || {
-                            gemm_row_lanes(&a, &cols, &mut c, ldc, activation)
+                            gemm_row_lanes(&a, &cols, residual, &mut c, ldc, activation)
                         });
                         let want = naive(&w, &bias, &bv, m, k, n);
                         for i in 0..m {
                             for j in 0..n {
-                                let (g, e) =
-                                    (c[i * ldc + j], activation.apply_one(want[i * n + j]));
+                                let skip = residual.map_or(0.0, |r| r[i * ldc + j]);
+                                let e = activation.apply_one(want[i * n + j] + skip);
+                                let g = c[i * ldc + j];
                                 assert!(
                                     (g - e).abs() <= 1e-4 * e.abs().max(1.0),
                                     "{isa:?} {activation:?} {m}x{k}x{n} {threads} threads at \

@@ -126,14 +126,15 @@ pub unsafe fn tile_avx2<const ROWS: usize>(
     }
 }
 
-/// AVX-512F: `dst[r * ldc + j] = clamp(tiles[j * nr + r] + bias[r])` for `r < h`, `j < n`:
+/// AVX-512F: `dst[r * ldc + j] = clamp(tiles[j * nr + r] + bias[r] + residual[r * ldc + j])`
+/// for `r < h`, `j < n`:
 /// the scratch tiles of the row-lane product (`n` columns of `nr` rows) written to `C`, in
 /// blocks of 16 rows x 16 columns transposed in registers.
 ///
 /// # Safety
 /// The CPU must support AVX-512F; `nr` must be a multiple of 16 and `h <= nr`; `tiles` must
-/// hold `n` columns of `nr` values, `bias` `h` values, `dst` `h` rows of `n` writable values
-/// `ldc` apart.
+/// hold `n` columns of `nr` values, `bias` `h` values, `dst` (and `residual`, when given) `h`
+/// rows of `n` values `ldc` apart.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 pub unsafe fn store_transposed_avx512(
@@ -142,6 +143,7 @@ pub unsafe fn store_transposed_avx512(
     h: usize,
     n: usize,
     bias: *const f32,
+    residual: Option<*const f32>,
     clamp: Option<&(f32, f32)>,
     dst: *mut f32,
     ldc: usize,
@@ -161,9 +163,13 @@ pub unsafe fn store_transposed_avx512(
             let t = transpose16(v);
             let mask: __mmask16 = if cols == 16 { 0xffff } else { (1 << cols) - 1 };
             for (r, t) in t.iter().enumerate().take(rows) {
-                let y = _mm512_add_ps(*t, _mm512_set1_ps(*bias.add(first + r)));
+                let at = (first + r) * ldc + j;
+                let mut y = _mm512_add_ps(*t, _mm512_set1_ps(*bias.add(first + r)));
+                if let Some(res) = residual {
+                    y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, res.add(at)));
+                }
                 let y = _mm512_min_ps(_mm512_max_ps(y, lo), hi);
-                _mm512_mask_storeu_ps(dst.add((first + r) * ldc + j), mask, y);
+                _mm512_mask_storeu_ps(dst.add(at), mask, y);
             }
             j += cols;
         }
