@@ -105,6 +105,17 @@ fn vigia_kernels_match_tract_on_real_models_at_one_and_two_threads() {
                 assert!(replaced.dense >= 79, "{replaced:?}");
                 assert_eq!(replaced.max_pools, 3, "{replaced:?}");
             }
+            // ResNet50's three strided 1x1 convolutions (the projection shortcuts of stages 3 to
+            // 5), which tract's declutter splits into `Downsample`s and a product, run whole,
+            // and its 16 skip connections are summed in the last convolution of each block.
+            if path.ends_with("light_resnet50.onnx") {
+                assert_eq!(replaced.strided_pointwise, 3, "{replaced:?}");
+                assert_eq!(replaced.residual_adds, 16, "{replaced:?}");
+            }
+            // EfficientNet-Lite0's nine skip connections, after linear 1x1 projections.
+            if path.ends_with("efficientnet-lite0-224.onnx") {
+                assert_eq!(replaced.residual_adds, 9, "{replaced:?}");
+            }
             // Their linear Resize nodes (feature pyramids) go on vigia's resampling kernel.
             let resampled = ["nanodet-m-416.onnx", "centernet-mbv3-512.onnx"];
             if resampled.iter().any(|name| path.ends_with(name)) {

@@ -69,22 +69,29 @@ impl ConvKernel {
         }
     }
 
-    fn run(&self, input: &[f32], output: &mut [f32]) {
-        match self {
-            ConvKernel::Depthwise(conv, isa) => conv.run(*isa, input, output),
-            ConvKernel::Dense(conv) => conv.run(input, output),
-            ConvKernel::Winograd(conv) => conv.run(input, output),
+    /// Runs into `output`, adding `residual` before the activation (dense kernels only: the
+    /// pass fuses a residual into no other).
+    fn run(&self, input: &[f32], residual: Option<&[f32]>, output: &mut [f32]) -> TractResult<()> {
+        match (self, residual) {
+            (ConvKernel::Dense(conv), residual) => conv.run_with_residual(input, residual, output),
+            (ConvKernel::Depthwise(conv, isa), None) => conv.run(*isa, input, output),
+            (ConvKernel::Winograd(conv), None) => conv.run(input, output),
+            (_, Some(_)) => bail!("a residual for a kernel that takes none"),
         }
+        Ok(())
     }
 }
 
-/// A convolution with fused bias and activation, on vigia's kernels.
+/// A convolution with fused bias and activation, on vigia's kernels. A second input, when
+/// there is one, is a residual (shaped as the output) added before the activation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VigiaConv {
     /// The convolution (geometry, weights, bias, activation).
     pub kernel: ConvKernel,
     /// The output shape (the input's rank: `[1, C, H, W]` or `[C, H, W]`).
     pub output_shape: TVec<usize>,
+    /// Whether a residual (the second input) is added before the activation.
+    pub residual: bool,
 }
 
 impl Eq for VigiaConv {}
@@ -101,13 +108,14 @@ impl Op for VigiaConv {
     fn info(&self) -> TractResult<Vec<String>> {
         let g = self.kernel.geometry();
         Ok(vec![format!(
-            "{}x{} stride {}x{}, {} -> {} channels, {}, {}",
+            "{}x{} stride {}x{}, {} -> {} channels{}, {}, {}",
             g.kernel_h,
             g.kernel_w,
             g.stride_h,
             g.stride_w,
             g.channels,
             self.kernel.out_channels(),
+            if self.residual { " + residual" } else { "" },
             self.kernel.activation().name(),
             self.kernel.isa().name()
         )])
@@ -119,7 +127,14 @@ impl Op for VigiaConv {
 impl EvalOp for VigiaConv {
     op_out_of_plan!();
 
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    fn eval(&self, _ctx: &EvalContext, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        ensure!(
+            inputs.len() == 1 + self.residual as usize,
+            "{}: {} inputs",
+            self.name(),
+            inputs.len()
+        );
+        let residual = if self.residual { inputs.pop() } else { None };
         let input = args_1!(inputs);
         let g = self.kernel.geometry();
         let view = input.try_as_plain_ram()?;
@@ -133,10 +148,29 @@ impl EvalOp for VigiaConv {
             g.in_h,
             g.in_w
         );
+        let residual_view = residual
+            .as_ref()
+            .map(|r| r.try_as_plain_ram())
+            .transpose()?;
+        let residual = residual_view
+            .as_ref()
+            .map(|r| r.as_slice::<f32>())
+            .transpose()?;
+        if let Some(r) = residual {
+            ensure!(
+                r.len() == self.kernel.output_len(),
+                "{}: residual of {} values for {} outputs",
+                self.name(),
+                r.len(),
+                self.kernel.output_len()
+            );
+        }
         // SAFETY: the kernels write every output value.
         let mut out = unsafe { Tensor::uninitialized::<f32>(&self.output_shape)? };
-        self.kernel
-            .run(x, out.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?);
+        {
+            let mut view = out.try_as_plain_ram_mut()?;
+            self.kernel.run(x, residual, view.as_slice_mut::<f32>()?)?;
+        }
         Ok(tvec!(out.into_tvalue()))
     }
 }
@@ -145,7 +179,8 @@ impl TypedOp for VigiaConv {
     as_op!();
 
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs[0].datum_type == f32::datum_type());
+        ensure!(inputs.len() == 1 + self.residual as usize);
+        ensure!(inputs.iter().all(|i| i.datum_type == f32::datum_type()));
         Ok(tvec!(f32::fact(&*self.output_shape)))
     }
 

@@ -31,6 +31,7 @@ use tract_onnx::tract_core::ops::math::Add;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
 use super::conv_epilogue::{channel_affine_step, following_activation, sole_reader};
+use super::strided_input::strided_source;
 use crate::engine::ops::vigia_conv::{ConvKernel, VigiaConv};
 use crate::kernels::dense_conv::DenseConv;
 use crate::kernels::depthwise::DepthwiseConv;
@@ -69,8 +70,13 @@ pub struct KernelReport {
     pub dense: usize,
     /// Of those, 3x3 stride-1 ones computed by Winograd's F(4x4, 3x3).
     pub winograd: usize,
+    /// Of those, 1x1 ones with a stride, read straight from their input (tract's declutter
+    /// writes them as `Downsample`s and a product).
+    pub strided_pointwise: usize,
     /// Activations fused into them.
     pub fused_activations: usize,
+    /// Skip connections (`Add`s of another tensor) fused into them.
+    pub residual_adds: usize,
     /// `MaxPool` nodes on vigia's pooling kernel ([`super::pool_kernels`]).
     pub max_pools: usize,
     /// `Resize` nodes (linear, cubic) on vigia's resampling kernel
@@ -87,15 +93,17 @@ impl KernelReport {
     }
 
     /// One line for load messages, e.g. `17 depthwise + 40 dense conv (12 by Winograd, 50
-    /// with activation) on avx512 (2 FMA pipes), 3 max pool, 4 resize`.
+    /// with activation, 9 with residual) on avx512 (2 FMA pipes), 3 max pool, 4 resize`.
     pub fn summary(&self) -> String {
         let convs = match self.isa {
             Some(isa) if self.replaced() > 0 => Some(format!(
-                "{} depthwise + {} dense conv ({} by Winograd, {} with activation) on {}{}",
+                "{} depthwise + {} dense conv ({} by Winograd, {} with activation, {} with \
+                 residual) on {}{}",
                 self.depthwise,
                 self.dense,
                 self.winograd,
                 self.fused_activations,
+                self.residual_adds,
                 isa.name(),
                 fma_pipes(isa).map_or(String::new(), |p| format!(
                     " ({p} FMA pipe{})",
@@ -202,6 +210,17 @@ fn replace(
         step.fold(&mut weights, &mut bias);
         last = next;
     }
+    // A skip connection summed before the activation (ResNet's, EfficientNet's), on the dense
+    // kernel's planar output.
+    let by_winograd = winograd_pays(isa, &geometry, out_channels);
+    let residual = if depthwise || by_winograd || output_channels_last {
+        None
+    } else {
+        residual_add(model, last)?
+    };
+    if let Some((add, _)) = residual {
+        last = add;
+    }
     let (activation, last) = following_activation(model, last)?;
     let name = model.node(id).name.clone();
     let kernel = if depthwise {
@@ -212,7 +231,7 @@ fn replace(
             ),
             isa,
         )
-    } else if winograd_pays(isa, &geometry, out_channels) {
+    } else if by_winograd {
         ConvKernel::Winograd(Arc::new(
             WinogradConv::new(isa, geometry, out_channels, &weights, &bias, activation)
                 .map_err(|e| anyhow!("{name}: {e}"))?,
@@ -247,12 +266,17 @@ fn replace(
     } else {
         input
     };
-    let by_winograd = matches!(kernel, ConvKernel::Winograd(_));
     let op = VigiaConv {
         kernel,
         output_shape,
+        residual: residual.is_some(),
     };
-    let mut out = patch.wire_node(format!("{name}.vigia"), op, &[input])?[0];
+    let mut wires = tvec![input];
+    if let Some((_, skip)) = residual {
+        wires.push(patch.tap_model(model, skip)?);
+        report.residual_adds += 1;
+    }
+    let mut out = patch.wire_node(format!("{name}.vigia"), op, &wires)?[0];
     if output_channels_last {
         let to_last = AxisOp::Move(rank - 3, rank - 1);
         out = patch.wire_node(format!("{name}.vigia.to_channels_last"), to_last, &[out])?[0];
@@ -266,6 +290,10 @@ fn replace(
     }
     if by_winograd {
         report.winograd += 1;
+    }
+    let g = &geometry;
+    if !depthwise && (g.kernel_h, g.kernel_w) == (1, 1) && (g.stride_h, g.stride_w) != (1, 1) {
+        report.strided_pointwise += 1;
     }
     if activation != Activation::None {
         report.fused_activations += 1;
@@ -323,6 +351,30 @@ fn winograd_pays(isa: Isa, geometry: &PlaneGeometry, out_channels: usize) -> boo
 pub const WINOGRAD_ENV: &str = "VIGIA_WINOGRAD";
 
 /// Whether `node` adds two tensors.
+/// The `Add` that alone reads node `id`'s output and sums it with another f32 tensor of the
+/// same shape (not a constant, not `id`'s output again), and that tensor.
+fn residual_add(model: &TypedModel, id: usize) -> TractResult<Option<(usize, OutletId)>> {
+    let Some(next) = sole_reader(model, id)? else {
+        return Ok(None);
+    };
+    let node = model.node(next);
+    if !is_add(node) {
+        return Ok(None);
+    }
+    let mine = OutletId::new(id, 0);
+    let skip = match (node.inputs[0] == mine, node.inputs[1] == mine) {
+        (true, false) => node.inputs[1],
+        (false, true) => node.inputs[0],
+        _ => return Ok(None),
+    };
+    let (fact, out) = (model.outlet_fact(skip)?, model.outlet_fact(mine)?);
+    let same = fact.shape.as_concrete().is_some() && fact.shape == out.shape;
+    if !same || fact.datum_type != f32::datum_type() || fact.konst.is_some() {
+        return Ok(None);
+    }
+    Ok(Some((next, skip)))
+}
+
 fn is_add(node: &TypedNode) -> bool {
     node.op_as::<TypedBinOp>().is_some_and(|b| b.0.is::<Add>()) && node.inputs.len() == 2
 }
@@ -554,7 +606,24 @@ fn pointwise_einsum_parts(model: &TypedModel, id: usize) -> TractResult<Option<C
     }
     let out_channels = k.shape()[0];
     let weights: Vec<f32> = k.to_plain_array_view::<f32>()?.iter().copied().collect();
-    let Some(geometry) = PlaneGeometry::new(channels, (h, w), (1, 1), (1, 1), (0, 0), (0, 0))
+    // A strided 1x1 convolution: the einsum reads `Downsample`s of the planes.
+    let (source, strides) = if input.channels_last {
+        (node.inputs[x], (1, 1))
+    } else {
+        let axis = |a: char| xs.iter().position(|&c| c == a).expect("an input axis");
+        strided_source(model, node.inputs[x], axis(input.h), axis(input.w))
+    };
+    let Some((_, in_h, in_w)) = model
+        .outlet_fact(source)?
+        .shape
+        .as_concrete()
+        .and_then(|shape| input.channels_h_w(shape))
+    else {
+        return Ok(None);
+    };
+    let Some(geometry) =
+        PlaneGeometry::new(channels, (in_h, in_w), (1, 1), strides, (0, 0), (0, 0))
+            .filter(|g| (g.out_h, g.out_w) == (h, w))
     else {
         return Ok(None);
     };
@@ -567,7 +636,7 @@ fn pointwise_einsum_parts(model: &TypedModel, id: usize) -> TractResult<Option<C
         rank: os.len(),
         input_channels_last: input.channels_last,
         output_channels_last: output.channels_last,
-        inputs: tvec![node.inputs[x]],
+        inputs: tvec![source],
     }))
 }
 
