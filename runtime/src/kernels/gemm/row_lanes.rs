@@ -11,7 +11,9 @@
 
 use std::cell::RefCell;
 
-use super::{check_operands, pack_panel, part, tile, tile_kernel, tile_rows_kernel, Columns, KC};
+use super::{
+    check_operands, pack_panel, part, prefetch, tile, tile_kernel, tile_rows_kernel, Columns, KC,
+};
 use crate::kernels::aligned_buf::AlignedBuf;
 use crate::kernels::pool::{self, SharedMut, MIN_PARALLEL_WORK};
 use crate::kernels::{Activation, Isa};
@@ -193,7 +195,22 @@ unsafe fn run_panels(
         for (i, p) in rows.clone().enumerate() {
             let weights = packed.as_ptr().add(p * nr * k + pc * nr);
             let tiles = scratch[i * panel_floats..].as_mut_ptr();
+            // The weights come from memory once per run (a 7x7 layer's 2-9 MB): the next
+            // panel's block is asked for while this one runs, a share per group of columns.
+            let next = if p + 1 < rows.end {
+                Some((p + 1) * nr * k + pc * nr)
+            } else {
+                (pc + kc < k).then(|| rows.start * nr * k + (pc + kc) * nr)
+            };
+            let share = (kc * nr).div_ceil(count);
             for q in 0..count {
+                if let Some(next) = next {
+                    let from = next + q * share;
+                    prefetch(
+                        packed.as_ptr().wrapping_add(from),
+                        share.min(packed.len() - from.min(packed.len())),
+                    );
+                }
                 let w = mr.min(n - q * mr);
                 let (g, t) = (groups[q * kc * mr..].as_ptr(), tiles.add(q * mr * nr));
                 // SAFETY: the group holds `kc` steps of `mr` columns (zero past `w`), the panel
