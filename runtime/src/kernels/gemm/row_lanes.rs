@@ -22,6 +22,9 @@ use crate::kernels::{Activation, Isa};
 /// costs a few cycles per output value, which a depth of a few hundred hides.
 const MIN_LANE_GAIN: f64 = 0.05;
 
+/// Steps of `K` a tile runs between two parts of its prefetch.
+const PREFETCH_STEPS: usize = 64;
+
 /// The fewest steps of `K` for which the transposing store is worth it.
 const MIN_DEPTH: usize = 128;
 
@@ -204,32 +207,40 @@ unsafe fn run_panels(
             };
             let share = (kc * nr).div_ceil(count);
             for q in 0..count {
-                if let Some(next) = next {
-                    let from = next + q * share;
-                    prefetch(
-                        packed.as_ptr().wrapping_add(from),
-                        share.min(packed.len() - from.min(packed.len())),
-                    );
-                }
                 let w = mr.min(n - q * mr);
                 let (g, t) = (groups[q * kc * mr..].as_ptr(), tiles.add(q * mr * nr));
-                // SAFETY: the group holds `kc` steps of `mr` columns (zero past `w`), the panel
-                // `kc` steps of `nr` rows, the scratch tile `mr` columns of `nr`; `mr <= 16`
-                // zeros seed it on the first block.
-                let done = tile_rows_kernel(
-                    a.isa,
-                    w,
-                    kc,
-                    g,
-                    weights,
-                    t,
-                    nr,
-                    ZEROS.as_ptr(),
-                    pc > 0,
-                    None,
-                );
-                if !done {
-                    tile_kernel(a.isa, kc, g, weights, t, nr, ZEROS.as_ptr(), pc > 0, None);
+                // The tile's steps run in chunks, each after asking for a part of the share:
+                // one burst of a hundred prefetches would stall on the line fill buffers.
+                let chunks = kc.div_ceil(PREFETCH_STEPS);
+                let part = share.div_ceil(chunks);
+                for c in 0..chunks {
+                    if let Some(next) = next {
+                        let from = (next + q * share + c * part).min(packed.len());
+                        let len = part.min(packed.len() - from);
+                        prefetch(packed.as_ptr().wrapping_add(from), len);
+                    }
+                    let s = c * PREFETCH_STEPS;
+                    let steps = PREFETCH_STEPS.min(kc - s);
+                    let (g, weights, accumulate) = (g.add(s * mr), weights.add(s * nr), pc + s > 0);
+                    // SAFETY: the group holds `kc` steps of `mr` columns (zero past `w`), the
+                    // panel `kc` steps of `nr` rows, the scratch tile `mr` columns of `nr`;
+                    // `mr <= 16` zeros seed it on the first steps.
+                    let done = tile_rows_kernel(
+                        a.isa,
+                        w,
+                        steps,
+                        g,
+                        weights,
+                        t,
+                        nr,
+                        ZEROS.as_ptr(),
+                        accumulate,
+                        None,
+                    );
+                    if !done {
+                        let zeros = ZEROS.as_ptr();
+                        tile_kernel(a.isa, steps, g, weights, t, nr, zeros, accumulate, None);
+                    }
                 }
             }
             if pc + kc == k {
