@@ -231,6 +231,32 @@ pub fn panel_product(
     }
 }
 
+/// Checks the operands of an `m x k` product on `isa` (the filters' `(m, k, isa)`) against `b`,
+/// an output of `c_len` values with rows `ldc` apart and the residual; `false` when there is
+/// nothing to compute (no columns).
+///
+/// Panics when they disagree on `K`, `ldc < N`, the output or residual is too short, or `isa`
+/// is one this CPU lacks.
+fn check_product(
+    (m, k, isa): (usize, usize, Isa),
+    b: &Columns,
+    c_len: usize,
+    residual: Option<&[f32]>,
+    ldc: usize,
+) -> bool {
+    assert_eq!(b.offsets.len(), k, "B has one row per step of K");
+    assert!(ldc >= b.n, "ldc {ldc} below N {}", b.n);
+    if b.n == 0 {
+        return false;
+    }
+    assert!(c_len >= (m - 1) * ldc + b.n, "C too short");
+    if let Some(r) = residual {
+        assert!(r.len() >= (m - 1) * ldc + b.n, "residual too short");
+    }
+    assert!(isa.is_supported(), "{} kernels on this CPU", isa.name());
+    true
+}
+
 /// Computes `c[i * ldc + j] = act(sum_k a[i][k] b[k][j] + bias[i] + r[i * ldc + j])` for
 /// `i < M`, `j < N` (`r` the residual, when there is one: a skip connection added before the
 /// activation), with the work spread over the current kernel pool ([`super::pool`]).
@@ -245,16 +271,9 @@ pub fn gemm(
     ldc: usize,
     activation: Activation,
 ) {
-    assert_eq!(b.offsets.len(), a.k, "B has one row per step of K");
-    assert!(ldc >= b.n, "ldc {ldc} below N {}", b.n);
-    if b.n == 0 {
+    if !check_product((a.m, a.k, a.isa), b, c.len(), residual, ldc) {
         return;
     }
-    assert!(c.len() >= (a.m - 1) * ldc + b.n, "C too short");
-    if let Some(r) = residual {
-        assert!(r.len() >= (a.m - 1) * ldc + b.n, "residual too short");
-    }
-    assert!(a.isa.is_supported(), "{} kernels on this CPU", a.isa.name());
     let (mr, nr) = tile(a.isa);
     let m_panels = a.m.div_ceil(mr);
     let n_panels = b.n.div_ceil(nr);

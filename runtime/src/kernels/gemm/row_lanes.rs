@@ -12,7 +12,8 @@
 use std::cell::RefCell;
 
 use super::{
-    check_operands, pack_panel, part, prefetch, tile, tile_kernel, tile_rows_kernel, Columns, KC,
+    check_operands, check_product, pack_panel, part, prefetch, tile, tile_kernel, tile_rows_kernel,
+    Columns, KC,
 };
 use crate::kernels::aligned_buf::AlignedBuf;
 use crate::kernels::pool::{self, SharedMut, MIN_PARALLEL_WORK};
@@ -117,16 +118,9 @@ pub fn gemm_row_lanes(
     ldc: usize,
     activation: Activation,
 ) {
-    assert_eq!(b.offsets.len(), a.k, "B has one row per step of K");
-    assert!(ldc >= b.n, "ldc {ldc} below N {}", b.n);
-    if b.n == 0 {
+    if !check_product((a.m, a.k, a.isa), b, c.len(), residual, ldc) {
         return;
     }
-    assert!(c.len() >= (a.m - 1) * ldc + b.n, "C too short");
-    if let Some(r) = residual {
-        assert!(r.len() >= (a.m - 1) * ldc + b.n, "residual too short");
-    }
-    assert!(a.isa.is_supported(), "{} kernels on this CPU", a.isa.name());
     let panels = a.m.div_ceil(tile(a.isa).1);
     let pool = pool::current();
     let tasks = if a.m * a.k * b.n < MIN_PARALLEL_WORK {
