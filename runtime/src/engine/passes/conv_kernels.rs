@@ -350,7 +350,6 @@ fn winograd_pays(isa: Isa, geometry: &PlaneGeometry, out_channels: usize) -> boo
 /// Set to `0` to compute every dense convolution as a direct product.
 pub const WINOGRAD_ENV: &str = "VIGIA_WINOGRAD";
 
-/// Whether `node` adds two tensors.
 /// The `Add` that alone reads node `id`'s output and sums it with another f32 tensor of the
 /// same shape (not a constant, not `id`'s output again), and that tensor.
 fn residual_add(model: &TypedModel, id: usize) -> TractResult<Option<(usize, OutletId)>> {
@@ -375,6 +374,7 @@ fn residual_add(model: &TypedModel, id: usize) -> TractResult<Option<(usize, Out
     Ok(Some((next, skip)))
 }
 
+/// Whether `node` adds two tensors.
 fn is_add(node: &TypedNode) -> bool {
     node.op_as::<TypedBinOp>().is_some_and(|b| b.0.is::<Add>()) && node.inputs.len() == 2
 }
