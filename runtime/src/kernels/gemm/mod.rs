@@ -546,14 +546,7 @@ impl Step<'_> {
 #[inline]
 fn prefetch(at: *const f32, len: usize) {
     #[cfg(target_arch = "x86_64")]
-    for line in (0..len).step_by(16) {
-        // SAFETY: a prefetch reads nothing and never faults, whatever the address.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
-                at.wrapping_add(line).cast::<i8>(),
-            )
-        };
-    }
+    prefetch_lines::<{ std::arch::x86_64::_MM_HINT_T1 }>(at, len);
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (at, len);
 }
@@ -562,16 +555,19 @@ fn prefetch(at: *const f32, len: usize) {
 #[inline]
 fn prefetch_for_write(at: *mut f32, len: usize) {
     #[cfg(target_arch = "x86_64")]
-    for line in (0..len).step_by(16) {
-        // SAFETY: a prefetch reads nothing and never faults, whatever the address.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(
-                at.wrapping_add(line).cast::<i8>(),
-            )
-        };
-    }
+    prefetch_lines::<{ std::arch::x86_64::_MM_HINT_ET0 }>(at, len);
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (at, len);
+}
+
+/// One x86-64 prefetch with `HINT` per cache line of the `len` values from `at`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn prefetch_lines<const HINT: i32>(at: *const f32, len: usize) {
+    for line in (0..len).step_by(16) {
+        // SAFETY: a prefetch reads nothing and never faults, whatever the address.
+        unsafe { std::arch::x86_64::_mm_prefetch::<HINT>(at.wrapping_add(line).cast::<i8>()) };
+    }
 }
 
 /// Copies rows `pc..pc + kc`, columns `j..j + w` of `b` into `panel` (`nr` values per row,

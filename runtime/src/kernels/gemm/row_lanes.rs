@@ -68,11 +68,6 @@ impl RowLaneWeights {
         })
     }
 
-    /// Rows (`M`).
-    pub fn rows(&self) -> usize {
-        self.m
-    }
-
     /// Depth (`K`).
     pub fn depth(&self) -> usize {
         self.k
