@@ -195,6 +195,16 @@ impl Activation {
         }
     }
 
+    /// The activation as a kernel applies it to its accumulators in registers, when it is one
+    /// or two instructions a vector (clamps and LeakyReLU).
+    pub fn in_registers(self) -> Option<InRegisters> {
+        match self {
+            Activation::Clip { min, max } => Some(InRegisters::Clamp(min, max)),
+            Activation::LeakyRelu { alpha } => Some(InRegisters::Leaky(alpha)),
+            _ => None,
+        }
+    }
+
     /// Short name for reports.
     pub fn name(self) -> String {
         match self {
@@ -207,6 +217,32 @@ impl Activation {
             Activation::ScaledHardSwish { scale } => format!("hard-swish(x*{scale})"),
             Activation::Sigmoid => "sigmoid".into(),
             Activation::Silu => "silu".into(),
+        }
+    }
+}
+
+/// An activation a micro-kernel applies to its accumulators before it stores them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum InRegisters {
+    /// `x` clamped to `[min, max]` (ReLU, ReLU6, Clip): a max and a min.
+    Clamp(f32, f32),
+    /// `alpha x` where `x < 0`, else `x` (LeakyReLU): a compare and a masked multiply.
+    Leaky(f32),
+}
+
+impl InRegisters {
+    /// The activation of one value.
+    #[inline(always)]
+    pub fn apply_one(self, x: f32) -> f32 {
+        match self {
+            InRegisters::Clamp(min, max) => clip(x, min, max),
+            InRegisters::Leaky(alpha) => {
+                if x < 0.0 {
+                    alpha * x
+                } else {
+                    x
+                }
+            }
         }
     }
 }

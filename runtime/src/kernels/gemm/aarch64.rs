@@ -1,7 +1,9 @@
 //! Micro-kernel of [`super`] for aarch64 NEON: 8 rows x 8 columns (16 accumulators), a clamp
-//! (ReLU, ReLU6) applied to the accumulators before they are stored.
+//! (ReLU, ReLU6) or LeakyReLU applied to the accumulators before they are stored.
 
 use std::arch::aarch64::*;
+
+use crate::kernels::activation::InRegisters;
 
 /// NEON, 8 rows x 8 columns.
 ///
@@ -18,7 +20,7 @@ pub unsafe fn tile_neon(
     ldc: usize,
     bias: *const f32,
     accumulate: bool,
-    clamp: Option<&(f32, f32)>,
+    post: Option<&InRegisters>,
 ) {
     const MR: usize = 8;
     let mut acc = [[vdupq_n_f32(0.0); 2]; MR];
@@ -43,19 +45,27 @@ pub unsafe fn tile_neon(
         a = a.add(MR);
         b = b.add(8);
     }
-    // Clamped as part of the store loop: a separate pass over `acc` would keep it on the stack.
-    if let Some(&(lo, hi)) = clamp {
-        let (lo, hi) = (vdupq_n_f32(lo), vdupq_n_f32(hi));
-        for (r, row) in acc.iter().enumerate() {
-            let p = c.add(r * ldc);
-            vst1q_f32(p, vminq_f32(vmaxq_f32(row[0], lo), hi));
-            vst1q_f32(p.add(4), vminq_f32(vmaxq_f32(row[1], lo), hi));
+    // The activation is part of each store loop: a separate pass over `acc` would keep it on
+    // the stack.
+    macro_rules! store {
+        ($v:ident => $y:expr) => {
+            for (r, row) in acc.iter().enumerate() {
+                let p = c.add(r * ldc);
+                let $v = row[0];
+                vst1q_f32(p, $y);
+                let $v = row[1];
+                vst1q_f32(p.add(4), $y);
+            }
+        };
+    }
+    match post {
+        None => store!(v => v),
+        Some(&InRegisters::Clamp(lo, hi)) => {
+            let (lo, hi) = (vdupq_n_f32(lo), vdupq_n_f32(hi));
+            store!(v => vminq_f32(vmaxq_f32(v, lo), hi))
         }
-    } else {
-        for (r, row) in acc.iter().enumerate() {
-            let p = c.add(r * ldc);
-            vst1q_f32(p, row[0]);
-            vst1q_f32(p.add(4), row[1]);
+        Some(&InRegisters::Leaky(alpha)) => {
+            store!(v => vbslq_f32(vcltzq_f32(v), vmulq_n_f32(v, alpha), v))
         }
     }
 }

@@ -5,7 +5,7 @@
 //! columns of `B` (or a few, when `K` is short) is copied into a small contiguous buffer
 //! (where it stays in L1), then every `MR`-row panel of `A` (in L2) runs the micro-kernel
 //! against it, which keeps its `MR x NR` accumulators in registers. Bias seeds the
-//! accumulators; a clamp activation (ReLU, ReLU6) is applied to them in registers on the last
+//! accumulators; a clamp (ReLU, ReLU6) or LeakyReLU is applied to them in registers on the last
 //! block, and any other activation to each tile as soon as its last block is stored, while it
 //! is still in cache. Work is split over the
 //! thread pool by columns (or by rows when there are few columns); each thread packs its own
@@ -21,6 +21,7 @@ pub use row_lanes::{gemm_row_lanes, row_lanes_pay, RowLaneWeights};
 
 use std::cell::RefCell;
 
+use super::activation::InRegisters;
 use super::aligned_buf::AlignedBuf;
 use super::pool::{self, SharedMut, MIN_PARALLEL_WORK};
 use super::{Activation, Isa};
@@ -402,7 +403,7 @@ unsafe fn run_block(
     };
     panel.ensure(KC.min(k) * nr * group);
     let panels = panel.as_mut_slice();
-    let fused = activation.clamp_bounds();
+    let fused = activation.in_registers();
     let mut pc = 0;
     while pc < k {
         let kc = KC.min(k - pc);
@@ -416,7 +417,7 @@ unsafe fn run_block(
             pc,
             kc,
             first,
-            clamp: if last { fused } else { None },
+            post: if last { fused } else { None },
             activation: if last && fused.is_none() {
                 activation
             } else {
@@ -428,7 +429,7 @@ unsafe fn run_block(
             let held = start..(start + group).min(cols.end);
             for (i, q) in held.clone().enumerate() {
                 let w = nr.min(b.n - q * nr);
-                pack_panel(b, pc, kc, q * nr, w, nr, &mut panels[i * kc * nr..]);
+                pack_panel(a.isa, b, pc, kc, q * nr, w, nr, &mut panels[i * kc * nr..]);
             }
             for p in rows.clone() {
                 for (i, q) in held.clone().enumerate() {
@@ -464,9 +465,9 @@ struct Step<'a> {
     pc: usize,
     kc: usize,
     first: bool,
-    /// The clamp fused into the kernels' stores (last block only).
-    clamp: Option<(f32, f32)>,
-    /// The activation applied to each stored tile (last block only, when not a clamp).
+    /// The activation fused into the kernels' stores (last block only).
+    post: Option<InRegisters>,
+    /// The activation applied to each stored tile (last block only, when not in registers).
     activation: Activation,
 }
 
@@ -501,7 +502,7 @@ impl Step<'_> {
         let (i, j) = (p * mr, q * nr);
         let (h, w) = (mr.min(a.m - i), nr.min(self.n - j));
         let (kc, ldc, mut accumulate) = (self.kc, self.ldc, !self.first);
-        let clamp = self.clamp.as_ref();
+        let post = self.post.as_ref();
         let ap = a.data.as_slice().as_ptr().add(p * mr * a.k + self.pc * mr);
         let bias = a.bias.as_ptr().add(i);
         let dst = self.out.get().add(i * ldc + j);
@@ -517,9 +518,9 @@ impl Step<'_> {
             accumulate = true;
         }
         if h == mr && w == nr {
-            tile_kernel(a.isa, kc, ap, b, dst, ldc, bias, accumulate, clamp);
+            tile_kernel(a.isa, kc, ap, b, dst, ldc, bias, accumulate, post);
         } else if w == nr && has_row_kernels(a.isa) {
-            let done = tile_rows_kernel(a.isa, h, kc, ap, b, dst, ldc, bias, accumulate, clamp);
+            let done = tile_rows_kernel(a.isa, h, kc, ap, b, dst, ldc, bias, accumulate, post);
             assert!(done, "no {} kernel for {h} rows", a.isa.name());
         } else {
             // An edge tile goes through a full-size scratch tile.
@@ -530,7 +531,7 @@ impl Step<'_> {
                     std::ptr::copy_nonoverlapping(dst.add(r * ldc), t.add(r * nr), w);
                 }
             }
-            tile_kernel(a.isa, kc, ap, b, t, nr, bias, accumulate, clamp);
+            tile_kernel(a.isa, kc, ap, b, t, nr, bias, accumulate, post);
             for r in 0..h {
                 std::ptr::copy_nonoverlapping(t.add(r * nr), dst.add(r * ldc), w);
             }
@@ -564,15 +565,28 @@ fn prefetch_for_write(at: *mut f32, len: usize) {
 #[cfg(target_arch = "x86_64")]
 #[inline]
 fn prefetch_lines<const HINT: i32>(at: *const f32, len: usize) {
-    for line in (0..len).step_by(16) {
+    // From the start of the first value's line to the last value's.
+    let skew = at as usize % 64;
+    let first = at.cast::<i8>().wrapping_sub(skew);
+    for line in (0..skew + len * size_of::<f32>()).step_by(64) {
         // SAFETY: a prefetch reads nothing and never faults, whatever the address.
-        unsafe { std::arch::x86_64::_mm_prefetch::<HINT>(at.wrapping_add(line).cast::<i8>()) };
+        unsafe { std::arch::x86_64::_mm_prefetch::<HINT>(first.wrapping_add(line)) };
     }
 }
 
 /// Copies rows `pc..pc + kc`, columns `j..j + w` of `b` into `panel` (`nr` values per row,
-/// zeros past `w`).
-fn pack_panel(b: &Columns, pc: usize, kc: usize, j: usize, w: usize, nr: usize, panel: &mut [f32]) {
+/// zeros past `w`), in `isa`'s vectors where it has masked loads.
+#[allow(clippy::too_many_arguments)]
+fn pack_panel(
+    isa: Isa,
+    b: &Columns,
+    pc: usize,
+    kc: usize,
+    j: usize,
+    w: usize,
+    nr: usize,
+    panel: &mut [f32],
+) {
     // The panel's columns as (position in the panel, offset in a row, length) runs.
     let mut runs = [(0usize, 0usize, 0usize); 64];
     let mut count = 0;
@@ -587,6 +601,21 @@ fn pack_panel(b: &Columns, pc: usize, kc: usize, j: usize, w: usize, nr: usize, 
             return pack_panel_by_column(b, pc, kc, j, w, nr, panel);
         }
     }
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        if let Some(lanes) = x86_64::LaneRuns::new(&runs[..count], nr) {
+            let offsets = &b.offsets[pc..pc + kc];
+            assert!(panel.len() >= kc * nr, "panel of {} values", panel.len());
+            // SAFETY: AVX-512 kernels run only where the CPU has it (the filters were packed
+            // for it); every lane the runs load lies inside its row, which `Columns::in_runs`
+            // checked to lie inside `b.data`; the panel holds `kc` rows of `nr`.
+            unsafe {
+                x86_64::pack_rows_avx512(b.data.as_ptr(), offsets, &lanes, panel.as_mut_ptr())
+            };
+            return;
+        }
+    }
+    let _ = isa;
     for (dst, &off) in panel.chunks_exact_mut(nr).zip(&b.offsets[pc..pc + kc]) {
         for &(at, from, len) in &runs[..count] {
             copy_short(
@@ -631,7 +660,7 @@ fn pack_panel_by_column(
     }
 }
 
-/// Runs the micro-kernel of `isa` on one full tile, clamping it to `clamp` before the store.
+/// Runs the micro-kernel of `isa` on one full tile, applying `post` before the store.
 ///
 /// # Safety
 /// As for the kernels: `isa` supported, `a` holding `MR kc` values, `b` `NR kc`, `bias` `MR`,
@@ -647,11 +676,11 @@ unsafe fn tile_kernel(
     ldc: usize,
     bias: *const f32,
     accumulate: bool,
-    clamp: Option<&(f32, f32)>,
+    post: Option<&InRegisters>,
 ) {
     let rows = tile(isa).0;
     // SAFETY: as required of the caller, with all of the panel's rows.
-    let done = unsafe { tile_rows_kernel(isa, rows, kc, a, b, c, ldc, bias, accumulate, clamp) };
+    let done = unsafe { tile_rows_kernel(isa, rows, kc, a, b, c, ldc, bias, accumulate, post) };
     assert!(done, "no {} kernel for {rows} rows", isa.name());
 }
 
@@ -679,13 +708,13 @@ unsafe fn tile_rows_kernel(
     ldc: usize,
     bias: *const f32,
     accumulate: bool,
-    clamp: Option<&(f32, f32)>,
+    post: Option<&InRegisters>,
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     macro_rules! rows {
         ($kernel:ident, $($n:literal)*) => {
             match rows {
-                $($n => x86_64::$kernel::<$n>(kc, a, b, c, ldc, bias, accumulate, clamp),)*
+                $($n => x86_64::$kernel::<$n>(kc, a, b, c, ldc, bias, accumulate, post),)*
                 _ => return false,
             }
         };
@@ -696,9 +725,9 @@ unsafe fn tile_rows_kernel(
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma => rows!(tile_avx2, 1 2 3 4 5 6),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon if rows == 8 => aarch64::tile_neon(kc, a, b, c, ldc, bias, accumulate, clamp),
+        Isa::Neon if rows == 8 => aarch64::tile_neon(kc, a, b, c, ldc, bias, accumulate, post),
         Isa::Portable if rows == tile(Isa::Portable).0 => {
-            tile_portable(kc, a, b, c, ldc, bias, accumulate, clamp)
+            tile_portable(kc, a, b, c, ldc, bias, accumulate, post)
         }
         _ => return false,
     }
@@ -719,7 +748,7 @@ unsafe fn tile_portable(
     ldc: usize,
     bias: *const f32,
     accumulate: bool,
-    clamp: Option<&(f32, f32)>,
+    post: Option<&InRegisters>,
 ) {
     const MR: usize = 4;
     const NR: usize = 8;
@@ -740,15 +769,14 @@ unsafe fn tile_portable(
             }
         }
     }
-    // Clamped as part of the store, as in the SIMD kernels.
-    let clip = clamp.map(|&(min, max)| Activation::Clip { min, max });
+    // The activation is part of the store, as in the SIMD kernels.
     for (r, row) in acc.iter().enumerate() {
         let dst = std::slice::from_raw_parts_mut(c.add(r * ldc), NR);
-        match clip {
-            Some(clip) => dst
+        match post {
+            Some(post) => dst
                 .iter_mut()
                 .zip(row)
-                .for_each(|(d, &v)| *d = clip.apply_one(v)),
+                .for_each(|(d, &v)| *d = post.apply_one(v)),
             None => dst.copy_from_slice(row),
         }
     }
@@ -788,8 +816,8 @@ mod tests {
 
     #[test]
     fn every_isa_matches_the_naive_product_on_edge_and_multi_block_shapes() {
-        // Clamps go into the micro-kernel's store (on the last block of K only), the others
-        // over the stored tile.
+        // Clamps and LeakyReLU go into the micro-kernel's store (on the last block of K only),
+        // the others over the stored tile.
         let activations = [
             Activation::None,
             Activation::Clip { min: 0.0, max: 6.0 },
@@ -798,6 +826,8 @@ mod tests {
                 max: 0.25,
             },
             Activation::LeakyRelu { alpha: 0.1 },
+            Activation::LeakyRelu { alpha: 1.5 },
+            Activation::Silu,
         ];
         for (isa, activation) in Isa::all_supported()
             .into_iter()
@@ -882,6 +912,44 @@ mod tests {
         }
         assert!(Columns::in_runs(&[0.0; 100], &[0], 10, 4, 7).is_err());
         assert!(Columns::in_runs(&[0.0; 100], &[0], 10, 5, 4).is_err());
+    }
+
+    #[test]
+    fn vector_packing_matches_the_scalar_copy() {
+        // Runs long and short, gaps of 0-3 columns, panels of 32 (pixel lanes) and 12 (channel
+        // lanes) columns, whole and partial, at every offset of a few rows.
+        for (run, pitch) in [
+            (52usize, 54usize),
+            (26, 28),
+            (13, 15),
+            (6, 7),
+            (5, 7),
+            (32, 32),
+        ] {
+            let rows = 4;
+            let n = run * rows;
+            let k = 9;
+            let len = (rows - 1) * pitch + run + 2 * pitch;
+            let data = values(len + k, 8);
+            let offsets: Vec<usize> = (0..k).map(|t| t % 3 + (t / 3) * pitch).collect();
+            let b = Columns::in_runs(&data, &offsets, n, run, pitch).unwrap();
+            for nr in [32, 12] {
+                for j in 0..n {
+                    let w = nr.min(n - j);
+                    let mut want = vec![f32::NAN; k * nr];
+                    pack_panel(Isa::Portable, &b, 0, k, j, w, nr, &mut want);
+                    for isa in Isa::all_supported() {
+                        let mut got = vec![f32::NAN; k * nr + 16];
+                        pack_panel(isa, &b, 0, k, j, w, nr, &mut got);
+                        assert_eq!(got[..k * nr], want[..], "{isa:?} {run}/{pitch} {nr} at {j}");
+                        assert!(
+                            got[k * nr..].iter().all(|v| v.is_nan()),
+                            "{isa:?} wrote past"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

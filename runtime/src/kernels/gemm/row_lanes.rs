@@ -15,6 +15,7 @@ use super::{
     check_operands, check_product, pack_panel, part, prefetch, tile, tile_kernel, tile_rows_kernel,
     Columns, KC,
 };
+use crate::kernels::activation::InRegisters;
 use crate::kernels::aligned_buf::AlignedBuf;
 use crate::kernels::pool::{self, SharedMut, MIN_PARALLEL_WORK};
 use crate::kernels::{Activation, Isa};
@@ -176,13 +177,13 @@ unsafe fn run_panels(
     scratch.ensure(rows.len() * panel_floats);
     let (groups, scratch) = (groups.as_mut_slice(), scratch.as_mut_slice());
     let packed = a.data.as_slice();
-    let clamp = activation.clamp_bounds();
+    let post = activation.in_registers();
     let mut pc = 0;
     while pc < k {
         let kc = KC.min(k - pc);
         for q in 0..count {
             let w = mr.min(n - q * mr);
-            pack_panel(b, pc, kc, q * mr, w, mr, &mut groups[q * kc * mr..]);
+            pack_panel(a.isa, b, pc, kc, q * mr, w, mr, &mut groups[q * kc * mr..]);
         }
         for (i, p) in rows.clone().enumerate() {
             let weights = packed.as_ptr().add(p * nr * k + pc * nr);
@@ -238,8 +239,8 @@ unsafe fn run_panels(
                 let dst = out.get().add(first * ldc);
                 let bias = &a.bias[first..first + h];
                 let residual = residual.map(|r| r.add(first * ldc));
-                store_transposed(a.isa, tiles, nr, n, bias, residual, clamp, dst, ldc);
-                if clamp.is_none() && activation != Activation::None {
+                store_transposed(a.isa, tiles, nr, n, bias, residual, post, dst, ldc);
+                if post.is_none() && activation != Activation::None {
                     activation.apply_rows_for(a.isa, dst, h, n, ldc);
                 }
             }
@@ -248,7 +249,7 @@ unsafe fn run_panels(
     }
 }
 
-/// `dst[r * ldc + j] = clamp(tiles[j * nr + r] + bias[r] + residual[r * ldc + j])` for
+/// `dst[r * ldc + j] = post(tiles[j * nr + r] + bias[r] + residual[r * ldc + j])` for
 /// `r < bias.len()`, `j < n`.
 ///
 /// # Safety
@@ -262,25 +263,25 @@ unsafe fn store_transposed(
     n: usize,
     bias: &[f32],
     residual: Option<*const f32>,
-    clamp: Option<(f32, f32)>,
+    post: Option<InRegisters>,
     dst: *mut f32,
     ldc: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 && nr.is_multiple_of(16) {
-        let (h, clamp) = (bias.len(), clamp.as_ref());
+        let (h, post) = (bias.len(), post.as_ref());
         let bias = bias.as_ptr();
         return super::x86_64::store_transposed_avx512(
-            tiles, nr, h, n, bias, residual, clamp, dst, ldc,
+            tiles, nr, h, n, bias, residual, post, dst, ldc,
         );
     }
     let _ = isa;
-    let (lo, hi) = clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
     for (r, &add) in bias.iter().enumerate() {
         let row = std::slice::from_raw_parts_mut(dst.add(r * ldc), n);
         for (j, v) in row.iter_mut().enumerate() {
             let skip = residual.map_or(0.0, |res| *res.add(r * ldc + j));
-            *v = (*tiles.add(j * nr + r) + add + skip).max(lo).min(hi);
+            let y = *tiles.add(j * nr + r) + add + skip;
+            *v = post.map_or(y, |post| post.apply_one(y));
         }
     }
 }

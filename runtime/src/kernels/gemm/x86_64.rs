@@ -3,12 +3,15 @@
 //! Each computes one `MR x NR` tile of `C = A B` over `k` steps: per step it loads one row of
 //! the packed B panel (`NR` values, two vectors) and broadcasts each of the `MR` values of the
 //! packed A panel, so the `2 MR` accumulators never leave the registers. A clamp (ReLU, ReLU6)
-//! is applied to the accumulators before they are stored. Each kernel also comes for fewer
-//! rows (`ROWS < MR`, the last panel of an `M` that is not a multiple of `MR`), reading the
-//! same packed panels and writing only those rows: no scratch tile, no multiply-adds on the
-//! panel's zero rows.
+//! or LeakyReLU is applied to the accumulators before they are stored. Each kernel also comes
+//! for fewer rows (`ROWS < MR`, the last panel of an `M` that is not a multiple of `MR`),
+//! reading the same packed panels and writing only those rows: no scratch tile, no
+//! multiply-adds on the panel's zero rows. With AVX-512, `B` panels are packed by masked loads
+//! ([`pack_rows_avx512`]).
 
 use std::arch::x86_64::*;
+
+use crate::kernels::activation::InRegisters;
 
 /// AVX-512F, the first `ROWS` (at most 12) rows of a 12-row panel x 32 columns (up to 24
 /// accumulators).
@@ -26,7 +29,7 @@ pub unsafe fn tile_avx512<const ROWS: usize>(
     ldc: usize,
     bias: *const f32,
     accumulate: bool,
-    clamp: Option<&(f32, f32)>,
+    post: Option<&InRegisters>,
 ) {
     const MR: usize = 12;
     let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
@@ -51,21 +54,38 @@ pub unsafe fn tile_avx512<const ROWS: usize>(
         a = a.add(MR);
         b = b.add(32);
     }
-    // Clamped as part of the store loop: a separate pass over `acc` would keep it on the stack.
-    if let Some(&(lo, hi)) = clamp {
-        let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
-        for (r, row) in acc.iter().enumerate() {
-            let p = c.add(r * ldc);
-            _mm512_storeu_ps(p, _mm512_min_ps(_mm512_max_ps(row[0], lo), hi));
-            _mm512_storeu_ps(p.add(16), _mm512_min_ps(_mm512_max_ps(row[1], lo), hi));
+    // The activation is part of each store loop: a separate pass over `acc` would keep it on
+    // the stack.
+    macro_rules! store {
+        ($v:ident => $y:expr) => {
+            for (r, row) in acc.iter().enumerate() {
+                let p = c.add(r * ldc);
+                let $v = row[0];
+                _mm512_storeu_ps(p, $y);
+                let $v = row[1];
+                _mm512_storeu_ps(p.add(16), $y);
+            }
+        };
+    }
+    match post {
+        None => store!(v => v),
+        Some(&InRegisters::Clamp(lo, hi)) => {
+            let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+            store!(v => _mm512_min_ps(_mm512_max_ps(v, lo), hi))
         }
-    } else {
-        for (r, row) in acc.iter().enumerate() {
-            let p = c.add(r * ldc);
-            _mm512_storeu_ps(p, row[0]);
-            _mm512_storeu_ps(p.add(16), row[1]);
+        Some(&InRegisters::Leaky(alpha)) => {
+            let alpha = _mm512_set1_ps(alpha);
+            store!(v => leaky_avx512(v, alpha))
         }
     }
+}
+
+/// `alpha v` in the lanes where `v < 0`, `v` elsewhere.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn leaky_avx512(v: __m512, alpha: __m512) -> __m512 {
+    let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, _mm512_setzero_ps());
+    _mm512_mask_mul_ps(v, negative, v, alpha)
 }
 
 /// AVX2+FMA, the first `ROWS` (at most 6) rows of a 6-row panel x 16 columns (up to 12
@@ -84,7 +104,7 @@ pub unsafe fn tile_avx2<const ROWS: usize>(
     ldc: usize,
     bias: *const f32,
     accumulate: bool,
-    clamp: Option<&(f32, f32)>,
+    post: Option<&InRegisters>,
 ) {
     const MR: usize = 6;
     let mut acc = [[_mm256_setzero_ps(); 2]; ROWS];
@@ -109,24 +129,33 @@ pub unsafe fn tile_avx2<const ROWS: usize>(
         a = a.add(MR);
         b = b.add(16);
     }
-    // Clamped as part of the store loop: a separate pass over `acc` would keep it on the stack.
-    if let Some(&(lo, hi)) = clamp {
-        let (lo, hi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
-        for (r, row) in acc.iter().enumerate() {
-            let p = c.add(r * ldc);
-            _mm256_storeu_ps(p, _mm256_min_ps(_mm256_max_ps(row[0], lo), hi));
-            _mm256_storeu_ps(p.add(8), _mm256_min_ps(_mm256_max_ps(row[1], lo), hi));
+    // The activation is part of each store loop, as in the AVX-512 kernel.
+    macro_rules! store {
+        ($v:ident => $y:expr) => {
+            for (r, row) in acc.iter().enumerate() {
+                let p = c.add(r * ldc);
+                let $v = row[0];
+                _mm256_storeu_ps(p, $y);
+                let $v = row[1];
+                _mm256_storeu_ps(p.add(8), $y);
+            }
+        };
+    }
+    match post {
+        None => store!(v => v),
+        Some(&InRegisters::Clamp(lo, hi)) => {
+            let (lo, hi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
+            store!(v => _mm256_min_ps(_mm256_max_ps(v, lo), hi))
         }
-    } else {
-        for (r, row) in acc.iter().enumerate() {
-            let p = c.add(r * ldc);
-            _mm256_storeu_ps(p, row[0]);
-            _mm256_storeu_ps(p.add(8), row[1]);
+        Some(&InRegisters::Leaky(alpha)) => {
+            let alpha = _mm256_set1_ps(alpha);
+            // The sign bit picks `alpha v` (negative zero gives negative zero either way).
+            store!(v => _mm256_blendv_ps(v, _mm256_mul_ps(v, alpha), v))
         }
     }
 }
 
-/// AVX-512F: `dst[r * ldc + j] = clamp(tiles[j * nr + r] + bias[r] + residual[r * ldc + j])`
+/// AVX-512F: `dst[r * ldc + j] = post(tiles[j * nr + r] + bias[r] + residual[r * ldc + j])`
 /// for `r < h`, `j < n`:
 /// the scratch tiles of the row-lane product (`n` columns of `nr` rows) written to `C`, in
 /// blocks of 16 rows x 16 columns transposed in registers.
@@ -144,12 +173,20 @@ pub unsafe fn store_transposed_avx512(
     n: usize,
     bias: *const f32,
     residual: Option<*const f32>,
-    clamp: Option<&(f32, f32)>,
+    post: Option<&InRegisters>,
     dst: *mut f32,
     ldc: usize,
 ) {
-    let (lo, hi) = clamp.copied().unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
-    let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+    let (lo, hi, alpha) = match post {
+        None => (f32::NEG_INFINITY, f32::INFINITY, 1.0),
+        Some(&InRegisters::Clamp(lo, hi)) => (lo, hi, 1.0),
+        Some(&InRegisters::Leaky(alpha)) => (f32::NEG_INFINITY, f32::INFINITY, alpha),
+    };
+    let (lo, hi, alpha) = (
+        _mm512_set1_ps(lo),
+        _mm512_set1_ps(hi),
+        _mm512_set1_ps(alpha),
+    );
     let mut first = 0;
     while first < h {
         let rows = 16.min(h - first);
@@ -168,7 +205,7 @@ pub unsafe fn store_transposed_avx512(
                 if let Some(res) = residual {
                     y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, res.add(at)));
                 }
-                let y = _mm512_min_ps(_mm512_max_ps(y, lo), hi);
+                let y = leaky_avx512(_mm512_min_ps(_mm512_max_ps(y, lo), hi), alpha);
                 _mm512_mask_storeu_ps(dst.add(at), mask, y);
             }
             j += cols;
@@ -216,4 +253,96 @@ unsafe fn transpose16(a: [__m512; 16]) -> [__m512; 16] {
         out[12 + p] = _mm512_shuffle_f32x4::<0xDD>(high, high2);
     }
     out
+}
+
+/// A panel row of up to 32 values as 16-lane vectors, each gathered from one row of `B` by up
+/// to [`LaneRuns::PARTS`] masked loads: lane `p` of the panel row (counting across vectors) is
+/// value `p + shift` of the `B` row for the part whose mask holds it, zero for no part.
+#[derive(Debug, Clone, Copy)]
+pub struct LaneRuns {
+    /// Values per panel row (`nr`).
+    pub width: usize,
+    /// Vectors per panel row (`nr / 16` rounded up).
+    pub vectors: usize,
+    /// Lanes of each vector that belong to the panel row (the last one's may stop short).
+    pub store: [u16; 2],
+    /// Masked loads per vector.
+    pub counts: [usize; 2],
+    /// Each vector's loads: (shift, lanes).
+    pub parts: [[(isize, u16); LaneRuns::PARTS]; 2],
+}
+
+impl LaneRuns {
+    /// Masked loads a vector may need (runs of 6 values or more).
+    pub const PARTS: usize = 4;
+
+    /// The vectors of a panel row of `nr` values made of `runs` (position in the panel,
+    /// offset in the row, length); `None` past 32 values or [`Self::PARTS`] runs a vector.
+    pub fn new(runs: &[(usize, usize, usize)], nr: usize) -> Option<Self> {
+        if nr > 32 {
+            return None;
+        }
+        let mut lanes = LaneRuns {
+            width: nr,
+            vectors: nr.div_ceil(16),
+            store: [0; 2],
+            counts: [0; 2],
+            parts: [[(0, 0); Self::PARTS]; 2],
+        };
+        for v in 0..lanes.vectors {
+            let (low, high) = (16 * v, (16 * v + 16).min(nr));
+            lanes.store[v] = lane_mask(0, high - low);
+            for &(at, from, len) in runs {
+                let (start, end) = (at.max(low), (at + len).min(high));
+                if start >= end {
+                    continue;
+                }
+                let c = lanes.counts[v];
+                if c == Self::PARTS {
+                    return None;
+                }
+                lanes.parts[v][c] = (
+                    from as isize - at as isize,
+                    lane_mask(start - low, end - low),
+                );
+                lanes.counts[v] += 1;
+            }
+        }
+        Some(lanes)
+    }
+}
+
+/// Bits `start..end` of a 16-lane mask.
+fn lane_mask(start: usize, end: usize) -> u16 {
+    let upto = |n: usize| if n >= 16 { u16::MAX } else { (1u16 << n) - 1 };
+    upto(end) & !upto(start)
+}
+
+/// AVX-512F: row `t` of the panel (`lanes.width` values apart) gathered from the `B` row
+/// at `data + offsets[t]` by the masked loads of `lanes`, the lanes no load covers zero.
+///
+/// # Safety
+/// The CPU must support AVX-512F; every lane a load of `lanes` covers must be readable from
+/// each row; `panel` must hold `offsets.len()` rows of the panel's width.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn pack_rows_avx512(
+    data: *const f32,
+    offsets: &[usize],
+    lanes: &LaneRuns,
+    panel: *mut f32,
+) {
+    let nr = lanes.width;
+    for (t, &off) in offsets.iter().enumerate() {
+        let row = data.wrapping_add(off);
+        for v in 0..lanes.vectors {
+            let parts = &lanes.parts[v][..lanes.counts[v]];
+            let mut x = _mm512_setzero_ps();
+            for &(shift, mask) in parts {
+                // Lanes outside `mask` are neither read nor able to fault.
+                let at = row.wrapping_offset(shift + 16 * v as isize);
+                x = _mm512_mask_loadu_ps(x, mask, at);
+            }
+            _mm512_mask_storeu_ps(panel.add(t * nr + 16 * v), lanes.store[v], x);
+        }
+    }
 }
