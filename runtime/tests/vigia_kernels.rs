@@ -90,12 +90,12 @@ fn vigia_kernels_match_tract_on_real_models_at_one_and_two_threads() {
                 path.display()
             );
             // Every one of these models has dense convolutions (1x1 or KxK, group 1), and
-            // NanoDet's largest 3x3 stride-1 ones (32 channels at 104x104, 128 at 52x52) go by
-            // Winograd on every core (on cores with two FMA pipes only those: see
+            // NanoDet's largest 3x3 stride-1 one (128 channels at 52x52) goes by Winograd on
+            // every core, its 32-channel ones at 104x104 too on cores with one FMA pipe (see
             // `winograd_pays`).
             assert!(replaced.dense > 0, "{}: {replaced:?}", path.display());
             if path.ends_with("nanodet-m-416.onnx") {
-                assert!(replaced.winograd >= 3, "{}: {replaced:?}", path.display());
+                assert!(replaced.winograd >= 1, "{}: {replaced:?}", path.display());
             }
             // YOLOv8's last box and class layers, 1x1 einsums that add the batch axis
             // (`IHW,OI->NOHW`), are taken too: 76 layers, 68 without them; with the stem and

@@ -332,13 +332,16 @@ fn tract_is_faster(isa: Isa, geometry: &PlaneGeometry, out_channels: usize) -> b
 /// at 13x13 0.47 ms direct against 0.90, 128->128 at 26x26 1.51 against 1.76) and with 32-64
 /// channels at 52x52 (64->64 1.57 against 1.68); it wins with many tiles and channels (128->128
 /// at 52x52 5.68 -> 4.12 ms, 32->32 at 104x104 1.96 -> 1.79). So: at least 64 tiles, and
-/// tiles times the smaller channel count at least 16384 (128 channels at 52x52).
+/// tiles times the smaller channel count at least 16384 (128 channels at 52x52). Since `B`
+/// panels are packed by masked loads the direct product also wins with 32 channels (NanoDet-m's
+/// 32->32 at 104x104 2.20 -> 1.68 ms; criterion: 32->32 at 80x80 0.97 direct against 1.10,
+/// 64->64 at 80x80 3.33 against 2.77), so 64 channels at least.
 fn winograd_pays(isa: Isa, geometry: &PlaneGeometry, out_channels: usize) -> bool {
     let g = geometry;
     let tiles = g.out_h.div_ceil(4) * g.out_w.div_ceil(4);
     let channels = g.channels.min(out_channels);
     let pays = match fma_pipes(isa) {
-        Some(pipes) if pipes >= 2 => tiles >= 64 && tiles * channels >= 16384,
+        Some(pipes) if pipes >= 2 => tiles >= 64 && tiles * channels >= 16384 && channels >= 64,
         _ => tiles >= 16,
     };
     (g.kernel_h, g.kernel_w, g.stride_h, g.stride_w) == (3, 3, 1, 1)
