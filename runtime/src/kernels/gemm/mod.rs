@@ -602,16 +602,26 @@ fn pack_panel(
         }
     }
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 {
-        if let Some(lanes) = x86_64::LaneRuns::new(&runs[..count], nr) {
-            let offsets = &b.offsets[pc..pc + kc];
+    {
+        let width = match isa {
+            Isa::Avx512 => 16,
+            Isa::Avx2Fma => 8,
+            _ => 0,
+        };
+        if let Some(lanes) = x86_64::LaneRuns::new(&runs[..count], nr, width) {
+            let (data, offsets) = (b.data.as_ptr(), &b.offsets[pc..pc + kc]);
             assert!(panel.len() >= kc * nr, "panel of {} values", panel.len());
-            // SAFETY: AVX-512 kernels run only where the CPU has it (the filters were packed
-            // for it); every lane the runs load lies inside its row, which `Columns::in_runs`
-            // checked to lie inside `b.data`; the panel holds `kc` rows of `nr`.
+            assert!(isa.is_supported(), "{} kernels on this CPU", isa.name());
+            // SAFETY: the CPU has the instruction set (checked); every lane the runs load lies
+            // inside its row, which `Columns::in_runs` checked to lie inside `b.data`; the
+            // panel holds `kc` rows of `nr`.
             unsafe {
-                x86_64::pack_rows_avx512(b.data.as_ptr(), offsets, &lanes, panel.as_mut_ptr())
-            };
+                if width == 16 {
+                    x86_64::pack_rows_avx512(data, offsets, &lanes, panel.as_mut_ptr());
+                } else {
+                    x86_64::pack_rows_avx2(data, offsets, &lanes, panel.as_mut_ptr());
+                }
+            }
             return;
         }
     }
@@ -933,7 +943,7 @@ mod tests {
             let data = values(len + k, 8);
             let offsets: Vec<usize> = (0..k).map(|t| t % 3 + (t / 3) * pitch).collect();
             let b = Columns::in_runs(&data, &offsets, n, run, pitch).unwrap();
-            for nr in [32, 12] {
+            for nr in [32, 16, 12] {
                 for j in 0..n {
                     let w = nr.min(n - j);
                     let mut want = vec![f32::NAN; k * nr];

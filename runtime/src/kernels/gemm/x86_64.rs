@@ -255,14 +255,17 @@ unsafe fn transpose16(a: [__m512; 16]) -> [__m512; 16] {
     out
 }
 
-/// A panel row of up to 32 values as 16-lane vectors, each gathered from one row of `B` by up
-/// to [`LaneRuns::PARTS`] masked loads: lane `p` of the panel row (counting across vectors) is
-/// value `p + shift` of the `B` row for the part whose mask holds it, zero for no part.
+/// A panel row as one or two vectors (16 lanes on AVX-512, 8 on AVX2), each gathered from one
+/// row of `B` by up to [`LaneRuns::PARTS`] masked loads: lane `p` of the panel row (counting
+/// across vectors) is value `p + shift` of the `B` row for the part whose mask holds it, zero
+/// for no part.
 #[derive(Debug, Clone, Copy)]
 pub struct LaneRuns {
     /// Values per panel row (`nr`).
     pub width: usize,
-    /// Vectors per panel row (`nr / 16` rounded up).
+    /// Lanes per vector.
+    pub lanes: usize,
+    /// Vectors per panel row (`nr / lanes` rounded up).
     pub vectors: usize,
     /// Lanes of each vector that belong to the panel row (the last one's may stop short).
     pub store: [u16; 2],
@@ -276,21 +279,23 @@ impl LaneRuns {
     /// Masked loads a vector may need (runs of 6 values or more).
     pub const PARTS: usize = 4;
 
-    /// The vectors of a panel row of `nr` values made of `runs` (position in the panel,
-    /// offset in the row, length); `None` past 32 values or [`Self::PARTS`] runs a vector.
-    pub fn new(runs: &[(usize, usize, usize)], nr: usize) -> Option<Self> {
-        if nr > 32 {
+    /// The vectors of `width` lanes for a panel row of `nr` values made of `runs` (position in
+    /// the panel, offset in the row, length); `None` past two vectors or [`Self::PARTS`] runs
+    /// a vector.
+    pub fn new(runs: &[(usize, usize, usize)], nr: usize, width: usize) -> Option<Self> {
+        if nr > 2 * width || width > 16 {
             return None;
         }
         let mut lanes = LaneRuns {
             width: nr,
-            vectors: nr.div_ceil(16),
+            lanes: width,
+            vectors: nr.div_ceil(width),
             store: [0; 2],
             counts: [0; 2],
             parts: [[(0, 0); Self::PARTS]; 2],
         };
         for v in 0..lanes.vectors {
-            let (low, high) = (16 * v, (16 * v + 16).min(nr));
+            let (low, high) = (width * v, (width * v + width).min(nr));
             lanes.store[v] = lane_mask(0, high - low);
             for &(at, from, len) in runs {
                 let (start, end) = (at.max(low), (at + len).min(high));
@@ -312,7 +317,7 @@ impl LaneRuns {
     }
 }
 
-/// Bits `start..end` of a 16-lane mask.
+/// Bits `start..end` of a lane mask.
 fn lane_mask(start: usize, end: usize) -> u16 {
     let upto = |n: usize| if n >= 16 { u16::MAX } else { (1u16 << n) - 1 };
     upto(end) & !upto(start)
@@ -335,6 +340,7 @@ pub unsafe fn pack_rows_avx512(
     for (t, &off) in offsets.iter().enumerate() {
         let row = data.wrapping_add(off);
         for v in 0..lanes.vectors {
+            debug_assert_eq!(lanes.lanes, 16);
             let parts = &lanes.parts[v][..lanes.counts[v]];
             let mut x = _mm512_setzero_ps();
             for &(shift, mask) in parts {
@@ -345,4 +351,56 @@ pub unsafe fn pack_rows_avx512(
             _mm512_mask_storeu_ps(panel.add(t * nr + 16 * v), lanes.store[v], x);
         }
     }
+}
+
+/// AVX2: [`pack_rows_avx512`] with 8-lane vectors.
+///
+/// # Safety
+/// The CPU must support AVX2; `lanes` must have 8-lane vectors; as [`pack_rows_avx512`]
+/// otherwise.
+#[target_feature(enable = "avx2")]
+pub unsafe fn pack_rows_avx2(
+    data: *const f32,
+    offsets: &[usize],
+    lanes: &LaneRuns,
+    panel: *mut f32,
+) {
+    debug_assert_eq!(lanes.lanes, 8);
+    let nr = lanes.width;
+    let mut masks = [[_mm256_setzero_si256(); LaneRuns::PARTS]; 2];
+    for ((masks, parts), &count) in masks.iter_mut().zip(&lanes.parts).zip(&lanes.counts) {
+        for (m, &(_, bits)) in masks.iter_mut().zip(&parts[..count]) {
+            *m = lane_vector(bits);
+        }
+    }
+    let stores = lanes.store.map(|bits| lane_vector(bits));
+    for (t, &off) in offsets.iter().enumerate() {
+        let row = data.wrapping_add(off);
+        for v in 0..lanes.vectors {
+            let parts = &lanes.parts[v][..lanes.counts[v]];
+            let mut x = _mm256_setzero_ps();
+            for (&(shift, _), &mask) in parts.iter().zip(&masks[v]) {
+                // Lanes outside `mask` are neither read nor able to fault.
+                let at = row.wrapping_offset(shift + 8 * v as isize);
+                x = _mm256_or_ps(x, _mm256_maskload_ps(at, mask));
+            }
+            let to = panel.add(t * nr + 8 * v);
+            if lanes.store[v] == 0xff {
+                _mm256_storeu_ps(to, x);
+            } else {
+                _mm256_maskstore_ps(to, stores[v], x);
+            }
+        }
+    }
+}
+
+/// The 8-lane mask `bits` as a vector: all ones in the lanes it holds.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn lane_vector(bits: u16) -> __m256i {
+    let each = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    _mm256_cmpeq_epi32(
+        _mm256_and_si256(_mm256_set1_epi32(i32::from(bits)), each),
+        each,
+    )
 }
