@@ -31,6 +31,7 @@ use tract_onnx::tract_core::ops::math::Add;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
 use super::conv_epilogue::{channel_affine_step, following_activation, sole_reader};
+use super::sliced_parts::sliced_whole;
 use super::strided_input::strided_source;
 use crate::engine::ops::vigia_conv::{ConvKernel, VigiaConv};
 use crate::kernels::dense_conv::DenseConv;
@@ -428,6 +429,12 @@ fn split_pointwise_parts(model: &TypedModel, id: usize) -> TractResult<Option<Co
     else {
         return Ok(None);
     };
+    let inputs: TVec<OutletId> = pieces.iter().flat_map(|p| p.inputs.clone()).collect();
+    // The parts may be the slices of one tensor (a `Concat` others read too): that tensor.
+    let inputs = match sliced_whole(model, &inputs, input_rank - 3)? {
+        Some(whole) => tvec![whole],
+        None => inputs,
+    };
     Ok(Some(ConvParts {
         geometry,
         out_channels: outs,
@@ -437,7 +444,7 @@ fn split_pointwise_parts(model: &TypedModel, id: usize) -> TractResult<Option<Co
         rank,
         input_channels_last: false,
         output_channels_last: false,
-        inputs: pieces.iter().flat_map(|p| p.inputs.clone()).collect(),
+        inputs,
     }))
 }
 

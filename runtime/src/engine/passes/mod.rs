@@ -18,6 +18,7 @@ pub mod pool_kernels;
 mod probe;
 mod proto;
 pub mod resize_kernels;
+mod sliced_parts;
 mod strided_input;
 pub mod yolo_head_cut;
 

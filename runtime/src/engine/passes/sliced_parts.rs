@@ -1,0 +1,40 @@
+//! A product over a `Concat` that other nodes read too reaches vigia's pass as tract's declutter
+//! leaves it: one product per part, each over a `Slice` of the `Concat`'s output (NanoDet-m's
+//! PAN). When the pass puts the parts back together, slices that cover one tensor in order are
+//! that tensor: reading it saves the slices' copies and the concatenation's.
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::array::Slice;
+
+/// The tensor `parts` (in order) slice along `axis` end to end, one after the other; `None`
+/// when they are not all such slices of one tensor.
+pub(super) fn sliced_whole(
+    model: &TypedModel,
+    parts: &[OutletId],
+    axis: usize,
+) -> TractResult<Option<OutletId>> {
+    if parts.len() < 2 {
+        return Ok(None);
+    }
+    let mut source = None;
+    let mut next = 0;
+    for part in parts {
+        let node = model.node(part.node);
+        let Some(slice) = node.op_as::<Slice>() else {
+            return Ok(None);
+        };
+        let from = node.inputs[0];
+        let (Ok(start), Ok(end)) = (slice.start.to_i64(), slice.end.to_i64()) else {
+            return Ok(None);
+        };
+        if slice.axis != axis || *source.get_or_insert(from) != from || start != next {
+            return Ok(None);
+        }
+        next = end;
+    }
+    let Some(source) = source else {
+        return Ok(None);
+    };
+    let whole = model.outlet_fact(source)?.shape[axis].to_i64().ok();
+    Ok((whole == Some(next)).then_some(source))
+}
