@@ -38,3 +38,34 @@ pub(super) fn sliced_whole(
     let whole = model.outlet_fact(source)?.shape[axis].to_i64().ok();
     Ok((whole == Some(next)).then_some(source))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_covering_a_tensor_in_order_are_the_tensor() {
+        let mut m = TypedModel::default();
+        let x = m.add_source("x", f32::fact([1, 128, 4, 4])).unwrap();
+        let mut slice = |name: &str, axis: usize, start: usize, end: usize| {
+            m.wire_node(name, Slice::new(axis, start, end), &[x])
+                .unwrap()[0]
+        };
+        let (low, high) = (slice("low", 1, 0, 64), slice("high", 1, 64, 128));
+        let (quarter, short) = (slice("quarter", 1, 0, 32), slice("short", 1, 64, 120));
+        let rows = (slice("top", 2, 0, 2), slice("bottom", 2, 2, 4));
+        assert_eq!(sliced_whole(&m, &[low, high], 1).unwrap(), Some(x));
+        assert_eq!(sliced_whole(&m, &[rows.0, rows.1], 2).unwrap(), Some(x));
+        // Out of order, a gap, short of the end, a single part, another axis, not a slice.
+        for (parts, axis) in [
+            (vec![high, low], 1),
+            (vec![quarter, high], 1),
+            (vec![low, short], 1),
+            (vec![low], 1),
+            (vec![rows.0, rows.1], 1),
+            (vec![x, low], 1),
+        ] {
+            assert_eq!(sliced_whole(&m, &parts, axis).unwrap(), None, "{parts:?}");
+        }
+    }
+}
