@@ -195,12 +195,17 @@ impl Activation {
         }
     }
 
-    /// The activation as a kernel applies it to its accumulators in registers, when it is one
-    /// or two instructions a vector (clamps and LeakyReLU).
-    pub fn in_registers(self) -> Option<InRegisters> {
+    /// The activation as `isa`'s micro-kernels apply it to their accumulators in registers:
+    /// clamps and LeakyReLU (one or two instructions a vector) everywhere, Sigmoid and SiLU
+    /// where they are written in vector intrinsics (x86-64), so that their pass over the stored
+    /// tile, a load and a store a vector, goes away.
+    pub fn in_registers(self, isa: Isa) -> Option<InRegisters> {
+        let vector_logistic = matches!(isa, Isa::Avx512 | Isa::Avx2Fma);
         match self {
             Activation::Clip { min, max } => Some(InRegisters::Clamp(min, max)),
             Activation::LeakyRelu { alpha } => Some(InRegisters::Leaky(alpha)),
+            Activation::Sigmoid if vector_logistic => Some(InRegisters::Sigmoid),
+            Activation::Silu if vector_logistic => Some(InRegisters::Silu),
             _ => None,
         }
     }
@@ -228,6 +233,10 @@ pub enum InRegisters {
     Clamp(f32, f32),
     /// `alpha x` where `x < 0`, else `x` (LeakyReLU): a compare and a masked multiply.
     Leaky(f32),
+    /// `1 / (1 + e^-x)`: an exponential's polynomial and a refined reciprocal.
+    Sigmoid,
+    /// `x / (1 + e^-x)`: the sigmoid and a multiply.
+    Silu,
 }
 
 impl InRegisters {
@@ -243,6 +252,8 @@ impl InRegisters {
                     x
                 }
             }
+            InRegisters::Sigmoid => Activation::Sigmoid.apply_one(x),
+            InRegisters::Silu => Activation::Silu.apply_one(x),
         }
     }
 }
@@ -277,65 +288,8 @@ unsafe fn apply_rows(
     }
 }
 
-/// The activation loops compiled with x86-64 vector extensions.
 #[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::{apply_rows, Activation};
-
-    /// # Safety
-    /// The CPU must support AVX-512F; the rows as [`Activation::apply_rows_for`].
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn apply_rows_avx512(
-        activation: Activation,
-        first: *mut f32,
-        rows: usize,
-        width: usize,
-        pitch: usize,
-    ) {
-        unsafe { apply_rows(activation, first, rows, width, pitch) }
-    }
-
-    /// # Safety
-    /// The CPU must support AVX2 and FMA; the rows as [`Activation::apply_rows_for`].
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn apply_rows_avx2(
-        activation: Activation,
-        first: *mut f32,
-        rows: usize,
-        width: usize,
-        pitch: usize,
-    ) {
-        unsafe { apply_rows(activation, first, rows, width, pitch) }
-    }
-
-    /// # Safety
-    /// The CPU must support AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn apply_avx512(activation: Activation, xs: &mut [f32]) {
-        activation.apply(xs)
-    }
-
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn apply_avx2(activation: Activation, xs: &mut [f32]) {
-        activation.apply(xs)
-    }
-
-    /// # Safety
-    /// The CPU must support AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn apply_into_avx512(activation: Activation, src: &[f32], dst: &mut [f32]) {
-        activation.apply_into(src, dst)
-    }
-
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn apply_into_avx2(activation: Activation, src: &[f32], dst: &mut [f32]) {
-        activation.apply_into(src, dst)
-    }
-}
+pub(crate) mod x86;
 
 /// `e^x` in f32 from plain arithmetic, so that loops over it vectorize: `x = n ln 2 + r` with
 /// `|r| <= ln 2 / 2`, a degree-6 polynomial for `e^r` (the Cephes coefficients) and `2^n` built
@@ -348,33 +302,52 @@ mod x86 {
 /// mantissa bits, so the exponent of `2^n` is taken from there with integer adds and a shift.
 #[inline(always)]
 pub fn exp_vectorizable(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    // ln 2 split so that `n * LN2_HI` is exact.
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding then subtracting 1.5 * 2^23 rounds to the nearest integer.
-    const ROUND: f32 = 12_582_912.0;
-    // The bits of `ROUND + n` for integer `n` of small magnitude: `ROUND_BITS + n`.
-    const ROUND_BITS: u32 = 0x4B40_0000;
     let x = x.clamp(-87.0, 88.0);
-    let rounded = x * LOG2E + ROUND;
+    let rounded = x * std::f32::consts::LOG2_E + ROUND;
     let n = rounded - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
-    let mut p = 1.987_569_2e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
+    let mut p = EXP_POLY[0];
+    for c in &EXP_POLY[1..] {
+        p = p * r + c;
+    }
     let e = p * r * r + r + 1.0;
     // `n + 127` is in 1..=254 (x clamped above): a normal exponent.
     let exponent = rounded.to_bits().wrapping_sub(ROUND_BITS).wrapping_add(127);
     e * f32::from_bits(exponent << 23)
 }
 
+/// `ln 2` split so that `n * LN2_HI` is exact for the `n` of [`exp_vectorizable`].
+const LN2_HI: f32 = 0.693_359_4;
+/// `ln 2 - LN2_HI`.
+const LN2_LO: f32 = -2.121_944_4e-4;
+/// Adding then subtracting `1.5 * 2^23` rounds to the nearest integer.
+const ROUND: f32 = 12_582_912.0;
+/// The bits of `ROUND + n` for an integer `n` of small magnitude: `ROUND_BITS + n`.
+const ROUND_BITS: u32 = 0x4B40_0000;
+/// The polynomial of `(e^r - 1 - r) / r^2` on `|r| <= ln 2 / 2`, highest degree first (Cephes).
+const EXP_POLY: [f32; 6] = [
+    1.987_569_2e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    0.5,
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Panics at the first value of `got` more than `ulps` units in the last place from `want`.
+    fn assert_within_ulps(got: &[f32], want: &[f32], ulps: u32, what: String) {
+        assert_eq!(got.len(), want.len(), "{what}: lengths");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            let apart = (g.to_bits() as i64 - w.to_bits() as i64).unsigned_abs();
+            let same_sign = g.is_sign_negative() == w.is_sign_negative();
+            let close = g == w || (same_sign && apart <= ulps as u64);
+            assert!(close, "{what} at {i}: {g} vs {w}");
+        }
+    }
 
     #[test]
     fn slice_and_scalar_forms_agree() {
@@ -394,20 +367,29 @@ mod tests {
             for act in crate::kernels::test_support::ACTIVATIONS {
                 let mut want = xs.clone();
                 act.apply(&mut want);
+                // Sigmoid and SiLU take the reciprocal from a refined estimate where the
+                // portable loop divides: a few ulp apart; the others are the same arithmetic.
+                let ulps = if matches!(act, Activation::Sigmoid | Activation::Silu) {
+                    8
+                } else {
+                    0
+                };
                 let mut got = xs.clone();
                 act.apply_for(isa, &mut got);
-                assert_eq!(got, want, "{isa:?} {act:?} in place");
+                assert_within_ulps(&got, &want, ulps, format!("{isa:?} {act:?} in place"));
                 let mut got = vec![f32::NAN; xs.len()];
                 act.apply_into_for(isa, &xs, &mut got);
-                assert_eq!(got, want, "{isa:?} {act:?} into");
+                assert_within_ulps(&got, &want, ulps, format!("{isa:?} {act:?} into"));
                 // As a tile: 3 rows of 20 values, 27 apart; the gaps stay as they were.
                 let mut got = xs.clone();
                 unsafe { act.apply_rows_for(isa, got.as_mut_ptr(), 3, 20, 27) };
-                for (i, (g, x)) in got.iter().zip(&xs).enumerate() {
-                    let inside = i < 3 * 27 && i % 27 < 20;
-                    let w = if inside { want[i] } else { *x };
-                    assert_eq!(*g, w, "{isa:?} {act:?} tile at {i}");
-                }
+                let want: Vec<f32> = (0..xs.len())
+                    .map(|i| match i < 3 * 27 && i % 27 < 20 {
+                        true => want[i],
+                        false => xs[i],
+                    })
+                    .collect();
+                assert_within_ulps(&got, &want, ulps, format!("{isa:?} {act:?} tile"));
             }
         }
         for i in -8700..=8800 {
@@ -449,6 +431,38 @@ mod tests {
             assert!(e.is_finite() && e > 0.0, "exp({x}) = {e}");
         }
         assert!(exp_vectorizable(f32::NAN).is_nan());
+        // The vector forms over the exponential's range and beyond, NaN included; on inputs
+        // no network produces, never NaN and never the wrong sign.
+        let wide: Vec<f32> = (-1200..=1200)
+            .map(|i| i as f32 * 0.1)
+            .chain([1e4, -1e4, f32::NAN])
+            .collect();
+        let extreme = [f32::INFINITY, f32::NEG_INFINITY, 1e30, -1e30];
+        for isa in Isa::all_supported() {
+            for act in [Activation::Sigmoid, Activation::Silu] {
+                let mut want = wide.clone();
+                act.apply(&mut want);
+                let mut got = wide.clone();
+                act.apply_for(isa, &mut got);
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    let close = g == w || (g - w).abs() <= 1e-6 * w.abs() + 1e-30;
+                    assert!(
+                        close || (g.is_nan() && w.is_nan()),
+                        "{isa:?} {act:?} at {}: {g} vs {w}",
+                        wide[i]
+                    );
+                }
+                let mut got = extreme;
+                act.apply_for(isa, &mut got);
+                for (x, y) in extreme.iter().zip(got) {
+                    let fits = match act {
+                        Activation::Sigmoid => (0.0..=1.0).contains(&y),
+                        _ => x * y >= 0.0,
+                    };
+                    assert!(fits, "{isa:?} {act:?} at {x}: {y}");
+                }
+            }
+        }
         assert_eq!(Activation::HardSwish.apply_one(-3.0), 0.0);
         assert_eq!(Activation::HardSwish.apply_one(3.0), 3.0);
         let tf = Activation::ScaledHardSwish { scale: 1.0 / 6.0 };

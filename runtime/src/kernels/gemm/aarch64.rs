@@ -67,5 +67,15 @@ pub unsafe fn tile_neon(
         Some(&InRegisters::Leaky(alpha)) => {
             store!(v => vbslq_f32(vcltzq_f32(v), vmulq_n_f32(v, alpha), v))
         }
+        // No NEON form (`Activation::in_registers` does not offer it here): per stored value.
+        Some(&other) => {
+            store!(v => v);
+            for r in 0..MR {
+                for j in 0..8 {
+                    let p = c.add(r * ldc + j);
+                    *p = other.apply_one(*p);
+                }
+            }
+        }
     }
 }

@@ -403,7 +403,7 @@ unsafe fn run_block(
     };
     panel.ensure(KC.min(k) * nr * group);
     let panels = panel.as_mut_slice();
-    let fused = activation.in_registers();
+    let fused = activation.in_registers(a.isa);
     let mut pc = 0;
     while pc < k {
         let kc = KC.min(k - pc);
@@ -826,8 +826,8 @@ mod tests {
 
     #[test]
     fn every_isa_matches_the_naive_product_on_edge_and_multi_block_shapes() {
-        // Clamps and LeakyReLU go into the micro-kernel's store (on the last block of K only),
-        // the others over the stored tile.
+        // Clamps, LeakyReLU and (on x86-64) Sigmoid and SiLU go into the micro-kernel's store
+        // (on the last block of K only), the others over the stored tile.
         let activations = [
             Activation::None,
             Activation::Clip { min: 0.0, max: 6.0 },
@@ -837,7 +837,9 @@ mod tests {
             },
             Activation::LeakyRelu { alpha: 0.1 },
             Activation::LeakyRelu { alpha: 1.5 },
+            Activation::Sigmoid,
             Activation::Silu,
+            Activation::HardSwish,
         ];
         for (isa, activation) in Isa::all_supported()
             .into_iter()

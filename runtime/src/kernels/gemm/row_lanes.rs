@@ -177,7 +177,7 @@ unsafe fn run_panels(
     scratch.ensure(rows.len() * panel_floats);
     let (groups, scratch) = (groups.as_mut_slice(), scratch.as_mut_slice());
     let packed = a.data.as_slice();
-    let post = activation.in_registers();
+    let post = activation.in_registers(a.isa);
     let mut pc = 0;
     while pc < k {
         let kc = KC.min(k - pc);
@@ -297,6 +297,8 @@ mod tests {
             Activation::None,
             Activation::Clip { min: 0.0, max: 6.0 },
             Activation::LeakyRelu { alpha: 0.1 },
+            Activation::Silu,
+            Activation::Sigmoid,
         ];
         for isa in Isa::all_supported() {
             for activation in activations {

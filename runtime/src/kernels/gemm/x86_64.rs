@@ -2,8 +2,8 @@
 //!
 //! Each computes one `MR x NR` tile of `C = A B` over `k` steps: per step it loads one row of
 //! the packed B panel (`NR` values, two vectors) and broadcasts each of the `MR` values of the
-//! packed A panel, so the `2 MR` accumulators never leave the registers. A clamp (ReLU, ReLU6)
-//! or LeakyReLU is applied to the accumulators before they are stored. Each kernel also comes
+//! packed A panel, so the `2 MR` accumulators never leave the registers. A clamp (ReLU, ReLU6),
+//! LeakyReLU, Sigmoid or SiLU is applied to the accumulators before they are stored. Each kernel also comes
 //! for fewer rows (`ROWS < MR`, the last panel of an `M` that is not a multiple of `MR`),
 //! reading the same packed panels and writing only those rows: no scratch tile, no
 //! multiply-adds on the panel's zero rows. With AVX-512, `B` panels are packed by masked loads
@@ -11,6 +11,7 @@
 
 use std::arch::x86_64::*;
 
+use crate::kernels::activation::x86::{sigmoid_avx2, sigmoid_avx512, silu_avx2, silu_avx512};
 use crate::kernels::activation::InRegisters;
 
 /// AVX-512F, the first `ROWS` (at most 12) rows of a 12-row panel x 32 columns (up to 24
@@ -77,6 +78,8 @@ pub unsafe fn tile_avx512<const ROWS: usize>(
             let alpha = _mm512_set1_ps(alpha);
             store!(v => leaky_avx512(v, alpha))
         }
+        Some(&InRegisters::Sigmoid) => store!(v => sigmoid_avx512(v)),
+        Some(&InRegisters::Silu) => store!(v => silu_avx512(v)),
     }
 }
 
@@ -152,6 +155,8 @@ pub unsafe fn tile_avx2<const ROWS: usize>(
             // The sign bit picks `alpha v` (negative zero gives negative zero either way).
             store!(v => _mm256_blendv_ps(v, _mm256_mul_ps(v, alpha), v))
         }
+        Some(&InRegisters::Sigmoid) => store!(v => sigmoid_avx2(v)),
+        Some(&InRegisters::Silu) => store!(v => silu_avx2(v)),
     }
 }
 
@@ -178,9 +183,9 @@ pub unsafe fn store_transposed_avx512(
     ldc: usize,
 ) {
     let (lo, hi, alpha) = match post {
-        None => (f32::NEG_INFINITY, f32::INFINITY, 1.0),
         Some(&InRegisters::Clamp(lo, hi)) => (lo, hi, 1.0),
         Some(&InRegisters::Leaky(alpha)) => (f32::NEG_INFINITY, f32::INFINITY, alpha),
+        _ => (f32::NEG_INFINITY, f32::INFINITY, 1.0),
     };
     let (lo, hi, alpha) = (
         _mm512_set1_ps(lo),
@@ -205,7 +210,11 @@ pub unsafe fn store_transposed_avx512(
                 if let Some(res) = residual {
                     y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, res.add(at)));
                 }
-                let y = leaky_avx512(_mm512_min_ps(_mm512_max_ps(y, lo), hi), alpha);
+                let y = match post {
+                    Some(&InRegisters::Sigmoid) => sigmoid_avx512(y),
+                    Some(&InRegisters::Silu) => silu_avx512(y),
+                    _ => leaky_avx512(_mm512_min_ps(_mm512_max_ps(y, lo), hi), alpha),
+                };
                 _mm512_mask_storeu_ps(dst.add(at), mask, y);
             }
             j += cols;
