@@ -5,6 +5,9 @@
 #   tools/compare-ort/run.sh            every model, 1 and 2 threads, 8 rounds
 #   tools/compare-ort/run.sh --quick    four small models, 1 thread, 3 rounds (about a minute)
 #   tools/compare-ort/run.sh --help     all options (models, threads, rounds, JSON output)
+#   tools/compare-ort/run.sh --job [--threads N] [--frames N]
+#                                       the whole detection job against a Python + ORT loop
+#                                       (job.py; needs ffmpeg)
 #
 # Needs python3 (with venv), a Rust toolchain and network access to PyPI on first use: the script
 # makes its own virtual environment with onnxruntime and numpy, and builds vigia in release mode
@@ -15,9 +18,16 @@ root="$(cd "$here/../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
 venv="${VIGIA_COMPARE_VENV:-$target/compare-ort-venv}"
 
+script="$here/compare.py"
+if [ "${1:-}" = "--job" ]; then
+  script="$here/job.py"
+  shift
+fi
 for arg in "$@"; do
   if [ "$arg" = "-h" ] || [ "$arg" = "--help" ]; then
-    exec python3 "$here/compare.py" --help
+    py=python3
+    [ -x "$venv/bin/python" ] && py="$venv/bin/python"
+    exec "$py" "$script" --help
   fi
 done
 
@@ -42,4 +52,8 @@ if [ -z "$bin" ]; then
   bin="$target/release/vigia"
 fi
 
-exec "$venv/bin/python" "$here/compare.py" --vigia "$bin" --root "$root" "$@"
+if [ "$script" = "$here/job.py" ]; then
+  command -v ffmpeg >/dev/null || { echo "compare-ort: --job needs ffmpeg (apt-get install ffmpeg)" >&2; exit 1; }
+  exec "$venv/bin/python" "$script" --vigia "$bin" "$@"
+fi
+exec "$venv/bin/python" "$script" --vigia "$bin" --root "$root" "$@"
