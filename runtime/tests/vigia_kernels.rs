@@ -7,6 +7,7 @@ use std::path::Path;
 
 use vigia::engine::passes::conv_kernels::{KernelReport, Kernels};
 use vigia::engine::{set_threads, BuildOptions, Engine, ModelSource, OnnxGraph, TractEngine};
+use vigia::kernels::Isa;
 
 /// Runs `path` with `kernels` on a fixed pseudo-random input; the outputs and what vigia's
 /// kernels took.
@@ -115,6 +116,19 @@ fn vigia_kernels_match_tract_on_real_models_at_one_and_two_threads() {
             // EfficientNet-Lite0's nine skip connections, after linear 1x1 projections.
             if path.ends_with("efficientnet-lite0-224.onnx") {
                 assert_eq!(replaced.residual_adds, 9, "{replaced:?}");
+            }
+            // The classifiers' fully connected layers (1280 -> 1000, 2048 -> 1000) go on the
+            // channel-lane product where there is one (AVX-512); VGG19's three (16-411 MB of
+            // weights) stay on tract's multithreaded matrix-vector product.
+            let fully_connected = [
+                ("efficientnet-lite0-224.onnx", 1),
+                ("light_resnet50.onnx", 1),
+                ("light_vgg19.onnx", 0),
+            ];
+            for (name, count) in fully_connected {
+                if path.ends_with(name) && Isa::detect() == Isa::Avx512 {
+                    assert_eq!(replaced.fully_connected, count, "{name}: {replaced:?}");
+                }
             }
             // Their linear Resize nodes (feature pyramids) go on vigia's resampling kernel.
             let resampled = ["nanodet-m-416.onnx", "centernet-mbv3-512.onnx"];

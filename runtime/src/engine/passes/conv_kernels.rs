@@ -8,7 +8,10 @@
 //!   [`ConvKernel::Winograd`] for 3x3 stride-1 layers where that pays;
 //! - a 1x1 convolution over a `Concat`, which tract's declutter splits into one `EinSum` per
 //!   part and a chain of `Add`s (YOLOv8's C2f blocks), becomes one `Concat` and one dense
-//!   convolution again.
+//!   convolution again;
+//! - a classifier's fully connected layer ([`super::vector_product`]) becomes a dense 1x1
+//!   convolution over one pixel where the channel-lane product computes it (AVX-512, up to
+//!   8 MiB of weights).
 //!
 //! The kernels compute NCHW (or CHW) planes. Layers tract keeps channels-last (NHWC, HWC: the
 //! first layers of a graph fed NHWC images) are taken too, with a transposition on each side
@@ -33,10 +36,12 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 use super::conv_epilogue::{channel_affine_step, following_activation, sole_reader};
 use super::sliced_parts::sliced_whole;
 use super::strided_input::strided_source;
+use super::vector_product::vector_product;
 use crate::engine::ops::vigia_conv::{ConvKernel, VigiaConv};
 use crate::kernels::dense_conv::DenseConv;
 use crate::kernels::depthwise::DepthwiseConv;
 use crate::kernels::fma_pipes::fma_pipes;
+use crate::kernels::gemm::row_lanes_pay;
 use crate::kernels::planes::{PlaneGeometry, MAX_KERNEL};
 use crate::kernels::winograd::WinogradConv;
 use crate::kernels::{Activation, Isa};
@@ -71,6 +76,8 @@ pub struct KernelReport {
     pub dense: usize,
     /// Of those, 3x3 stride-1 ones computed by Winograd's F(4x4, 3x3).
     pub winograd: usize,
+    /// Of those, fully connected layers (`[1, C]` by `[O, C]`: one pixel).
+    pub fully_connected: usize,
     /// Of those, 1x1 ones with a stride, read straight from their input (tract's declutter
     /// writes them as `Downsample`s and a product).
     pub strided_pointwise: usize,
@@ -93,16 +100,18 @@ impl KernelReport {
         self.depthwise + self.dense
     }
 
-    /// One line for load messages, e.g. `17 depthwise + 40 dense conv (12 by Winograd, 50
-    /// with activation, 9 with residual) on avx512 (2 FMA pipes), 3 max pool, 4 resize`.
+    /// One line for load messages, e.g. `17 depthwise + 40 dense conv (12 by Winograd, 1 fully
+    /// connected, 50 with activation, 9 with residual) on avx512 (2 FMA pipes), 3 max pool, 4
+    /// resize`.
     pub fn summary(&self) -> String {
         let convs = match self.isa {
             Some(isa) if self.replaced() > 0 => Some(format!(
-                "{} depthwise + {} dense conv ({} by Winograd, {} with activation, {} with \
-                 residual) on {}{}",
+                "{} depthwise + {} dense conv ({} by Winograd, {} fully connected, {} with \
+                 activation, {} with residual) on {}{}",
                 self.depthwise,
                 self.dense,
                 self.winograd,
+                self.fully_connected,
                 self.fused_activations,
                 self.residual_adds,
                 isa.name(),
@@ -134,6 +143,8 @@ struct ConvParts {
     depthwise: bool,
     /// The output's rank (4 for NCHW or NHWC, 3 for CHW or HWC).
     rank: usize,
+    /// A fully connected layer's output instead: its shape (`O` values) and the axis of `O`.
+    flat_output: Option<(TVec<usize>, usize)>,
     /// Whether the data input, and the output, hold the channels on their last axis (NHWC,
     /// HWC): the kernels then read and write through transpositions around them.
     input_channels_last: bool,
@@ -167,7 +178,10 @@ pub fn replace_convs(model: &mut TypedModel, isa: Isa) -> TractResult<KernelRepo
             Some(parts) => parts,
             None => match pointwise_einsum_parts(model, id)? {
                 Some(parts) => parts,
-                None => continue,
+                None => match fully_connected_parts(model, id, isa)? {
+                    Some(parts) => parts,
+                    None => continue,
+                },
             },
         };
         replace(model, id, parts, isa, &mut report)?;
@@ -194,6 +208,7 @@ fn replace(
         mut bias,
         depthwise,
         rank,
+        flat_output,
         input_channels_last,
         output_channels_last,
         inputs,
@@ -201,10 +216,10 @@ fn replace(
     if !depthwise && tract_is_faster(isa, &geometry, out_channels) {
         return Ok(());
     }
-    let channel_axis = if output_channels_last {
-        rank - 1
-    } else {
-        rank - 3
+    let channel_axis = match (&flat_output, output_channels_last) {
+        (Some((_, axis)), _) => *axis,
+        (None, true) => rank - 1,
+        (None, false) => rank - 3,
     };
     let mut last = id;
     while let Some((next, step)) = channel_affine_step(model, last, channel_axis, out_channels)? {
@@ -214,7 +229,7 @@ fn replace(
     // A skip connection summed before the activation (ResNet's, EfficientNet's), on the dense
     // kernel's planar output.
     let by_winograd = winograd_pays(isa, &geometry, out_channels);
-    let residual = if depthwise || by_winograd || output_channels_last {
+    let residual = if depthwise || by_winograd || output_channels_last || flat_output.is_some() {
         None
     } else {
         residual_add(model, last)?
@@ -243,10 +258,10 @@ fn replace(
                 .map_err(|e| anyhow!("{name}: {e}"))?,
         ))
     };
-    let output_shape: TVec<usize> = if rank == 4 {
-        tvec![1, out_channels, geometry.out_h, geometry.out_w]
-    } else {
-        tvec![out_channels, geometry.out_h, geometry.out_w]
+    let output_shape: TVec<usize> = match (&flat_output, rank) {
+        (Some((shape, _)), _) => shape.clone(),
+        (None, 4) => tvec![1, out_channels, geometry.out_h, geometry.out_w],
+        (None, _) => tvec![out_channels, geometry.out_h, geometry.out_w],
     };
     let mut patch = TypedModelPatch::new(format!("vigia conv {name}"));
     let mut taps = tvec![];
@@ -291,6 +306,9 @@ fn replace(
     }
     if by_winograd {
         report.winograd += 1;
+    }
+    if flat_output.is_some() {
+        report.fully_connected += 1;
     }
     let g = &geometry;
     if !depthwise && (g.kernel_h, g.kernel_w) == (1, 1) && (g.stride_h, g.stride_w) != (1, 1) {
@@ -442,6 +460,7 @@ fn split_pointwise_parts(model: &TypedModel, id: usize) -> TractResult<Option<Co
         bias: vec![0.0; outs],
         depthwise: false,
         rank,
+        flat_output: None,
         input_channels_last: false,
         output_channels_last: false,
         inputs,
@@ -539,6 +558,7 @@ fn conv_parts(model: &TypedModel, id: usize) -> TractResult<Option<ConvParts>> {
         bias,
         depthwise,
         rank,
+        flat_output: None,
         input_channels_last: channels_last,
         output_channels_last: channels_last,
         inputs: tvec![node.inputs[0]],
@@ -644,9 +664,52 @@ fn pointwise_einsum_parts(model: &TypedModel, id: usize) -> TractResult<Option<C
         bias: vec![0.0; out_channels],
         depthwise: false,
         rank: os.len(),
+        flat_output: None,
         input_channels_last: input.channels_last,
         output_channels_last: output.channels_last,
         inputs: tvec![source],
+    }))
+}
+
+/// The most weights a fully connected layer on vigia's kernels has (8 MiB of f32: ResNet50's
+/// 2048 -> 1000 at two threads 0.66 -> 0.32 ms, EfficientNet-Lite0's 1280 -> 1000 0.42 ->
+/// 0.16). Beyond, tract's multithreaded matrix-vector product streams the weights faster
+/// (VGG19's 16-411 MB layers: 19.1 ms against 21.5 at two threads).
+const MAX_FULLY_CONNECTED_WEIGHTS: usize = 1 << 21;
+
+/// Node `id` as a fully connected layer ([`vector_product`]) where `isa`'s channel-lane
+/// product computes it: a 1x1 convolution over one pixel, its output `O` values. Elsewhere a
+/// one-column product would fill one lane of each vector, and tract's matrix-vector product
+/// stays; so it does for layers above [`MAX_FULLY_CONNECTED_WEIGHTS`].
+fn fully_connected_parts(
+    model: &TypedModel,
+    id: usize,
+    isa: Isa,
+) -> TractResult<Option<ConvParts>> {
+    let Some(product) = vector_product(model, id)? else {
+        return Ok(None);
+    };
+    let (channels, out_channels) = (product.channels, product.out_channels);
+    if !row_lanes_pay(isa, out_channels, channels, 1)
+        || channels * out_channels > MAX_FULLY_CONNECTED_WEIGHTS
+    {
+        return Ok(None);
+    }
+    let Some(geometry) = PlaneGeometry::new(channels, (1, 1), (1, 1), (1, 1), (0, 0), (0, 0))
+    else {
+        return Ok(None);
+    };
+    Ok(Some(ConvParts {
+        geometry,
+        out_channels,
+        weights: product.weights,
+        bias: vec![0.0; out_channels],
+        depthwise: false,
+        rank: product.output_shape.len(),
+        flat_output: Some((product.output_shape, product.channel_axis)),
+        input_channels_last: false,
+        output_channels_last: false,
+        inputs: tvec![product.input],
     }))
 }
 

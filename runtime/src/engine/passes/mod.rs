@@ -20,6 +20,7 @@ mod proto;
 pub mod resize_kernels;
 mod sliced_parts;
 mod strided_input;
+mod vector_product;
 pub mod yolo_head_cut;
 
 use tract_onnx::pb;
