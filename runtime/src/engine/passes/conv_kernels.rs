@@ -33,6 +33,7 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::math::Add;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
+use super::constant_product::constant_product;
 use super::conv_epilogue::{channel_affine_step, following_activation, sole_reader};
 use super::sliced_parts::sliced_whole;
 use super::strided_input::strided_source;
@@ -570,36 +571,21 @@ fn conv_parts(model: &TypedModel, id: usize) -> TractResult<Option<ConvParts>> {
 /// transposes it), constant `[out][in]` filters, output `[n]ohw` or `[n]hwo`, batch 1, the
 /// batch axis possibly dropped or added.
 fn pointwise_einsum_parts(model: &TypedModel, id: usize) -> TractResult<Option<ConvParts>> {
-    let node = model.node(id);
-    let Some(einsum) = node.op_as::<EinSum>() else {
+    let Some(product) = constant_product(model, id)? else {
         return Ok(None);
     };
-    if einsum.q_params.is_some()
-        || einsum.operating_dt != f32::datum_type()
-        || node.inputs.len() != 2
-    {
-        return Ok(None);
-    }
-    let facts = [
-        model.outlet_fact(node.inputs[0])?,
-        model.outlet_fact(node.inputs[1])?,
-    ];
-    // Which input holds the constant filters.
-    let (x, f) = match (facts[0].konst.is_some(), facts[1].konst.is_some()) {
-        (false, true) => (0, 1),
-        (true, false) => (1, 0),
-        _ => return Ok(None),
-    };
-    let (ins, outs) = einsum.axes.to_strs();
-    let (xs, fs): (Vec<char>, Vec<char>) = (ins[x].chars().collect(), ins[f].chars().collect());
-    let os: Vec<char> = outs[0].chars().collect();
+    let (xs, fs, os) = (
+        &product.data_axes,
+        &product.constant_axes,
+        &product.output_axes,
+    );
     let [o, c] = fs[..] else {
         return Ok(None);
     };
-    let Some(input) = PointwiseLayout::of(&xs, c) else {
+    let Some(input) = PointwiseLayout::of(xs, c) else {
         return Ok(None);
     };
-    let Some(output) = PointwiseLayout::of(&os, o) else {
+    let Some(output) = PointwiseLayout::of(os, o) else {
         return Ok(None);
     };
     // The same pixels on both sides. An output batch axis is the input's, or one the einsum
@@ -620,28 +606,26 @@ fn pointwise_einsum_parts(model: &TypedModel, id: usize) -> TractResult<Option<C
             return Ok(None);
         }
     }
-    let Some((channels, h, w)) = facts[x]
+    let Some((channels, h, w)) = product
+        .data_fact
         .shape
         .as_concrete()
         .and_then(|shape| input.channels_h_w(shape))
     else {
         return Ok(None);
     };
-    if facts[x].datum_type != f32::datum_type() {
-        return Ok(None);
-    }
-    let k = facts[f].konst.as_ref().expect("constant filters");
-    if k.datum_type() != f32::datum_type() || k.rank() != 2 || k.shape()[1] != channels {
+    let k = product.constant;
+    if k.rank() != 2 || k.shape()[1] != channels {
         return Ok(None);
     }
     let out_channels = k.shape()[0];
     let weights: Vec<f32> = k.to_plain_array_view::<f32>()?.iter().copied().collect();
     // A strided 1x1 convolution: the einsum reads `Downsample`s of the planes.
     let (source, strides) = if input.channels_last {
-        (node.inputs[x], (1, 1))
+        (product.data, (1, 1))
     } else {
         let axis = |a: char| xs.iter().position(|&c| c == a).expect("an input axis");
-        strided_source(model, node.inputs[x], axis(input.h), axis(input.w))
+        strided_source(model, product.data, axis(input.h), axis(input.w))
     };
     let Some((_, in_h, in_w)) = model
         .outlet_fact(source)?

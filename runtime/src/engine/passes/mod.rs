@@ -10,6 +10,7 @@
 //! anything else leaves the graph as it is. `VIGIA_NO_REWRITE=1` turns them all off.
 
 pub mod centernet_topk_cut;
+mod constant_product;
 mod conv_epilogue;
 pub mod conv_kernels;
 pub mod gpu_lowering;

@@ -6,7 +6,8 @@
 //! a run).
 
 use tract_onnx::prelude::*;
-use tract_onnx::tract_core::ops::einsum::EinSum;
+
+use super::constant_product::constant_product;
 
 /// `y[o] = sum_c x[c] w[o][c]`, read from the graph.
 pub(super) struct VectorProduct {
@@ -29,38 +30,21 @@ pub(super) struct VectorProduct {
 /// or VGG's `[1, 512, 7, 7]` against `[4096, 512, 7, 7]`), so that both hold them as `C`
 /// contiguous values; the data's remaining axes have size 1.
 pub(super) fn vector_product(model: &TypedModel, id: usize) -> TractResult<Option<VectorProduct>> {
-    let node = model.node(id);
-    let Some(einsum) = node.op_as::<EinSum>() else {
+    let Some(product) = constant_product(model, id)? else {
         return Ok(None);
     };
-    if einsum.q_params.is_some()
-        || einsum.operating_dt != f32::datum_type()
-        || node.inputs.len() != 2
-    {
-        return Ok(None);
-    }
-    let facts = [
-        model.outlet_fact(node.inputs[0])?,
-        model.outlet_fact(node.inputs[1])?,
-    ];
-    let (x, f) = match (facts[0].konst.is_some(), facts[1].konst.is_some()) {
-        (false, true) => (0, 1),
-        (true, false) => (1, 0),
-        _ => return Ok(None),
-    };
-    let k = facts[f].konst.as_ref().expect("constant weights");
+    let k = product.constant;
     let (Some(shape), Some(out_shape)) = (
-        facts[x].shape.as_concrete(),
+        product.data_fact.shape.as_concrete(),
         model.outlet_fact(OutletId::new(id, 0))?.shape.as_concrete(),
     ) else {
         return Ok(None);
     };
-    if facts[x].datum_type != f32::datum_type() || k.datum_type() != f32::datum_type() {
-        return Ok(None);
-    }
-    let (ins, outs) = einsum.axes.to_strs();
-    let (xs, fs): (Vec<char>, Vec<char>) = (ins[x].chars().collect(), ins[f].chars().collect());
-    let os: Vec<char> = outs[0].chars().collect();
+    let (xs, fs, os) = (
+        &product.data_axes,
+        &product.constant_axes,
+        &product.output_axes,
+    );
     // The output axis is the weights' one axis the data lacks, first or last.
     let o_first = !xs.contains(&fs[0]);
     let (o, summed) = match (o_first, fs.last()) {
@@ -98,7 +82,7 @@ pub(super) fn vector_product(model: &TypedModel, id: usize) -> TractResult<Optio
         view.t().iter().copied().collect()
     };
     Ok(Some(VectorProduct {
-        input: node.inputs[x],
+        input: product.data,
         channels,
         out_channels,
         output_shape: out_shape.into(),
