@@ -34,14 +34,14 @@ done
 command -v python3 >/dev/null || { echo "compare-ort: python3 is required" >&2; exit 1; }
 command -v cargo >/dev/null || { echo "compare-ort: cargo (Rust) is required" >&2; exit 1; }
 
-if ! "$venv/bin/python" -c "import onnxruntime, numpy" >/dev/null 2>&1; then
-  echo "compare-ort: creating $venv with onnxruntime and numpy" >&2
+if ! "$venv/bin/python" -c "import onnxruntime, numpy, onnx" >/dev/null 2>&1; then
+  echo "compare-ort: creating $venv with onnxruntime, numpy and onnx" >&2
   python3 -m venv "$venv" || {
     echo "compare-ort: python3 -m venv failed (on Debian/Ubuntu: apt-get install python3-venv)" >&2
     exit 1
   }
   "$venv/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
-  "$venv/bin/pip" install -q onnxruntime numpy
+  "$venv/bin/pip" install -q onnxruntime numpy onnx
 fi
 
 # VIGIA_BIN=path/to/vigia uses an existing build instead of building one.
