@@ -3,10 +3,14 @@
 //! row first takes the maximum of the input rows its window covers (a vertical pass, one vector
 //! maximum per value), then slides the window along that row. YOLOv8's and YOLO11's SPPF
 //! (three 5x5 stride-1 pools) took 10x ONNX Runtime's time on tract's general pooling.
+//! At stride 2 (the 3x3 pools after stems) the row is first split into its even and odd
+//! columns, so that every tap of the window is again a contiguous slice.
 
 use std::cell::RefCell;
 
+use super::deinterleave::deinterleave;
 use super::pool::for_each_rows;
+use super::Isa;
 
 /// A max pooling ready to run: planes, input and output sizes, window, strides, padding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,9 +28,17 @@ pub struct MaxPool2d {
     out_w: usize,
 }
 
+/// One output row's column maxima, with `-inf` on the padding around them, and at stride 2
+/// their even and odd columns.
+#[derive(Default)]
+struct RowBuffers {
+    maxima: Vec<f32>,
+    even: Vec<f32>,
+    odd: Vec<f32>,
+}
+
 thread_local! {
-    /// One output row's column maxima, with `-inf` on the padding around them.
-    static ROW: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static ROW: RefCell<RowBuffers> = RefCell::new(RowBuffers::default());
 }
 
 impl MaxPool2d {
@@ -92,21 +104,32 @@ impl MaxPool2d {
         assert_eq!(output.len(), self.output_len(), "output length");
         let (plane_in, plane_out) = (self.in_h * self.in_w, self.out_h * self.out_w);
         let work = self.output_len() * self.kernel_h * self.kernel_w;
+        let isa = Isa::detect();
         for_each_rows(output, plane_out, work, |first, planes| {
             ROW.with_borrow_mut(|row| {
                 for (p, out) in planes.chunks_exact_mut(plane_out).enumerate() {
                     let c = first + p;
-                    self.plane(&input[c * plane_in..(c + 1) * plane_in], out, row);
+                    self.plane(isa, &input[c * plane_in..(c + 1) * plane_in], out, row);
                 }
             });
         });
     }
 
-    /// One plane, with `row` as the column-maxima buffer.
-    fn plane(&self, input: &[f32], output: &mut [f32], row: &mut Vec<f32>) {
+    /// One plane, with `buffers` for the column maxima.
+    fn plane(&self, isa: Isa, input: &[f32], output: &mut [f32], buffers: &mut RowBuffers) {
         let padded_w = (self.out_w - 1) * self.stride_w + self.kernel_w;
+        // At stride 2 the row is split in two halves of `half` values (one `-inf` past an
+        // odd-length row).
+        let half = padded_w.div_ceil(2);
+        let RowBuffers {
+            maxima: row,
+            even,
+            odd,
+        } = buffers;
         row.clear();
-        row.resize(padded_w, f32::NEG_INFINITY);
+        row.resize(2 * half, f32::NEG_INFINITY);
+        even.resize(half, 0.0);
+        odd.resize(half, 0.0);
         let inside = self.pad_left..(self.pad_left + self.in_w).min(padded_w);
         for (oy, out) in output.chunks_exact_mut(self.out_w).enumerate() {
             let top = (oy * self.stride_h) as isize - self.pad_top as isize;
@@ -126,6 +149,15 @@ impl MaxPool2d {
                 out.copy_from_slice(&row[..n]);
                 for kx in 1..self.kernel_w {
                     let taps = &row[kx..kx + n];
+                    out.iter_mut().zip(taps).for_each(|(m, &x)| *m = max(*m, x));
+                }
+            } else if self.stride_w == 2 {
+                // Column 2i + kx is even[i + kx / 2] for even kx, odd[i + kx / 2] for odd kx.
+                deinterleave(isa, row, even, odd);
+                out.copy_from_slice(&even[..n]);
+                for kx in 1..self.kernel_w {
+                    let half_row = if kx % 2 == 0 { &even[..] } else { &odd[..] };
+                    let taps = &half_row[kx / 2..kx / 2 + n];
                     out.iter_mut().zip(taps).for_each(|(m, &x)| *m = max(*m, x));
                 }
             } else {
@@ -213,6 +245,31 @@ mod tests {
                 assert_eq!(got, want, "{p:?}, {threads} threads");
             }
             tried += 1;
+        }
+    }
+
+    #[test]
+    fn stride_two_pools_match_the_definition_on_every_instruction_set() {
+        // NanoDet-m's 3x3 stride-2 pool after its stem, and odd widths around a vector.
+        for (c, (h, w), k, pad) in [
+            (24, (208, 208), 3, 0),
+            (3, (33, 33), 3, 1),
+            (2, (17, 35), 2, 0),
+            (2, (40, 31), 5, 2),
+        ] {
+            let out = ((h + 2 * pad - k) / 2 + 1, (w + 2 * pad - k) / 2 + 1);
+            let p = MaxPool2d::new(c, (h, w), (k, k), (2, 2), (pad, pad), out).unwrap();
+            let input = Rng(11).values(p.input_len());
+            let want = naive(&p, &input);
+            for isa in Isa::all_supported() {
+                let mut got = vec![f32::NAN; p.output_len()];
+                let mut buffers = RowBuffers::default();
+                let (plane_in, plane_out) = (h * w, out.0 * out.1);
+                for (i, o) in input.chunks(plane_in).zip(got.chunks_mut(plane_out)) {
+                    p.plane(isa, i, o, &mut buffers);
+                }
+                assert_eq!(got, want, "{p:?} on {}", isa.name());
+            }
         }
     }
 
