@@ -5,9 +5,12 @@
 //! (already clamped into the axis) and their weights, as tract plans them. A plane is resampled
 //! in two passes: along the width for every input row (a gather per output column), then along
 //! the height as a weighted sum of whole resampled rows (contiguous, so it vectorizes). Planes
-//! are spread over the kernels' thread pool ([`super::pool`]).
+//! are spread over the kernels' thread pool ([`super::pool`]). An axis doubled or halved with
+//! one or two taps (the 2x resampling of feature pyramids) computes its inner outputs from
+//! fixed weights over contiguous slices instead of a gather per output.
 
 use std::cell::RefCell;
+use std::ops::Range;
 
 /// The resampling plan of one axis: `window` taps per output index.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +21,110 @@ pub struct AxisTaps {
     /// `[len_out][window]` weights.
     weights: Vec<f32>,
     len_in: usize,
+    /// The inner outputs as fixed-weight phases, where the axis is doubled or halved.
+    regular: Option<RegularTaps>,
+}
+
+/// An axis doubled (`phases` 2, `step` 1: outputs `2j` and `2j + 1` read around input `j`) or
+/// halved (`phases` 1, `step` 2: output `j` reads around input `2j`): for `j` in `inner`,
+/// output `phases * j + r` reads inputs `step * j + offset[r]` (and the next one when the
+/// window is 2) with `weights[r]`, all non-zero.
+#[derive(Debug, Clone, PartialEq)]
+struct RegularTaps {
+    inner: Range<usize>,
+    phases: usize,
+    step: usize,
+    offset: [isize; 2],
+    weights: [[f32; 2]; 2],
+}
+
+impl RegularTaps {
+    /// The widest run of `j` whose outputs follow the phases of the middle `j`, where it
+    /// covers at least half the axis.
+    fn find(window: usize, indices: &[u32], weights: &[f32], len_in: usize) -> Option<Self> {
+        let len_out = indices.len() / window.max(1);
+        let (phases, step) = if len_out == 2 * len_in {
+            (2, 1)
+        } else if len_in == 2 * len_out {
+            (1, 2)
+        } else {
+            return None;
+        };
+        let groups = len_out / phases;
+        if !(1..=2).contains(&window) || groups < 3 {
+            return None;
+        }
+        let mid = groups / 2;
+        let phase = |x: usize| -> (isize, [f32; 2]) {
+            let w = &weights[x * window..][..window];
+            let first = indices[x * window] as isize - (step * (x / phases)) as isize;
+            (first, [w[0], if window == 2 { w[1] } else { 0.0 }])
+        };
+        let found: Vec<_> = (0..phases).map(|r| phase(phases * mid + r)).collect();
+        if found.iter().any(|(_, w)| w[..window].contains(&0.0)) {
+            return None;
+        }
+        let follows = |j: usize| {
+            found.iter().enumerate().all(|(r, &(first, w))| {
+                let x = phases * j + r;
+                (0..window).all(|k| {
+                    indices[x * window + k] as isize == (step * j) as isize + first + k as isize
+                        && weights[x * window + k] == w[k]
+                })
+            })
+        };
+        let start = (0..=mid).rev().take_while(|&j| follows(j)).last()?;
+        let end = (mid..groups).take_while(|&j| follows(j)).last()? + 1;
+        // Taps that only happen to repeat near the middle are no pattern.
+        if end - start < groups / 2 {
+            return None;
+        }
+        let last = found[phases - 1];
+        Some(RegularTaps {
+            inner: start..end,
+            phases,
+            step,
+            offset: [found[0].0, last.0],
+            weights: [found[0].1, last.1],
+        })
+    }
+
+    /// The outputs of the inner groups, written into `dst` from `src`.
+    fn apply(&self, window: usize, src: &[f32], dst: &mut [f32]) {
+        let Range { start, end } = self.inner.clone();
+        let n = end - start;
+        let from = |r: usize| ((self.step * start) as isize + self.offset[r]) as usize;
+        let out = &mut dst[self.phases * start..self.phases * end];
+        let ([a0, b0], [a1, b1]) = (self.weights[0], self.weights[1]);
+        match (self.phases, window) {
+            (2, 1) => {
+                let (s0, s1) = (&src[from(0)..][..n], &src[from(1)..][..n]);
+                for ((o, &x0), &x1) in out.chunks_exact_mut(2).zip(s0).zip(s1) {
+                    o[0] = a0 * x0;
+                    o[1] = a1 * x1;
+                }
+            }
+            (2, _) => {
+                let (s0, s1) = (&src[from(0)..][..n + 1], &src[from(1)..][..n + 1]);
+                for (j, o) in out.chunks_exact_mut(2).enumerate() {
+                    o[0] = a0 * s0[j] + b0 * s0[j + 1];
+                    o[1] = a1 * s1[j] + b1 * s1[j + 1];
+                }
+            }
+            (_, 1) => {
+                let pairs = src[from(0)..][..2 * n].chunks_exact(2);
+                for (o, x) in out.iter_mut().zip(pairs) {
+                    *o = a0 * x[0];
+                }
+            }
+            _ => {
+                let pairs = src[from(0)..][..2 * n].chunks_exact(2);
+                for (o, x) in out.iter_mut().zip(pairs) {
+                    *o = a0 * x[0] + b0 * x[1];
+                }
+            }
+        }
+    }
 }
 
 impl AxisTaps {
@@ -44,11 +151,14 @@ impl AxisTaps {
         if len_in > u32::MAX as usize {
             return Err(format!("an axis of {len_in}"));
         }
+        let indices: Vec<u32> = indices.into_iter().map(|i| i as u32).collect();
+        let regular = RegularTaps::find(window, &indices, &weights, len_in);
         Ok(AxisTaps {
             window,
-            indices: indices.into_iter().map(|i| i as u32).collect(),
+            indices,
             weights,
             len_in,
+            regular,
         })
     }
 
@@ -136,7 +246,16 @@ impl Resize2d {
             // Taps of weight zero are left out (not multiplied: an infinite input stays
             // infinite, as in tract). Two taps (linear, nearest) in one straight loop.
             let tap = |i: u32, w: f32| if w != 0.0 { w * src[i as usize] } else { 0.0 };
-            if cols.window == 2 {
+            if let Some(d) = &cols.regular {
+                d.apply(cols.window, src, dst);
+                // The outputs before and after the inner run, gathered.
+                let (first, last) = (d.phases * d.inner.start, d.phases * d.inner.end);
+                for x in (0..first).chain(last..w_out) {
+                    let at = x * cols.window..(x + 1) * cols.window;
+                    let (i, w) = (&cols.indices[at.clone()], &cols.weights[at]);
+                    dst[x] = i.iter().zip(w).map(|(&i, &w)| tap(i, w)).sum();
+                }
+            } else if cols.window == 2 {
                 let taps = cols
                     .indices
                     .chunks_exact(2)
@@ -237,6 +356,69 @@ mod tests {
                 assert_close(&got, &want, 1e-5, format!("{threads} threads"));
             }
         }
+    }
+
+    /// ONNX `Resize` linear (window 2) or nearest (window 1), half-pixel, from `len` to
+    /// `len * scale`, clamped at the edges as tract plans it.
+    fn scaled_taps(len: usize, scale: f32, window: usize) -> AxisTaps {
+        let (mut indices, mut weights) = (vec![], vec![]);
+        for x in 0..(len as f32 * scale) as usize {
+            let at = (x as f32 + 0.5) / scale - 0.5;
+            let low = at.floor();
+            let frac = at - low;
+            let clamp = |i: f32| (i.max(0.0) as usize).min(len - 1);
+            if window == 2 {
+                indices.extend([clamp(low), clamp(low + 1.0)]);
+                weights.extend([1.0 - frac, frac]);
+            } else {
+                indices.push(clamp((x as f32 / scale).floor()));
+                weights.push(1.0);
+            }
+        }
+        AxisTaps::new(len, window, indices, weights).unwrap()
+    }
+
+    #[test]
+    fn doubled_and_halved_axes_run_as_phases_and_match_the_sum() {
+        let mut rng = Rng(9);
+        for (len, scale, window) in [
+            (13, 2.0, 2),
+            (26, 2.0, 2),
+            (3, 2.0, 2),
+            (40, 2.0, 1),
+            (7, 2.0, 1),
+            (52, 0.5, 2),
+            (26, 0.5, 2),
+            (14, 0.5, 1),
+        ] {
+            let cols = scaled_taps(len, scale, window);
+            let inner = cols.regular.clone().expect("a regular axis").inner;
+            let groups = if scale > 1.0 { len } else { len / 2 };
+            assert!(
+                inner.len() >= groups - 2,
+                "{len} x {scale}: inner {inner:?}"
+            );
+            let rows = scaled_taps(len, scale, window);
+            let planes = 3;
+            let input = rng.values(planes * len * len);
+            let want = naive(planes, &rows, &cols, &input);
+            let resize = Resize2d::new(planes, rows, cols);
+            let mut got = vec![f32::NAN; resize.output_len()];
+            resize.run(&input, &mut got);
+            assert_close(
+                &got,
+                &want,
+                1e-6,
+                format!("{len} x {scale}, window {window}"),
+            );
+        }
+        // Not doubled: three times as long, or random taps.
+        for _ in 0..20 {
+            assert!(random_taps(&mut rng, 10, 20, 2).regular.is_none());
+            assert!(random_taps(&mut rng, 20, 10, 2).regular.is_none());
+        }
+        let tripled = AxisTaps::new(4, 1, (0..12).map(|x| x / 3).collect(), vec![1.0; 12]);
+        assert!(tripled.unwrap().regular.is_none());
     }
 
     #[test]
