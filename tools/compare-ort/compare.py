@@ -8,8 +8,11 @@ threads (inter-op 1, sequential). The two alternate round by round (the order fl
 so both see the same machine load. Before each side's runs the machine idles `--settle` seconds
 and one untimed run wakes that side's threads: both runtimes' idle workers poll for a while after a
 run, and without the pause ORT's would take vigia's cores (and vice versa), which made vigia's
-two-thread figures up to 1.8x too slow. Prints per model: vigia ms, ORT ms, the ratio, FLOPs, the share
-of the CPU's f32 peak each reaches, and the largest output difference.
+two-thread figures up to 1.8x too slow. Prints per model: vigia ms, ORT ms (medians of all runs), the
+ratio, FLOPs, the share of the CPU's f32 peak each reaches, and the largest output difference. The
+ratio is the median over rounds of vigia's fastest run in the round over ORT's, with its quartiles:
+a slow stretch of a shared machine slows both sides of a round alike, so it cancels there where the
+ratio of the two medians would carry it.
 """
 
 import argparse
@@ -159,6 +162,8 @@ def measure(args, label, model, imgsz, threads, workdir):
         for _ in range(2):
             outs = sess.run(None, feed)
         v_times, o_times, t_times = [], [], []
+        # Each round's fastest run per side: the per-round ratios pair runs made seconds apart.
+        v_rounds, o_rounds, t_rounds = [], [], []
         sides = ["vigia", "ort"] + (["tract"] if tract else [])
         for r in range(args.rounds):
             order = sides[r % len(sides):] + sides[:r % len(sides)]
@@ -169,15 +174,22 @@ def measure(args, label, model, imgsz, threads, workdir):
                 # speeds, each side alone on the cores.
                 time.sleep(args.settle)
                 if who == "vigia":
-                    v_times += vigia.run(args.runs + 1)[1:]
+                    runs = vigia.run(args.runs + 1)[1:]
+                    v_times += runs
+                    v_rounds.append(min(runs))
                 elif who == "tract":
-                    t_times += tract.run(args.runs + 1)[1:]
+                    runs = tract.run(args.runs + 1)[1:]
+                    t_times += runs
+                    t_rounds.append(min(runs))
                 else:
                     sess.run(None, feed)
+                    runs = []
                     for _ in range(args.runs):
                         t = time.perf_counter()
                         sess.run(None, feed)
-                        o_times.append((time.perf_counter() - t) * 1e3)
+                        runs.append((time.perf_counter() - t) * 1e3)
+                    o_times += runs
+                    o_rounds.append(min(runs))
         ours, checked = vigia.outputs(), "as timed"
         if len(ours) != len(outs):
             # vigia's graph rewrites cut the model's head (the YOLOv8 box decode runs in Rust), so
@@ -196,6 +208,9 @@ def measure(args, label, model, imgsz, threads, workdir):
             tract.close()
     v_ms, o_ms = statistics.median(v_times), statistics.median(o_times)
     t_ms = statistics.median(t_times) if t_times else None
+    paired = [v / o for v, o in zip(v_rounds, o_rounds)]
+    q1, ratio, q3 = quartiles(paired)
+    t_ratio = statistics.median([t / o for t, o in zip(t_rounds, o_rounds)]) if t_rounds else None
     flops = (report.get("flops") or {}).get("flops")
     peak = report.get("peak_gflops")
     pct = lambda ms: (100.0 * flops / (ms * 1e-3) / 1e9 / peak) if flops and peak else None
@@ -207,9 +222,11 @@ def measure(args, label, model, imgsz, threads, workdir):
         "threads": threads,
         "vigia_ms": v_ms,
         "ort_ms": o_ms,
-        "ratio": v_ms / o_ms,
+        "ratio": ratio,
+        "ratio_quartiles": [q1, q3],
+        "ratio_of_medians": v_ms / o_ms,
         "tract_kernels_ms": t_ms,
-        "tract_kernels_ratio": t_ms / o_ms if t_ms else None,
+        "tract_kernels_ratio": t_ratio,
         "vigia_kernels": report.get("kernels"),
         "vigia_min_ms": min(v_times),
         "ort_min_ms": min(o_times),
@@ -225,6 +242,14 @@ def measure(args, label, model, imgsz, threads, workdir):
         "agreement_checked_on": checked,
         "notes": notes,
     }
+
+
+def quartiles(values):
+    """(first quartile, median, third quartile); all three the value when there is one."""
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
 
 
 def models(args):
@@ -291,14 +316,15 @@ def main():
     results = []
     print(f"# vigia vs ONNX Runtime {ort.__version__} on {cpu_name()} ({os.cpu_count()} CPUs), "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
-    print(f"# {args.rounds} interleaved rounds x {args.runs} runs per side; median ms; "
-          f"ratio = vigia / ORT (above 1: vigia slower)\n", flush=True)
+    print(f"# {args.rounds} interleaved rounds x {args.runs} runs per side; median ms; ratio = "
+          f"vigia / ORT (above 1: vigia slower), the median over rounds of each round's fastest "
+          f"runs, with its quartiles\n", flush=True)
     tk = args.tract_kernels
-    header = ("| model | input | threads | vigia ms | ORT ms | ratio | "
+    header = ("| model | input | threads | vigia ms | ORT ms | ratio | ratio quartiles | "
               + ("tract-kernels ms | tract-kernels ratio | " if tk else "")
               + "GFLOP | vigia % peak | ORT % peak | max abs diff | agree |")
     print(header)
-    print("| --- | --- | ---: | ---: | ---: | ---: | " + ("---: | ---: | " if tk else "")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | " + ("---: | ---: | " if tk else "")
           + "---: | ---: | ---: | ---: | --- |")
     failures = 0
     with tempfile.TemporaryDirectory(prefix="vigia-compare-ort-") as tmp:
@@ -310,7 +336,7 @@ def main():
                     r = measure(args, label, path, imgsz, threads, work)
                 except Exception as e:  # report and go on with the next model
                     failures += 1
-                    print(f"| {label} | - | {threads} | failed: {str(e).splitlines()[0][:200]} |||||||||",
+                    print(f"| {label} | - | {threads} | failed: {str(e).splitlines()[0][:200]} ||||||||||",
                           flush=True)
                     continue
                 results.append(r)
@@ -321,7 +347,8 @@ def main():
                 tract_cols = (f"{ms(r['tract_kernels_ms'])} | {r['tract_kernels_ratio']:.2f} | "
                               if tk else "")
                 print(f"| {label} | {shape} | {threads} | {ms(r['vigia_ms'])} | {ms(r['ort_ms'])} | "
-                      f"{r['ratio']:.2f} | {tract_cols}{fmt(r['gflops'], '.3f')} | "
+                      f"{r['ratio']:.2f} | {r['ratio_quartiles'][0]:.2f}-{r['ratio_quartiles'][1]:.2f} | "
+                      f"{tract_cols}{fmt(r['gflops'], '.3f')} | "
                       f"{fmt(r['vigia_peak_percent'], '.1f')} | {fmt(r['ort_peak_percent'], '.1f')} | "
                       f"{r['max_abs_diff']:.2e} | {agree} |", flush=True)
     peak = next((r["peak_gflops"] for r in results if r["threads"] == 1 and r["peak_gflops"]), None)
