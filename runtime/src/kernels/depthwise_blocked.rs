@@ -5,13 +5,15 @@
 //! channel pays its own setup. Here a block of channels is copied into one zero-padded,
 //! channel-interleaved buffer (`[row][column][LANES]`), so each tap of each output pixel is one
 //! vector multiply-add across the block's channels, whatever the map's size; the block's output
-//! goes through the activation in one pass and is copied back to its planes.
+//! goes through the activation in one pass and is copied back to its planes. Both copies
+//! transpose 16 x 16 values in registers where AVX-512 is present ([`super::transpose`]).
 
 use std::cell::RefCell;
 
 use super::aligned_buf::AlignedBuf;
 use super::planes::PlaneGeometry;
 use super::pool::{self, SharedMut};
+use super::transpose::{lanes_to_planes, planes_to_lanes};
 use super::{Activation, Isa};
 
 /// Channels per block (one AVX-512 vector, two AVX2 ones, four NEON ones).
@@ -121,14 +123,10 @@ fn run_block(
     // The rows and columns the windows reach.
     let rows = g.in_h.min(ph.saturating_sub(g.pad_top));
     let cols = g.in_w.min(pw.saturating_sub(g.pad_left));
-    for lane in 0..lanes {
-        let plane = &input[(first + lane) * plane_in..][..plane_in];
-        for y in 0..rows {
-            let dst = &mut padded[(y + g.pad_top) * pw + g.pad_left..][..cols];
-            for (d, &x) in dst.iter_mut().zip(&plane[y * g.in_w..][..cols]) {
-                d[lane] = x;
-            }
-        }
+    let block_in = &input[first * plane_in..];
+    for y in 0..rows {
+        let dst = &mut padded[(y + g.pad_top) * pw + g.pad_left..][..cols];
+        planes_to_lanes(isa, &block_in[y * g.in_w..], plane_in, lanes, dst);
     }
     acc.ensure(g.out_h * g.out_w * LANES);
     let acc = &mut acc.as_lines_mut()[..g.out_h * g.out_w];
@@ -143,13 +141,8 @@ fn run_block(
         Isa::Avx2Fma => unsafe { x86::block_avx2(g, pw, padded, weights, bias, acc) },
         _ => block_taps::<false>(g, pw, padded, weights, bias, acc),
     }
-    let flat = acc.as_flattened_mut();
-    activation.apply_for(isa, flat);
-    for (lane, plane) in planes.chunks_exact_mut(g.out_h * g.out_w).enumerate() {
-        for (o, a) in plane.iter_mut().zip(acc.iter()) {
-            *o = a[lane];
-        }
-    }
+    activation.apply_for(isa, acc.as_flattened_mut());
+    lanes_to_planes(isa, acc, lanes, g.out_h * g.out_w, planes);
 }
 
 /// Rows and columns of the padded block: exactly what the windows cover.

@@ -37,6 +37,7 @@ pub mod resize;
 pub mod taps;
 #[cfg(test)]
 mod test_support;
+pub mod transpose;
 pub mod winograd;
 
 pub use activation::Activation;

@@ -13,6 +13,7 @@ use std::arch::x86_64::*;
 
 use crate::kernels::activation::x86::{sigmoid_avx2, sigmoid_avx512, silu_avx2, silu_avx512};
 use crate::kernels::activation::InRegisters;
+use crate::kernels::transpose::x86::transpose16;
 
 /// AVX-512F, the first `ROWS` (at most 12) rows of a 12-row panel x 32 columns (up to 24
 /// accumulators).
@@ -221,47 +222,6 @@ pub unsafe fn store_transposed_avx512(
         }
         first += rows;
     }
-}
-
-/// The 16 x 16 transpose of `a` (row `i` is `a[i]`): unpacks within 128-bit lanes, then
-/// lane shuffles.
-#[inline]
-#[target_feature(enable = "avx512f")]
-unsafe fn transpose16(a: [__m512; 16]) -> [__m512; 16] {
-    // Pairs of rows interleaved: t[2i] holds columns 4L, 4L + 1 of rows 2i, 2i + 1 in lane L.
-    let mut t = [_mm512_setzero_ps(); 16];
-    for i in 0..8 {
-        t[2 * i] = _mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]);
-    }
-    // s[4i + p], lane L: column 4L + p of rows 4i..4i + 4.
-    let mut s = [_mm512_setzero_ps(); 16];
-    let pd = _mm512_castps_pd;
-    for i in 0..4 {
-        let (x0, x1, x2, x3) = (
-            pd(t[4 * i]),
-            pd(t[4 * i + 1]),
-            pd(t[4 * i + 2]),
-            pd(t[4 * i + 3]),
-        );
-        s[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(x0, x2));
-        s[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(x0, x2));
-        s[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(x1, x3));
-        s[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(x1, x3));
-    }
-    // Column 4L + p: lane L of s[p], s[4 + p], s[8 + p], s[12 + p].
-    let mut out = [_mm512_setzero_ps(); 16];
-    for p in 0..4 {
-        let low = _mm512_shuffle_f32x4::<0x44>(s[p], s[4 + p]);
-        let high = _mm512_shuffle_f32x4::<0xEE>(s[p], s[4 + p]);
-        let low2 = _mm512_shuffle_f32x4::<0x44>(s[8 + p], s[12 + p]);
-        let high2 = _mm512_shuffle_f32x4::<0xEE>(s[8 + p], s[12 + p]);
-        out[p] = _mm512_shuffle_f32x4::<0x88>(low, low2);
-        out[4 + p] = _mm512_shuffle_f32x4::<0xDD>(low, low2);
-        out[8 + p] = _mm512_shuffle_f32x4::<0x88>(high, high2);
-        out[12 + p] = _mm512_shuffle_f32x4::<0xDD>(high, high2);
-    }
-    out
 }
 
 /// A panel row as one or two vectors (16 lanes on AVX-512, 8 on AVX2), each gathered from one
