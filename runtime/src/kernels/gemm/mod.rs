@@ -26,8 +26,15 @@ use super::aligned_buf::AlignedBuf;
 use super::pool::{self, SharedMut, MIN_PARALLEL_WORK};
 use super::{Activation, Isa};
 
-/// Steps of `K` per block (the packed `B` panel is `KC x NR`, 16-32 KiB).
+/// Most steps of `K` per block (the packed `B` panel is `KC x NR`, 16-32 KiB).
 const KC: usize = 256;
+
+/// Steps of `K` per block for a depth of `k`: `K` split into equal blocks of at most [`KC`],
+/// so that no block is a short tail (`K = 288` runs as two blocks of 144, not 256 and 32: each
+/// block reloads and stores its tiles, packs its panels and starts its prefetches).
+fn block_depth(k: usize) -> usize {
+    k.div_ceil(k.div_ceil(KC).max(1))
+}
 
 /// The tile (`MR` rows x `NR` columns) of the micro-kernel for `isa`.
 pub fn tile(isa: Isa) -> (usize, usize) {
@@ -207,9 +214,10 @@ pub fn panel_product(
     assert!(a.isa.is_supported(), "{} kernels on this CPU", a.isa.name());
     static ZEROS: [f32; 16] = [0.0; 16];
     let packed = a.data.as_slice();
+    let depth = block_depth(a.k);
     let mut pc = 0;
     while pc < a.k {
-        let kc = KC.min(a.k - pc);
+        let kc = depth.min(a.k - pc);
         for (q, p) in panels.clone().enumerate() {
             // SAFETY: the panel of `a` holds `mr * k` values from `p * mr * k`, `panel` `k * nr`,
             // `c` `mr` rows of `nr` from `q * mr * nr` (all checked above); `mr <= 16` zeros
@@ -404,9 +412,10 @@ unsafe fn run_block(
     panel.ensure(KC.min(k) * nr * group);
     let panels = panel.as_mut_slice();
     let fused = activation.in_registers(a.isa);
+    let depth = block_depth(k);
     let mut pc = 0;
     while pc < k {
-        let kc = KC.min(k - pc);
+        let kc = depth.min(k - pc);
         let (first, last) = (pc == 0, pc + kc == k);
         let step = Step {
             a,
@@ -795,6 +804,25 @@ unsafe fn tile_portable(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn depth_blocks_are_equal_and_at_most_kc() {
+        assert_eq!(block_depth(288), 144);
+        assert_eq!(block_depth(576), 192);
+        assert_eq!(block_depth(256), 256);
+        assert_eq!(block_depth(257), 129);
+        assert_eq!(block_depth(27), 27);
+        for k in 1..3000 {
+            let depth = block_depth(k);
+            assert!(depth <= KC, "{k}: {depth}");
+            // As few blocks as KC allows, the last one at most one step shorter per block.
+            assert_eq!(k.div_ceil(depth), k.div_ceil(KC), "{k}");
+            assert!(
+                k.div_ceil(depth) * depth - k < k.div_ceil(KC),
+                "{k}: {depth}"
+            );
+        }
+    }
 
     /// `act(A B + bias)` in f64.
     pub(super) fn naive(

@@ -12,8 +12,8 @@
 use std::cell::RefCell;
 
 use super::{
-    check_operands, check_product, pack_panel, part, prefetch, tile, tile_kernel, tile_rows_kernel,
-    Columns, KC,
+    block_depth, check_operands, check_product, pack_panel, part, prefetch, tile, tile_kernel,
+    tile_rows_kernel, Columns, KC,
 };
 use crate::kernels::activation::InRegisters;
 use crate::kernels::aligned_buf::AlignedBuf;
@@ -178,9 +178,10 @@ unsafe fn run_panels(
     let (groups, scratch) = (groups.as_mut_slice(), scratch.as_mut_slice());
     let packed = a.data.as_slice();
     let post = activation.in_registers(a.isa);
+    let depth = block_depth(k);
     let mut pc = 0;
     while pc < k {
-        let kc = KC.min(k - pc);
+        let kc = depth.min(k - pc);
         for q in 0..count {
             let w = mr.min(n - q * mr);
             pack_panel(a.isa, b, pc, kc, q * mr, w, mr, &mut groups[q * kc * mr..]);
