@@ -36,7 +36,7 @@ import onnxruntime as ort
 FUSED_AFTER = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Mul", "Add",
                "BatchNormalization"}
 ANCHORS = {"Conv", "Gemm", "MatMul", "ConvTranspose"}
-VIGIA_SUFFIX = re.compile(r"(\.einsum)?\.(vigia|prefused|split-over.*|concat-einsum.*)$")
+VIGIA_SUFFIX = re.compile(r"(\.einsum|\.ab)?\.(vigia|prefused|split-over.*|concat-einsum.*)$")
 ORT_SUFFIX = re.compile(r"_nchwc$")
 
 
