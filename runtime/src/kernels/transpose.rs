@@ -21,6 +21,7 @@ pub fn planes_to_lanes(isa: Isa, src: &[f32], stride: usize, planes: usize, dst:
         // SAFETY: AVX-512F is present; the extents are checked above.
         return unsafe { x86::planes_to_lanes_avx512(src.as_ptr(), stride, planes, n, dst) };
     }
+    let _ = isa;
     for (x, line) in dst.iter_mut().enumerate() {
         for (p, v) in line.iter_mut().enumerate() {
             *v = if p < planes { src[p * stride + x] } else { 0.0 };
@@ -44,6 +45,7 @@ pub fn lanes_to_planes(isa: Isa, src: &[[f32; 16]], planes: usize, stride: usize
         // SAFETY: AVX-512F is present; the extents are checked above.
         return unsafe { x86::lanes_to_planes_avx512(src, planes, stride, dst.as_mut_ptr()) };
     }
+    let _ = isa;
     for (x, line) in src.iter().enumerate() {
         for (p, &v) in line.iter().take(planes).enumerate() {
             dst[p * stride + x] = v;
