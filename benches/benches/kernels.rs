@@ -335,5 +335,46 @@ fn conv_proto(
     }
 }
 
-criterion_group!(benches, dense_benches, kernel_benches);
+/// The matrix product's cost around its micro-kernel: the packed filters of `M` rows against
+/// one `B` panel already packed (the micro-kernel alone, its panel in L1: the ceiling) and the
+/// whole product over `N` columns read from a `K x N` matrix (each panel packed from `K` rows
+/// `N` apart, output stored, ReLU6 in registers). `K = 256`, `M = 72` (six full row panels on
+/// AVX-512) and `M = 12` (one row panel: the packing's share at its largest).
+fn gemm_benches(c: &mut Criterion) {
+    use vigia::kernels::gemm::{gemm, panel_product, tile, Columns, PackedWeights};
+    use_threads(1);
+    let isa = Isa::detect();
+    let (mr, nr) = tile(isa);
+    let k = 256;
+    for m in [12, 72] {
+        let weights = ramp(m * k, 0.37);
+        let a = PackedWeights::new(isa, &weights, &vec![0.0; m], m, k).expect("filters");
+        let mut group = c.benchmark_group(format!("gemm_m{m}_k{k}"));
+        group.sampling_mode(SamplingMode::Flat);
+        group.sample_size(20);
+        group.warm_up_time(Duration::from_millis(500));
+        group.measurement_time(Duration::from_secs(2));
+        let panel = ramp(k * nr, 0.01);
+        let mut tiles = vec![0f32; m.div_ceil(mr) * mr * nr];
+        group.throughput(Throughput::Elements((2 * m * k * nr) as u64));
+        group.bench_function(BenchmarkId::new("packed_panel", isa.name()), |bench| {
+            bench.iter(|| panel_product(&a, 0..m.div_ceil(mr), &panel, &mut tiles))
+        });
+        for n in [1024, 3136] {
+            let data = ramp(k * n, 0.01);
+            let offsets: Vec<usize> = (0..k).map(|r| r * n).collect();
+            let b = Columns::new(&data, &offsets, n).expect("B rows");
+            let mut out = vec![0f32; m * n];
+            let relu6 = Activation::Clip { min: 0.0, max: 6.0 };
+            group.throughput(Throughput::Elements((2 * m * k * n) as u64));
+            let id = BenchmarkId::new(format!("product_n{n}"), isa.name());
+            group.bench_function(id, |bench| {
+                bench.iter(|| gemm(&a, &b, None, &mut out, n, relu6))
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, dense_benches, kernel_benches, gemm_benches);
 criterion_main!(benches);
