@@ -123,6 +123,8 @@ pub(crate) fn fill_phases(isa: Isa, g: &PlaneGeometry, plane: &[f32], phases: &m
 
 /// [`fill_phases`] with the rows of each phase plane `pitch` (at least `phase_cols`) values
 /// apart; the values past `phase_cols` in each row stay as they are.
+///
+/// Panics when `plane` is shorter than the input or `phases` than the planes.
 pub(crate) fn fill_phases_pitched(
     isa: Isa,
     g: &PlaneGeometry,
@@ -133,6 +135,19 @@ pub(crate) fn fill_phases_pitched(
     let (pr, pc) = (g.phase_rows(), g.phase_cols());
     assert!(pitch >= pc, "row pitch {pitch} under {pc} columns");
     let plane_len = pr * pitch;
+    assert!(plane.len() >= g.in_h * g.in_w, "input plane");
+    let planes = g.stride_h.min(g.kernel_h) * g.stride_w;
+    assert!(
+        phases.len() >= (planes - 1) * plane_len + (pr - 1) * pitch + pc,
+        "phase planes"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && g.stride_w <= 2 && isa.is_supported() {
+        // SAFETY: AVX-512F is present; the input plane and every phase row written are inside
+        // the slices (checked above).
+        unsafe { x86::fill_phases_avx512(g, pitch, plane, phases) };
+        return;
+    }
     // Row phases at or past the kernel's height are read by no tap (a 1x1 kernel with stride
     // 2 reads only even rows): left as they are.
     for ry in 0..g.stride_h.min(g.kernel_h) {
@@ -237,9 +252,133 @@ fn gather_strided(src: &[f32], stride: usize, dst: &mut [f32]) {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::PlaneGeometry;
+
+    /// Lanes `t` of a 16-value load from column `first` of a row of `width` values that fall
+    /// inside the row.
+    #[inline(always)]
+    fn inside(first: isize, width: usize) -> __mmask16 {
+        let lo = (-first).clamp(0, 16) as u32;
+        let hi = (width as isize - first).clamp(0, 16) as u32;
+        if hi <= lo {
+            return 0;
+        }
+        (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as __mmask16
+    }
+
+    /// [`super::fill_phases_pitched`] for column strides 1 and 2, a column of vectors at a
+    /// time: each phase-row vector is one masked load of its input row whose lanes outside the
+    /// row read as zero (at stride 2, two loads split by two permutes into the even and the odd
+    /// column phase). The masks depend on the column only, so the loop over the rows is loads,
+    /// permutes and stores: no branch for the padding, no copy or fill call per row. Writes
+    /// columns `0..phase_cols` of each row.
+    ///
+    /// # Safety
+    /// AVX-512F must be present; `plane` holds `in_h * in_w` values and `phases` every phase
+    /// row written (`stride_h.min(kernel_h) x stride_w` planes of `phase_rows` rows `pitch`
+    /// apart, `phase_cols` values each); `stride_w` is 1 or 2.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn fill_phases_avx512(
+        g: &PlaneGeometry,
+        pitch: usize,
+        plane: &[f32],
+        phases: &mut [f32],
+    ) {
+        let (pr, pc, sh, sw) = (g.phase_rows(), g.phase_cols(), g.stride_h, g.stride_w);
+        let plane_len = pr * pitch;
+        let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        let zero = _mm512_setzero_ps();
+        let (src, dst) = (plane.as_ptr(), phases.as_mut_ptr());
+        for col in (0..pc).step_by(16) {
+            let keep = ((1u32 << (pc - col).min(16)) - 1) as __mmask16;
+            // Phase column `col + t` of column phase `rx` is input column
+            // `first + t * sw + rx`: lane `t * sw + rx` of the values loaded from `first`.
+            let first = (col * sw) as isize - g.pad_left as isize;
+            let (low, high) = (inside(first, g.in_w), inside(first + 16, g.in_w));
+            // Row phases at or past the kernel's height are read by no tap: left as they are.
+            for ry in 0..sh.min(g.kernel_h) {
+                // Phase row `j` reads input row `j * sh + ry - pad_top`: these are inside.
+                let inner_from = g.pad_top.saturating_sub(ry).div_ceil(sh).min(pr);
+                let inner_to = (g.in_h + g.pad_top)
+                    .saturating_sub(ry)
+                    .div_ceil(sh)
+                    .clamp(inner_from, pr);
+                let out = dst.add(ry * sw * plane_len + col);
+                for j in (0..inner_from).chain(inner_to..pr) {
+                    for rx in 0..sw {
+                        _mm512_mask_storeu_ps(out.add(rx * plane_len + j * pitch), keep, zero);
+                    }
+                }
+                if inner_from == inner_to {
+                    continue;
+                }
+                let top = inner_from * sh + ry - g.pad_top;
+                // Lanes outside the row are masked off and never read.
+                let mut row = src.add(top * g.in_w).wrapping_offset(first);
+                let step = sh * g.in_w;
+                for j in inner_from..inner_to {
+                    let at = out.add(j * pitch);
+                    let a = _mm512_maskz_loadu_ps(low, row);
+                    if sw == 1 {
+                        _mm512_mask_storeu_ps(at, keep, a);
+                    } else {
+                        let b = _mm512_maskz_loadu_ps(high, row.wrapping_add(16));
+                        _mm512_mask_storeu_ps(at, keep, _mm512_permutex2var_ps(a, evens, b));
+                        let odd = _mm512_permutex2var_ps(a, odds, b);
+                        _mm512_mask_storeu_ps(at.add(plane_len), keep, odd);
+                    }
+                    row = row.wrapping_add(step);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_instruction_set_fills_the_same_phase_planes() {
+        use crate::kernels::test_support::Rng;
+        let mut rng = Rng(3);
+        for _ in 0..400 {
+            let (k, s) = (1 + rng.below(7), 1 + rng.below(3));
+            let (kw, sw) = (1 + rng.below(7), 1 + rng.below(3));
+            let (h, w) = (1 + rng.below(20), 1 + rng.below(70));
+            let pads = (rng.below(k), rng.below(kw));
+            let pads_end = (rng.below(k), rng.below(kw));
+            let Some(g) = PlaneGeometry::new(1, (h, w), (k, kw), (s, sw), pads, pads_end) else {
+                continue;
+            };
+            let pc = g.phase_cols();
+            let pitch = pc + [0, 1, 16][rng.below(3)];
+            let plane = rng.values(h * w);
+            let len = s * sw * g.phase_rows() * pitch;
+            let mut want = vec![f32::NAN; len];
+            fill_phases_pitched(Isa::Portable, &g, pitch, &plane, &mut want);
+            for isa in Isa::all_supported() {
+                let mut got = vec![f32::NAN; len];
+                fill_phases_pitched(isa, &g, pitch, &plane, &mut got);
+                for (r, (got, want)) in got.chunks(pitch).zip(want.chunks(pitch)).enumerate() {
+                    let (got, want) = (&got[..pc], &want[..pc]);
+                    let same = got
+                        .iter()
+                        .zip(want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(
+                        same,
+                        "{isa:?} {g:?} pitch {pitch} row {r}: {got:?} != {want:?}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn strided_gathers_take_every_stride_th_value_to_the_end() {
