@@ -58,6 +58,29 @@ const BLOCKED_BELOW_WIDTH: usize = 16;
 /// 5x5 at 7x7 160 against 172).
 const ROWS_FROM_WIDTH: usize = 8;
 
+/// Bytes of phase planes a band of output rows fills at most on the row path: half of a
+/// 48 KiB L1 data cache, the other half for the input rows and the outputs.
+const BAND_BYTES: usize = 24 << 10;
+
+/// Output rows per band on the row path: as many as keep the band's phase planes within
+/// [`BAND_BYTES`], in whole blocks of six rows (the kernel's blocks at stride 1, two at stride
+/// 2); the whole map where it fits.
+fn band_rows(g: &PlaneGeometry, pitch: usize) -> usize {
+    let row_bytes = g.stride_h * g.stride_w * pitch * std::mem::size_of::<f32>();
+    let rows = (BAND_BYTES / row_bytes).saturating_sub((g.kernel_h - 1) / g.stride_h);
+    if rows >= g.out_h {
+        return g.out_h;
+    }
+    let rows = (rows / 6 * 6).max(6);
+    // A last band that starts in the bottom padding (wider than the kernel) reads no input:
+    // such maps run whole.
+    let last = (g.out_h - 1) / rows * rows;
+    if g.band(last, g.out_h - last).is_none() {
+        return g.out_h;
+    }
+    rows
+}
+
 thread_local! {
     /// Per-thread phase planes and accumulator rows, reused across channels and runs.
     static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
@@ -154,27 +177,36 @@ impl DepthwiseConv {
         });
     }
 
-    /// One channel on [`DepthwisePath::Rows`].
+    /// One channel on [`DepthwisePath::Rows`], in bands of output rows whose phase planes fit
+    /// in L1 ([`band_rows`]).
     fn run_channel_rows(&self, isa: Isa, c: usize, input: &[f32], out_plane: &mut [f32]) {
         let g = &self.geometry;
         let plane_in = g.in_h * g.in_w;
         let taps = g.kernel_h * g.kernel_w;
         let pitch = depthwise_rows::row_pitch(isa, g);
-        let len = g.stride_h * g.stride_w * g.phase_rows() * pitch;
+        let channel = &input[c * plane_in..(c + 1) * plane_in];
+        let (weights, bias) = (&self.weights[c * taps..(c + 1) * taps], self.bias[c]);
+        let band_rows = band_rows(g, pitch);
         ALIGNED_PHASES.with_borrow_mut(|phases| {
-            phases.ensure(len);
-            let phases = &mut phases.as_mut_slice()[..len];
-            let channel = &input[c * plane_in..(c + 1) * plane_in];
-            fill_phases_pitched(isa, g, pitch, channel, phases);
-            depthwise_rows::run_channel(
-                isa,
-                g,
-                phases,
-                &self.weights[c * taps..(c + 1) * taps],
-                self.bias[c],
-                self.activation,
-                out_plane,
-            );
+            for first in (0..g.out_h).step_by(band_rows) {
+                let rows = band_rows.min(g.out_h - first);
+                let (band, skip) = g.band(first, rows).expect("bands checked by band_rows");
+                let out = &mut out_plane[first * g.out_w..];
+                let len = g.stride_h * g.stride_w * band.phase_rows() * pitch;
+                phases.ensure(len);
+                let phases = &mut phases.as_mut_slice()[..len];
+                fill_phases_pitched(isa, &band, pitch, &channel[skip * g.in_w..], phases);
+                let out = &mut out[..band.out_h * g.out_w];
+                depthwise_rows::run_channel(
+                    isa,
+                    &band,
+                    phases,
+                    weights,
+                    bias,
+                    self.activation,
+                    out,
+                );
+            }
         });
     }
 
@@ -287,6 +319,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn maps_larger_than_a_band_match_the_naive_convolution() {
+        let mut rng = Rng(13);
+        for (k, s) in [(3, 1), (3, 2), (5, 1), (5, 2)] {
+            for (h, w) in [(70, 200), (41, 131)] {
+                let p = k / 2;
+                let g = PlaneGeometry::new(2, (h, w), (k, k), (s, s), (p, p), (p, p)).unwrap();
+                let pitch = (g.out_w.div_ceil(16) + 1) * 16;
+                assert!(band_rows(&g, pitch) < g.out_h, "{g:?} runs in bands");
+                check(g, ACTIVATIONS[rng.below(ACTIVATIONS.len())], &mut rng);
+            }
+        }
+        // Bottom padding wider than the kernel: the last band would read no input row.
+        let g = PlaneGeometry::new(2, (4, 200), (3, 3), (1, 1), (1, 1), (30, 1)).unwrap();
+        assert_eq!(band_rows(&g, 224), g.out_h);
+        check(g, Activation::RELU, &mut rng);
     }
 
     #[test]

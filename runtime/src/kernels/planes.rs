@@ -112,6 +112,26 @@ impl PlaneGeometry {
     pub fn flops(&self) -> u64 {
         2 * (self.output_len() * self.kernel_h * self.kernel_w) as u64
     }
+
+    /// Output rows `first..first + rows` alone: their geometry, over the input from row
+    /// `skip` on (the second value), so that a map too large for the cache runs band by band
+    /// on phase planes that stay in it. `None` where the band reads no input row (padding
+    /// wider than the kernel).
+    pub(crate) fn band(&self, first: usize, rows: usize) -> Option<(PlaneGeometry, usize)> {
+        // The band's first phase row is padded row `top`: input row `top - pad_top`.
+        let top = first * self.stride_h;
+        let skip = top.saturating_sub(self.pad_top);
+        if rows == 0 || first + rows > self.out_h || skip >= self.in_h {
+            return None;
+        }
+        let band = PlaneGeometry {
+            in_h: self.in_h - skip,
+            pad_top: self.pad_top + skip - top,
+            out_h: rows,
+            ..*self
+        };
+        Some((band, skip))
+    }
 }
 
 /// Copies one input channel into its zero-padded phase planes (the slack after them stays as it
@@ -375,6 +395,42 @@ mod tests {
                         same,
                         "{isa:?} {g:?} pitch {pitch} row {r}: {got:?} != {want:?}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bands_fill_the_phase_rows_of_the_whole_map() {
+        use crate::kernels::test_support::Rng;
+        let mut rng = Rng(9);
+        for _ in 0..300 {
+            let (k, s) = ([3, 5][rng.below(2)], 1 + rng.below(2));
+            let (h, w) = (1 + rng.below(30), 1 + rng.below(20));
+            let p = rng.below(k);
+            let Some(g) = PlaneGeometry::new(1, (h, w), (k, k), (s, s), (p, p), (p, p)) else {
+                continue;
+            };
+            let (pr, pc) = (g.phase_rows(), g.phase_cols());
+            let plane = rng.values(h * w);
+            let mut whole = vec![f32::NAN; s * s * pr * pc];
+            fill_phases(Isa::Portable, &g, &plane, &mut whole);
+            let rows = 1 + rng.below(g.out_h);
+            for first in (0..g.out_h).step_by(rows) {
+                let rows = rows.min(g.out_h - first);
+                let Some((band, skip)) = g.band(first, rows) else {
+                    continue;
+                };
+                let bpr = band.phase_rows();
+                assert_eq!((bpr, band.phase_cols()), (rows + (k - 1) / s, pc));
+                let mut got = vec![f32::NAN; s * s * bpr * pc];
+                fill_phases(Isa::detect(), &band, &plane[skip * w..], &mut got);
+                for phase in 0..s.min(k) * s {
+                    for j in 0..bpr {
+                        let got = &got[(phase * bpr + j) * pc..][..pc];
+                        let want = &whole[(phase * pr + first + j) * pc..][..pc];
+                        assert_eq!(got, want, "{g:?} band {first}+{rows} phase {phase} row {j}");
+                    }
                 }
             }
         }
