@@ -6,7 +6,9 @@
 //! offset, so the whole channel is one [`taps_fma`] call over `out_h` rows of `phase_cols`
 //! values (the last `phase_cols - out_w` of each row are computed and dropped). Small maps (7x7,
 //! 14x14) thus run on full vectors, strided convolutions need no gathers, and borders need no
-//! branches. Channels are spread over the kernels' thread pool ([`super::pool`]).
+//! branches. On the row path ([`DepthwisePath::Rows`]) a large map is filled and computed in
+//! bands of output rows, so that its phase planes stay in L1 between the two. Channels are
+//! spread over the kernels' thread pool ([`super::pool`]).
 
 use std::cell::RefCell;
 
