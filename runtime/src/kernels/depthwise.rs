@@ -1,6 +1,6 @@
 //! Depthwise convolution (one filter per channel, batch 1, NCHW) with bias and activation fused.
 //!
-//! Each channel's input is copied once into zero-padded *phase planes*: for strides `sh x sw`,
+//! Each channel's input is copied into zero-padded *phase planes*: for strides `sh x sw`,
 //! plane `(ry, rx)` holds the padded pixels at rows `ry, ry + sh, ..` and columns `rx, rx + sw,
 //! ..`. In that layout every kernel tap of every output pixel reads a contiguous run at a fixed
 //! offset, so the whole channel is one [`taps_fma`] call over `out_h` rows of `phase_cols`
@@ -193,12 +193,11 @@ impl DepthwiseConv {
             for first in (0..g.out_h).step_by(band_rows) {
                 let rows = band_rows.min(g.out_h - first);
                 let (band, skip) = g.band(first, rows).expect("bands checked by band_rows");
-                let out = &mut out_plane[first * g.out_w..];
                 let len = g.stride_h * g.stride_w * band.phase_rows() * pitch;
                 phases.ensure(len);
                 let phases = &mut phases.as_mut_slice()[..len];
                 fill_phases_pitched(isa, &band, pitch, &channel[skip * g.in_w..], phases);
-                let out = &mut out[..band.out_h * g.out_w];
+                let out = &mut out_plane[first * g.out_w..(first + rows) * g.out_w];
                 depthwise_rows::run_channel(
                     isa,
                     &band,

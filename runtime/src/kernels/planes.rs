@@ -362,10 +362,10 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::test_support::Rng;
 
     #[test]
     fn every_instruction_set_fills_the_same_phase_planes() {
-        use crate::kernels::test_support::Rng;
         let mut rng = Rng(3);
         for _ in 0..400 {
             let (k, s) = (1 + rng.below(7), 1 + rng.below(3));
@@ -402,7 +402,6 @@ mod tests {
 
     #[test]
     fn bands_fill_the_phase_rows_of_the_whole_map() {
-        use crate::kernels::test_support::Rng;
         let mut rng = Rng(9);
         for _ in 0..300 {
             let (k, s) = ([3, 5][rng.below(2)], 1 + rng.below(2));
