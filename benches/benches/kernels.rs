@@ -5,7 +5,9 @@
 //! Depthwise: the layers of MobileNetV2 / EfficientNet-Lite0 at 224x224 and of
 //! CenterNet-MobileNetV3 at 512x512. Dense (1x1 and KxK, group 1): layers of NanoDet-m at
 //! 416x416, YOLOv8n at 640x640, ResNet50 and EfficientNet-Lite0 at 224x224, each 3x3 stride-1
-//! one also by Winograd's F(4x4, 3x3). Each is followed by ReLU6.
+//! one also by Winograd's F(4x4, 3x3). Each is followed by ReLU6. Max pools (`pool_*`, in bytes
+//! read and written per second): NanoDet-m's and ResNet50's 3x3 stride-2 pools after their
+//! stems, VGG19's first 2x2 and YOLOv8n's SPPF 5x5.
 
 use std::time::Duration;
 
@@ -376,5 +378,51 @@ fn gemm_benches(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, dense_benches, kernel_benches, gemm_benches);
+/// Max pools: (planes, input side, kernel, stride, left/top padding, output side).
+const POOL_SHAPES: [(usize, usize, usize, usize, usize, usize); 4] = [
+    (32, 208, 3, 2, 0, 104),
+    (64, 112, 3, 2, 1, 56),
+    (64, 224, 2, 2, 0, 112),
+    (128, 20, 5, 1, 2, 20),
+];
+
+fn pool_benches(c: &mut Criterion) {
+    use vigia::kernels::max_pool::MaxPool2d;
+    use_threads(1);
+    for (planes, side, k, stride, pad, out_side) in POOL_SHAPES {
+        let pool = MaxPool2d::new(
+            planes,
+            (side, side),
+            (k, k),
+            (stride, stride),
+            (pad, pad),
+            (out_side, out_side),
+        )
+        .expect("pool geometry");
+        let mut group =
+            c.benchmark_group(format!("pool_max{k}x{k}s{stride}_{planes}x{side}x{side}"));
+        group.sampling_mode(SamplingMode::Flat);
+        group.sample_size(20);
+        group.warm_up_time(Duration::from_millis(500));
+        group.measurement_time(Duration::from_secs(2));
+        let bytes = size_of::<f32>() * (pool.input_len() + pool.output_len());
+        group.throughput(Throughput::Bytes(bytes as u64));
+        let input = ramp(pool.input_len(), 0.013);
+        let mut out = vec![0f32; pool.output_len()];
+        for isa in Isa::all_supported() {
+            group.bench_with_input(BenchmarkId::new("vigia", isa.name()), &isa, |b, &isa| {
+                b.iter(|| pool.run_on(isa, &input, &mut out))
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(
+    benches,
+    dense_benches,
+    kernel_benches,
+    gemm_benches,
+    pool_benches
+);
 criterion_main!(benches);

@@ -4,11 +4,14 @@
 //! maximum per value), then slides the window along that row. YOLOv8's and YOLO11's SPPF
 //! (three 5x5 stride-1 pools) took 10x ONNX Runtime's time on tract's general pooling.
 //! At stride 2 (the 3x3 pools after stems) the row is first split into its even and odd
-//! columns, so that every tap of the window is again a contiguous slice.
+//! columns, so that every tap of the window is again a contiguous slice. With AVX-512 or AVX2,
+//! the common windows (2 or 3 wide at stride 2, up to 16 wide at stride 1 with AVX-512) take
+//! all those steps in one pass per output row instead ([`super::max_pool_rows`]).
 
 use std::cell::RefCell;
 
 use super::deinterleave::deinterleave;
+use super::max_pool_rows::{pool_plane, PlaneRows, RowWindow};
 use super::pool::for_each_rows;
 use super::Isa;
 
@@ -100,11 +103,17 @@ impl MaxPool2d {
     ///
     /// Panics when a buffer length does not match.
     pub fn run(&self, input: &[f32], output: &mut [f32]) {
+        self.run_on(Isa::detect(), input, output)
+    }
+
+    /// [`Self::run`] with the kernels of `isa` (the portable ones where the CPU lacks it).
+    ///
+    /// Panics when a buffer length does not match.
+    pub fn run_on(&self, isa: Isa, input: &[f32], output: &mut [f32]) {
         assert_eq!(input.len(), self.input_len(), "input length");
         assert_eq!(output.len(), self.output_len(), "output length");
         let (plane_in, plane_out) = (self.in_h * self.in_w, self.out_h * self.out_w);
         let work = self.output_len() * self.kernel_h * self.kernel_w;
-        let isa = Isa::detect();
         for_each_rows(output, plane_out, work, |first, planes| {
             ROW.with_borrow_mut(|row| {
                 for (p, out) in planes.chunks_exact_mut(plane_out).enumerate() {
@@ -117,6 +126,20 @@ impl MaxPool2d {
 
     /// One plane, with `buffers` for the column maxima.
     fn plane(&self, isa: Isa, input: &[f32], output: &mut [f32], buffers: &mut RowBuffers) {
+        if let Some(window) = RowWindow::new(isa, self.kernel_w, self.stride_w, self.pad_left) {
+            let rows = PlaneRows {
+                in_h: self.in_h,
+                in_w: self.in_w,
+                kernel_h: self.kernel_h,
+                stride_h: self.stride_h,
+                pad_top: self.pad_top,
+                out_h: self.out_h,
+                out_w: self.out_w,
+            };
+            if pool_plane(isa, &rows, window, input, output) {
+                return;
+            }
+        }
         let padded_w = (self.out_w - 1) * self.stride_w + self.kernel_w;
         // At stride 2 the row is split in two halves of `half` values (one `-inf` past an
         // odd-length row).
@@ -269,6 +292,47 @@ mod tests {
                     p.plane(isa, i, o, &mut buffers);
                 }
                 assert_eq!(got, want, "{p:?} on {}", isa.name());
+            }
+        }
+    }
+
+    #[test]
+    fn one_pass_rows_match_the_definition_at_every_width() {
+        // Widths around the vectors of every instruction set; at stride 2 windows 2 and 3 wide
+        // with and without left padding, at stride 1 windows 1 to 16 wide padded from none to
+        // all but one column; windows of 1 to 3 rows (padding above and below).
+        let windows = [
+            (2, 2, 0),
+            (2, 2, 1),
+            (2, 3, 0),
+            (2, 3, 1),
+            (1, 1, 0),
+            (1, 2, 1),
+            (1, 3, 1),
+            (1, 5, 2),
+            (1, 5, 0),
+            (1, 4, 3),
+            (1, 16, 15),
+            (1, 16, 0),
+        ];
+        for w in 1..=70usize {
+            for (stride, k, pad) in windows {
+                for (h, kh, pad_top) in [(5, 3, 1), (4, 2, 0), (3, 1, 0)] {
+                    let out_w = (w + 2 * pad).saturating_sub(k) / stride + 1;
+                    let out_h = (h + 2 * pad_top - kh) / 2 + 1;
+                    let size = ((h, w), (kh, k), (2, stride), (pad_top, pad), (out_h, out_w));
+                    let (i, kernel, s, p, o) = size;
+                    let Some(pool) = MaxPool2d::new(2, i, kernel, s, p, o) else {
+                        continue;
+                    };
+                    let input = Rng(w as u64).values(pool.input_len());
+                    let want = naive(&pool, &input);
+                    for isa in Isa::all_supported() {
+                        let mut got = vec![f32::NAN; pool.output_len()];
+                        pool.run_on(isa, &input, &mut got);
+                        assert_eq!(got, want, "{pool:?} on {}", isa.name());
+                    }
+                }
             }
         }
     }

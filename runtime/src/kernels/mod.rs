@@ -15,6 +15,8 @@
 //! - [`aligned_buf`]: cache-line-aligned buffers for packed panels and vector blocks;
 //! - [`fma_pipes`]: how many vector FMAs a cycle this core starts (measured);
 //! - [`winograd`]: 3x3 stride-1 dense convolution by F(4x4, 3x3) on the same micro-kernel;
+//! - [`max_pool`]: ONNX `MaxPool` over NCHW planes, separably ([`max_pool_rows`]: the
+//!   common windows in one pass per output row);
 //! - [`resize`]: ONNX `Resize` (linear, nearest, cubic) over the height and width of NCHW
 //!   planes, separably;
 //! - [`reference`]: naive implementations the kernels are tested against.
@@ -30,6 +32,7 @@ pub mod fma_pipes;
 pub mod gemm;
 pub mod isa;
 pub mod max_pool;
+mod max_pool_rows;
 pub mod planes;
 pub mod pool;
 pub mod reference;
