@@ -25,7 +25,7 @@ use vigia::kernels::{Activation, Isa};
 use vigia_benches::use_threads;
 
 /// Dense layers: (input channels, output channels, input side, kernel, stride), "same" padding.
-const DENSE_SHAPES: [(usize, usize, usize, usize, usize); 26] = [
+const DENSE_SHAPES: [(usize, usize, usize, usize, usize); 28] = [
     (3, 24, 416, 3, 2),
     (24, 58, 104, 1, 1),
     (116, 116, 26, 1, 1),
@@ -52,6 +52,8 @@ const DENSE_SHAPES: [(usize, usize, usize, usize, usize); 26] = [
     (512, 2048, 7, 1, 1),
     (1024, 256, 14, 1, 1),
     (320, 1280, 7, 1, 1),
+    (64, 64, 104, 3, 2),
+    (128, 128, 52, 3, 2),
 ];
 
 /// Depthwise layers: (channels, input side, kernel, stride) with "same" padding.
