@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use super::aligned_buf::AlignedBuf;
 use super::planes::PlaneGeometry;
 use super::pool::{self, SharedMut};
-use super::transpose::{lanes_to_planes, planes_to_lanes};
+use super::transpose::{lanes_to_planes, planes_to_lanes, planes_to_lanes_pitched};
 use super::{Activation, Isa};
 
 /// Channels per block (one AVX-512 vector, two AVX2 ones, four NEON ones).
@@ -124,9 +124,22 @@ fn run_block(
     let rows = g.in_h.min(ph.saturating_sub(g.pad_top));
     let cols = g.in_w.min(pw.saturating_sub(g.pad_left));
     let block_in = &input[first * plane_in..];
-    for y in 0..rows {
-        let dst = &mut padded[(y + g.pad_top) * pw + g.pad_left..][..cols];
-        planes_to_lanes(isa, &block_in[y * g.in_w..], plane_in, lanes, dst);
+    let inside = &mut padded[g.pad_top * pw + g.pad_left..];
+    if cols == g.in_w {
+        // Whole rows: 16 pixels a transpose across the rows' ends.
+        planes_to_lanes_pitched(
+            isa,
+            block_in,
+            plane_in,
+            lanes,
+            (rows * cols, cols, pw),
+            inside,
+        );
+    } else {
+        for y in 0..rows {
+            let dst = &mut inside[y * pw..][..cols];
+            planes_to_lanes(isa, &block_in[y * g.in_w..], plane_in, lanes, dst);
+        }
     }
     acc.ensure(g.out_h * g.out_w * LANES);
     let acc = &mut acc.as_lines_mut()[..g.out_h * g.out_w];

@@ -11,7 +11,31 @@ use super::Isa;
 /// Panics unless `planes <= 16`, `dst` holds `n` lines and `src` reaches the last row's end.
 pub fn planes_to_lanes(isa: Isa, src: &[f32], stride: usize, planes: usize, dst: &mut [[f32; 16]]) {
     let n = dst.len();
+    planes_to_lanes_pitched(isa, src, stride, planes, (n, n.max(1), n.max(1)), dst)
+}
+
+/// [`planes_to_lanes`] for `n` pixels in rows of `width` that go to rows `pitch` lines apart
+/// in `dst` (the inside of a padded block): pixel `x`'s vector is line `(x / width) * pitch +
+/// x % width`. Transposes take 16 pixels across row ends, so a 7x7 map takes four instead of
+/// one per row.
+///
+/// Panics unless `planes <= 16`, `0 < width <= pitch`, `dst` reaches the last pixel's line and
+/// `src` the last row's end.
+pub fn planes_to_lanes_pitched(
+    isa: Isa,
+    src: &[f32],
+    stride: usize,
+    planes: usize,
+    (n, width, pitch): (usize, usize, usize),
+    dst: &mut [[f32; 16]],
+) {
     assert!(planes <= 16, "{planes} planes in a block of 16");
+    assert!(
+        0 < width && width <= pitch,
+        "rows of {width} lines {pitch} apart"
+    );
+    let line = |x: usize| (x / width) * pitch + x % width;
+    assert!(n == 0 || line(n - 1) < dst.len(), "pixels past the block");
     assert!(
         planes == 0 || src.len() >= (planes - 1) * stride + n,
         "rows past the source"
@@ -19,11 +43,13 @@ pub fn planes_to_lanes(isa: Isa, src: &[f32], stride: usize, planes: usize, dst:
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 && isa.is_supported() {
         // SAFETY: AVX-512F is present; the extents are checked above.
-        return unsafe { x86::planes_to_lanes_avx512(src.as_ptr(), stride, planes, n, dst) };
+        return unsafe {
+            x86::planes_to_lanes_avx512(src.as_ptr(), stride, planes, (n, width, pitch), dst)
+        };
     }
     let _ = isa;
-    for (x, line) in dst.iter_mut().enumerate() {
-        for (p, v) in line.iter_mut().enumerate() {
+    for x in 0..n {
+        for (p, v) in dst[line(x)].iter_mut().enumerate() {
             *v = if p < planes { src[p * stride + x] } else { 0.0 };
         }
     }
@@ -66,21 +92,23 @@ pub mod x86 {
         }
     }
 
-    /// [`super::planes_to_lanes`]: 16 columns of every row a step, masked at the row's end.
+    /// [`super::planes_to_lanes_pitched`]: 16 columns of every row a step, masked at the
+    /// row's end.
     ///
     /// # Safety
     /// AVX-512F must be present; `src` must hold `planes` rows of `n` values `stride` apart
-    /// and `dst` `n` lines.
+    /// and `dst` the line of every pixel (`(x / width) * pitch + x % width`).
     #[target_feature(enable = "avx512f")]
     pub unsafe fn planes_to_lanes_avx512(
         src: *const f32,
         stride: usize,
         planes: usize,
-        n: usize,
+        (n, width, pitch): (usize, usize, usize),
         dst: &mut [[f32; 16]],
     ) {
         let out = dst.as_mut_ptr() as *mut f32;
-        let mut x = 0;
+        // The pixel `x` and its line, moved along together.
+        let (mut x, mut row, mut col) = (0, 0, 0);
         while x < n {
             let cols = 16.min(n - x);
             let mut v = [_mm512_setzero_ps(); 16];
@@ -88,8 +116,12 @@ pub mod x86 {
                 *v = _mm512_maskz_loadu_ps(first(cols), src.add(p * stride + x));
             }
             let t = transpose16(v);
-            for (i, t) in t.iter().enumerate().take(cols) {
-                _mm512_storeu_ps(out.add((x + i) * 16), *t);
+            for t in t.iter().take(cols) {
+                _mm512_storeu_ps(out.add((row * pitch + col) * 16), *t);
+                col += 1;
+                if col == width {
+                    (row, col) = (row + 1, 0);
+                }
             }
             x += cols;
         }
@@ -172,6 +204,42 @@ pub mod x86 {
 mod tests {
     use super::*;
     use crate::kernels::test_support::Rng;
+
+    #[test]
+    fn pixels_go_to_the_rows_of_a_padded_block() {
+        let mut rng = Rng(22);
+        // A 7x7 map into an 11-wide padded block, rows of 1, 16 and 17, a single pixel.
+        for (planes, n, width, pitch) in [
+            (16, 49, 7, 11),
+            (9, 34, 17, 20),
+            (16, 48, 16, 16),
+            (3, 5, 1, 2),
+            (16, 1, 1, 1),
+        ] {
+            let stride = n + 3;
+            let src = rng.values((planes - 1) * stride + n);
+            for isa in Isa::all_supported() {
+                let lines = ((n - 1) / width) * pitch + (n - 1) % width + 1;
+                let mut dst = vec![[f32::NAN; 16]; lines + 2];
+                planes_to_lanes_pitched(isa, &src, stride, planes, (n, width, pitch), &mut dst);
+                let mut written = vec![false; dst.len()];
+                for x in 0..n {
+                    let line = (x / width) * pitch + x % width;
+                    written[line] = true;
+                    for (p, &v) in dst[line].iter().enumerate() {
+                        let want = if p < planes { src[p * stride + x] } else { 0.0 };
+                        assert_eq!(v, want, "{} {n} in {width}/{pitch}: {x}, {p}", isa.name());
+                    }
+                }
+                for (line, w) in dst.iter().zip(&written) {
+                    assert!(
+                        *w || line.iter().all(|v| v.is_nan()),
+                        "a padding line written"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn blocks_go_to_lanes_and_back_for_any_width_and_channel_count() {
