@@ -68,10 +68,10 @@ impl PlaneRows {
 
 /// Pools one plane, `out[oy][i] = max` over the rows of `oy`'s window and the window's taps `d`
 /// of `input[y][stride i + d]` (`-inf` outside the row); `false` (nothing written) where the
-/// CPU lacks `isa`.
+/// CPU lacks `isa` or `window` was made for another instruction set.
 ///
-/// Panics when a buffer is shorter than its plane, an output row's window holds no input row,
-/// or `window` was made for another instruction set.
+/// Panics when a buffer is shorter than its plane or an output row's window holds no input
+/// row.
 pub(super) fn pool_plane(
     isa: Isa,
     plane: &PlaneRows,
@@ -95,26 +95,33 @@ pub(super) fn pool_plane(
     if !isa.is_supported() {
         return false;
     }
-    let RowWindow {
-        stride,
-        first,
-        last,
-    } = window;
-    let (src, dst) = (input.as_ptr(), output.as_mut_ptr());
-    match (isa, stride) {
-        // SAFETY (all three): the CPU has the instruction set (checked); every window's rows
+    #[cfg(target_arch = "x86_64")]
+    {
+        let RowWindow {
+            stride,
+            first,
+            last,
+        } = window;
+        let (src, dst) = (input.as_ptr(), output.as_mut_ptr());
+        // SAFETY (every arm): the CPU has the instruction set (checked); every window's rows
         // lie inside the input plane and the kernels read no lane at or past `in_w` of a row;
-        // they write the `out_h x out_w` outputs (lengths checked above); the window's
-        // offsets are the ones `RowWindow::new` lets through for `isa`.
-        #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, 2) => unsafe { x86::stride2_avx512(plane, (first, last), src, dst) },
-        #[cfg(target_arch = "x86_64")]
-        (Isa::Avx2Fma, 2) => unsafe { x86::stride2_avx2(plane, (first, last), src, dst) },
-        #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, 1) => unsafe { x86::stride1_avx512(plane, (first, last), src, dst) },
-        _ => panic!("no one-pass {} kernel at stride {stride}", isa.name()),
+        // they write the `out_h x out_w` outputs (lengths checked above); the window's offsets
+        // are the ones `RowWindow::new` lets through for `isa`.
+        unsafe {
+            match (isa, stride) {
+                (Isa::Avx512, 2) => x86::stride2_avx512(plane, (first, last), src, dst),
+                (Isa::Avx2Fma, 2) => x86::stride2_avx2(plane, (first, last), src, dst),
+                (Isa::Avx512, 1) => x86::stride1_avx512(plane, (first, last), src, dst),
+                _ => return false,
+            }
+        }
+        true
     }
-    true
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = window;
+        false
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
