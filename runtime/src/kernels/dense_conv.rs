@@ -177,9 +177,9 @@ fn bands(g: &PlaneGeometry, band_bytes: usize, nr: usize) -> Vec<Band> {
 
 /// Rows per band, from `fewest` to twice as many (planes up to twice the band size still sit
 /// in L2), that leave the fewest empty columns in the bands' last panels of `nr` columns, the
-/// fewest rows among equals (the planes closest to the band size): a band's partial last panel costs a whole panel's multiply-adds,
-/// and five rows of NanoDet-m's 52-pixel-wide stride-2 layer (260 columns, 9 panels for 8.1)
-/// waste a tenth of them where eight (416, 13 panels) waste none.
+/// fewest rows among equals (the planes closest to the band size). A band's partial last panel
+/// costs a whole panel's multiply-adds: five rows of NanoDet-m's 52-pixel-wide stride-2 layer
+/// (260 columns, 9 panels for 8.1) waste a tenth of them, eight (416, 13 panels) none.
 fn band_rows(out_h: usize, out_w: usize, fewest: usize, nr: usize) -> usize {
     let empty = |rows: usize| {
         let (whole, rest) = (out_h / rows, out_h % rows);

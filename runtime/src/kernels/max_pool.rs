@@ -320,9 +320,15 @@ mod tests {
                 for (h, kh, pad_top) in [(5, 3, 1), (4, 2, 0), (3, 1, 0)] {
                     let out_w = (w + 2 * pad).saturating_sub(k) / stride + 1;
                     let out_h = (h + 2 * pad_top - kh) / 2 + 1;
-                    let size = ((h, w), (kh, k), (2, stride), (pad_top, pad), (out_h, out_w));
-                    let (i, kernel, s, p, o) = size;
-                    let Some(pool) = MaxPool2d::new(2, i, kernel, s, p, o) else {
+                    let pool = MaxPool2d::new(
+                        2,
+                        (h, w),
+                        (kh, k),
+                        (2, stride),
+                        (pad_top, pad),
+                        (out_h, out_w),
+                    );
+                    let Some(pool) = pool else {
                         continue;
                     };
                     let input = Rng(w as u64).values(pool.input_len());
