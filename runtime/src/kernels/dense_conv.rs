@@ -293,6 +293,15 @@ impl DenseConv {
         self.out_channels
     }
 
+    /// The filters (`[out][channel][kh][kw]`) and biases it was built with (any per-channel
+    /// steps folded in).
+    pub fn filters(&self) -> (Vec<f32>, Vec<f32>) {
+        match &self.packed {
+            Filters::PixelLanes(w) => w.unpacked(),
+            Filters::ChannelLanes(w) => w.unpacked(),
+        }
+    }
+
     /// The way the product's vectors are laid ([`Lanes::Pixels`] or [`Lanes::Channels`]).
     pub fn lanes(&self) -> Lanes {
         match self.packed {
@@ -334,34 +343,52 @@ impl DenseConv {
     ///
     /// Panics when a buffer length does not match the geometry.
     pub fn run_with_residual(&self, input: &[f32], residual: Option<&[f32]>, output: &mut [f32]) {
+        self.run_parts(&[input], residual, output)
+    }
+
+    /// [`Self::run_with_residual`] on an input given as `parts`, whole planes each, whose
+    /// channels one after the other are the input's: the tensors a concatenation would join,
+    /// read where they are.
+    ///
+    /// Panics when the parts do not hold the input's planes or a buffer length does not match
+    /// the geometry.
+    pub fn run_parts(&self, parts: &[&[f32]], residual: Option<&[f32]>, output: &mut [f32]) {
         let g = &self.geometry;
-        assert_eq!(input.len(), g.input_len(), "input length");
+        let plane_in = g.in_h * g.in_w;
+        assert!(
+            parts
+                .iter()
+                .all(|p| p.len().is_multiple_of(plane_in.max(1))),
+            "parts of whole planes"
+        );
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        assert_eq!(total, g.input_len(), "input length");
         assert_eq!(output.len(), self.output_len(), "output length");
         if let Some(r) = residual {
             assert_eq!(r.len(), output.len(), "residual length");
         }
+        let channel = |c: usize| channel_plane(parts, plane_in, c);
         if self.direct {
-            let b = Columns::new(input, &self.offsets, g.in_h * g.in_w).expect("planes in input");
-            self.packed.product(&b, residual, output, self.activation);
+            if let [input] = parts {
+                let b = Columns::new(input, &self.offsets, plane_in).expect("planes in input");
+                self.packed.product(&b, residual, output, self.activation);
+            } else {
+                let rows: Vec<&[f32]> = (0..g.channels).map(channel).collect();
+                let b = Columns::from_rows(&rows, plane_in).expect("whole planes");
+                self.packed.product(&b, residual, output, self.activation);
+            }
             return;
         }
         if !self.bands.is_empty() {
-            return self.run_bands(input, residual, output);
+            return self.run_bands(&channel, residual, output);
         }
         // Taken out of the thread-local for the run: a kernel pool may run work on this thread.
         let mut phases = PHASES.take();
         let plane = g.scratch_len();
         phases.resize(plane * g.channels, 0.0);
-        let plane_in = g.in_h * g.in_w;
         for_each_rows(&mut phases, plane, g.input_len(), |first, chunk| {
             for (k, planes) in chunk.chunks_exact_mut(plane).enumerate() {
-                let c = first + k;
-                fill_phases(
-                    self.isa(),
-                    g,
-                    &input[c * plane_in..(c + 1) * plane_in],
-                    planes,
-                );
+                fill_phases(self.isa(), g, channel(first + k), planes);
             }
         });
         let n = g.out_h * g.out_w;
@@ -371,10 +398,16 @@ impl DenseConv {
         PHASES.set(phases);
     }
 
-    /// [`Self::run`] band by band, one band per task of the pool.
-    fn run_bands(&self, input: &[f32], residual: Option<&[f32]>, output: &mut [f32]) {
+    /// [`Self::run`] band by band, one band per task of the pool; `channel(c)` is input plane
+    /// `c`.
+    fn run_bands<'a>(
+        &self,
+        channel: &(dyn Fn(usize) -> &'a [f32] + Sync),
+        residual: Option<&[f32]>,
+        output: &mut [f32],
+    ) {
         let g = &self.geometry;
-        let (plane_in, plane_out) = (g.in_h * g.in_w, g.out_h * g.out_w);
+        let plane_out = g.out_h * g.out_w;
         let Filters::PixelLanes(packed) = &self.packed else {
             unreachable!("channel lanes are never cut into bands")
         };
@@ -387,8 +420,7 @@ impl DenseConv {
             phases.resize(plane * g.channels, 0.0);
             let rows = band.in_first * g.in_w..(band.in_first + bg.in_h) * g.in_w;
             for (c, planes) in phases.chunks_exact_mut(plane).enumerate() {
-                let channel = &input[c * plane_in..(c + 1) * plane_in];
-                fill_phases(self.isa(), bg, &channel[rows.clone()], planes);
+                fill_phases(self.isa(), bg, &channel(c)[rows.clone()], planes);
             }
             let n = bg.out_h * g.out_w;
             let b = Columns::in_runs(&phases, &band.offsets, n, g.out_w, bg.phase_cols())
@@ -405,6 +437,18 @@ impl DenseConv {
             PHASES.set(phases);
         });
     }
+}
+
+/// Plane `c` of the input whose channels `parts` hold one after the other (`plane` values each).
+fn channel_plane<'a>(parts: &[&'a [f32]], plane: usize, mut c: usize) -> &'a [f32] {
+    for part in parts {
+        let planes = part.len() / plane.max(1);
+        if c < planes {
+            return &part[c * plane..(c + 1) * plane];
+        }
+        c -= planes;
+    }
+    panic!("channel past the parts")
 }
 
 #[cfg(test)]
@@ -459,6 +503,25 @@ mod tests {
                         conv.run_with_residual(&input, Some(&residual), &mut got)
                     });
                     assert_close(&got, &want_residual, 1e-4, format!("{what} with residual"));
+                    // The input in parts of whole planes, each in its own allocation (the
+                    // tensors a concatenation would join).
+                    let plane = g.in_h * g.in_w;
+                    let cuts = [g.channels / 3, g.channels / 2, g.channels];
+                    let mut parts: Vec<Vec<f32>> = vec![];
+                    let mut from = 0;
+                    for cut in cuts.into_iter().filter(|&c| c > 0) {
+                        if cut > from {
+                            parts.push(input[from * plane..cut * plane].to_vec());
+                            from = cut;
+                        }
+                    }
+                    let parts: Vec<&[f32]> = parts.iter().map(Vec::as_slice).collect();
+                    let mut got = vec![f32::NAN; conv.output_len()];
+                    with_pool(Arc::new(Pool::new(threads)), || {
+                        conv.run_parts(&parts, Some(&residual), &mut got)
+                    });
+                    let what = format!("{what} in {} parts", parts.len());
+                    assert_close(&got, &want_residual, 1e-4, what);
                 }
             }
         }

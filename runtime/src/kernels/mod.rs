@@ -39,7 +39,7 @@ pub mod reference;
 pub mod resize;
 pub mod taps;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 pub mod transpose;
 pub mod winograd;
 

@@ -95,6 +95,19 @@ impl PackedWeights {
         self.m
     }
 
+    /// The weights (`[m][k]`, row-major) and biases it was packed from.
+    pub fn unpacked(&self) -> (Vec<f32>, Vec<f32>) {
+        let (mr, _) = tile(self.isa);
+        let data = self.data.as_slice();
+        let weights = (0..self.m)
+            .flat_map(|row| {
+                let base = (row / mr) * mr * self.k + row % mr;
+                (0..self.k).map(move |step| data[base + step * mr])
+            })
+            .collect();
+        (weights, self.bias[..self.m].to_vec())
+    }
+
     /// Depth (`K`).
     pub fn depth(&self) -> usize {
         self.k
@@ -125,16 +138,26 @@ fn check_operands(weights: &[f32], bias: &[f32], m: usize, k: usize) -> Result<(
     Ok(())
 }
 
-/// The `B` operand: `K` rows of `N` columns. Row `r` starts at `data[offsets[r]]`; its columns
-/// come in runs of `run` values, `pitch` apart (column `j` is at `(j / run) * pitch + j % run`),
-/// which lets a convolution skip the padding columns of its phase planes.
+/// The `B` operand: `K` rows of `N` columns. Row `r` starts at `data[offsets[r]]` (or is the
+/// slice `rows[r]`, for rows read from several tensors); its columns come in runs of `run`
+/// values, `pitch` apart (column `j` is at `(j / run) * pitch + j % run`), which lets a
+/// convolution skip the padding columns of its phase planes.
 #[derive(Debug, Clone, Copy)]
 pub struct Columns<'a> {
-    data: &'a [f32],
-    offsets: &'a [usize],
+    starts: RowStarts<'a>,
+    k: usize,
     n: usize,
     run: usize,
     pitch: usize,
+}
+
+/// Where the rows of [`Columns`] start.
+#[derive(Debug, Clone, Copy)]
+enum RowStarts<'a> {
+    /// Row `r` at `data[offsets[r]]`.
+    Offsets(&'a [f32], &'a [usize]),
+    /// Row `r` is `rows[r]`.
+    Slices(&'a [&'a [f32]]),
 }
 
 impl<'a> Columns<'a> {
@@ -152,14 +175,7 @@ impl<'a> Columns<'a> {
         run: usize,
         pitch: usize,
     ) -> Result<Self, String> {
-        if run == 0 || run > pitch || !n.is_multiple_of(run) {
-            return Err(format!("{n} columns in runs of {run}, {pitch} apart"));
-        }
-        let span = if n == 0 {
-            0
-        } else {
-            (n / run - 1) * pitch + run
-        };
+        let span = span(n, run, pitch)?;
         if let Some(&far) = offsets.iter().max() {
             if far + span > data.len() {
                 return Err(format!(
@@ -169,11 +185,30 @@ impl<'a> Columns<'a> {
             }
         }
         Ok(Columns {
-            data,
-            offsets,
+            starts: RowStarts::Offsets(data, offsets),
+            k: offsets.len(),
             n,
             run,
             pitch,
+        })
+    }
+
+    /// Contiguous rows of `n` columns, each the start of one slice of `rows` (rows of several
+    /// tensors: the parts of a concatenation read where they are); checks that every slice
+    /// holds `n` values.
+    pub fn from_rows(rows: &'a [&'a [f32]], n: usize) -> Result<Self, String> {
+        if let Some(short) = rows.iter().position(|r| r.len() < n) {
+            return Err(format!(
+                "row {short} of {} values for {n} columns",
+                rows[short].len()
+            ));
+        }
+        Ok(Columns {
+            starts: RowStarts::Slices(rows),
+            k: rows.len(),
+            n,
+            run: n.max(1),
+            pitch: n.max(1),
         })
     }
 
@@ -186,6 +221,27 @@ impl<'a> Columns<'a> {
     pub fn is_empty(&self) -> bool {
         self.n == 0
     }
+
+    /// The values of row `r` from its start (at least the row's span).
+    #[inline]
+    fn row(&self, r: usize) -> &'a [f32] {
+        match self.starts {
+            RowStarts::Offsets(data, offsets) => &data[offsets[r]..],
+            RowStarts::Slices(rows) => rows[r],
+        }
+    }
+}
+
+/// The values a row of `n` columns in runs of `run`, `pitch` apart, spans.
+fn span(n: usize, run: usize, pitch: usize) -> Result<usize, String> {
+    if run == 0 || run > pitch || !n.is_multiple_of(run) {
+        return Err(format!("{n} columns in runs of {run}, {pitch} apart"));
+    }
+    Ok(if n == 0 {
+        0
+    } else {
+        (n / run - 1) * pitch + run
+    })
 }
 
 thread_local! {
@@ -253,7 +309,7 @@ fn check_product(
     residual: Option<&[f32]>,
     ldc: usize,
 ) -> bool {
-    assert_eq!(b.offsets.len(), k, "B has one row per step of K");
+    assert_eq!(b.k, k, "B has one row per step of K");
     assert!(ldc >= b.n, "ldc {ldc} below N {}", b.n);
     if b.n == 0 {
         return false;
@@ -321,7 +377,7 @@ pub(crate) unsafe fn gemm_serial(
     ldc: usize,
     activation: Activation,
 ) {
-    assert_eq!(b.offsets.len(), a.k, "B has one row per step of K");
+    assert_eq!(b.k, a.k, "B has one row per step of K");
     assert!(ldc >= b.n, "ldc {ldc} below N {}", b.n);
     assert!(a.isa.is_supported(), "{} kernels on this CPU", a.isa.name());
     let (mr, nr) = tile(a.isa);
@@ -618,29 +674,27 @@ fn pack_panel(
             _ => 0,
         };
         if let Some(lanes) = x86_64::LaneRuns::new(&runs[..count], nr, width) {
-            let (data, offsets) = (b.data.as_ptr(), &b.offsets[pc..pc + kc]);
+            let row = |t: usize| b.row(pc + t).as_ptr();
             assert!(panel.len() >= kc * nr, "panel of {} values", panel.len());
             assert!(isa.is_supported(), "{} kernels on this CPU", isa.name());
             // SAFETY: the CPU has the instruction set (checked); every lane the runs load lies
-            // inside its row, which `Columns::in_runs` checked to lie inside `b.data`; the
+            // inside its row's span, which `Columns` checked to lie inside the row's data; the
             // panel holds `kc` rows of `nr`.
             unsafe {
                 if width == 16 {
-                    x86_64::pack_rows_avx512(data, offsets, &lanes, panel.as_mut_ptr());
+                    x86_64::pack_rows_avx512(row, kc, &lanes, panel.as_mut_ptr());
                 } else {
-                    x86_64::pack_rows_avx2(data, offsets, &lanes, panel.as_mut_ptr());
+                    x86_64::pack_rows_avx2(row, kc, &lanes, panel.as_mut_ptr());
                 }
             }
             return;
         }
     }
     let _ = isa;
-    for (dst, &off) in panel.chunks_exact_mut(nr).zip(&b.offsets[pc..pc + kc]) {
+    for (t, dst) in panel.chunks_exact_mut(nr).take(kc).enumerate() {
+        let row = b.row(pc + t);
         for &(at, from, len) in &runs[..count] {
-            copy_short(
-                &mut dst[at..at + len],
-                &b.data[off + from..off + from + len],
-            );
+            copy_short(&mut dst[at..at + len], &row[from..from + len]);
         }
         dst[w..].fill(0.0);
     }
@@ -670,10 +724,11 @@ fn pack_panel_by_column(
     nr: usize,
     panel: &mut [f32],
 ) {
-    for (dst, &off) in panel.chunks_exact_mut(nr).zip(&b.offsets[pc..pc + kc]) {
+    for (t, dst) in panel.chunks_exact_mut(nr).take(kc).enumerate() {
+        let row = b.row(pc + t);
         for (x, v) in dst[..w].iter_mut().enumerate() {
             let col = j + x;
-            *v = b.data[off + (col / b.run) * b.pitch + col % b.run];
+            *v = row[(col / b.run) * b.pitch + col % b.run];
         }
         dst[w..].fill(0.0);
     }
@@ -999,5 +1054,7 @@ mod tests {
         assert!(PackedWeights::new(Isa::Portable, &[], &[], 0, 3).is_err());
         assert!(Columns::new(&[0.0; 10], &[0, 4], 7).is_err());
         assert!(Columns::new(&[0.0; 11], &[0, 4], 7).is_ok());
+        assert!(Columns::from_rows(&[&[0.0; 7], &[0.0; 6]], 7).is_err());
+        assert!(Columns::from_rows(&[&[0.0; 7], &[0.0; 9]], 7).is_ok());
     }
 }

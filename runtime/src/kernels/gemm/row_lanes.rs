@@ -42,6 +42,19 @@ pub struct RowLaneWeights {
 }
 
 impl RowLaneWeights {
+    /// The weights (`[m][k]`, row-major) and biases it was packed from.
+    pub fn unpacked(&self) -> (Vec<f32>, Vec<f32>) {
+        let nr = tile(self.isa).1;
+        let data = self.data.as_slice();
+        let weights = (0..self.m)
+            .flat_map(|row| {
+                let base = (row / nr) * nr * self.k + row % nr;
+                (0..self.k).map(move |step| data[base + step * nr])
+            })
+            .collect();
+        (weights, self.bias[..self.m].to_vec())
+    }
+
     /// Packs `weights` (`[m][k]`, row-major) and `bias` (`[m]`) for `isa`.
     pub fn new(
         isa: Isa,

@@ -292,22 +292,22 @@ fn lane_mask(start: usize, end: usize) -> u16 {
     upto(end) & !upto(start)
 }
 
-/// AVX-512F: row `t` of the panel (`lanes.width` values apart) gathered from the `B` row
-/// at `data + offsets[t]` by the masked loads of `lanes`, the lanes no load covers zero.
+/// AVX-512F: row `t < rows` of the panel (`lanes.width` values apart) gathered from the `B`
+/// row starting at `row(t)` by the masked loads of `lanes`, the lanes no load covers zero.
 ///
 /// # Safety
 /// The CPU must support AVX-512F; every lane a load of `lanes` covers must be readable from
-/// each row; `panel` must hold `offsets.len()` rows of the panel's width.
+/// each row; `panel` must hold `rows` rows of the panel's width.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn pack_rows_avx512(
-    data: *const f32,
-    offsets: &[usize],
+    row: impl Fn(usize) -> *const f32,
+    rows: usize,
     lanes: &LaneRuns,
     panel: *mut f32,
 ) {
     let nr = lanes.width;
-    for (t, &off) in offsets.iter().enumerate() {
-        let row = data.wrapping_add(off);
+    for t in 0..rows {
+        let row = row(t);
         for v in 0..lanes.vectors {
             debug_assert_eq!(lanes.lanes, 16);
             let parts = &lanes.parts[v][..lanes.counts[v]];
@@ -329,8 +329,8 @@ pub unsafe fn pack_rows_avx512(
 /// otherwise.
 #[target_feature(enable = "avx2")]
 pub unsafe fn pack_rows_avx2(
-    data: *const f32,
-    offsets: &[usize],
+    row: impl Fn(usize) -> *const f32,
+    rows: usize,
     lanes: &LaneRuns,
     panel: *mut f32,
 ) {
@@ -343,8 +343,8 @@ pub unsafe fn pack_rows_avx2(
         }
     }
     let stores = lanes.store.map(|bits| lane_vector(bits));
-    for (t, &off) in offsets.iter().enumerate() {
-        let row = data.wrapping_add(off);
+    for t in 0..rows {
+        let row = row(t);
         for v in 0..lanes.vectors {
             let parts = &lanes.parts[v][..lanes.counts[v]];
             let mut x = _mm256_setzero_ps();
