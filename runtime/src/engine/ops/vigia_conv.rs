@@ -69,29 +69,78 @@ impl ConvKernel {
         }
     }
 
-    /// Runs into `output`, adding `residual` before the activation (dense kernels only: the
-    /// pass fuses a residual into no other).
-    fn run(&self, input: &[f32], residual: Option<&[f32]>, output: &mut [f32]) -> TractResult<()> {
-        match (self, residual) {
-            (ConvKernel::Dense(conv), residual) => conv.run_with_residual(input, residual, output),
-            (ConvKernel::Depthwise(conv, isa), None) => conv.run(*isa, input, output),
-            (ConvKernel::Winograd(conv), None) => conv.run(input, output),
-            (_, Some(_)) => bail!("a residual for a kernel that takes none"),
+    /// Runs on the input whose channels `parts` hold one after the other into `output`,
+    /// adding `residual` before the activation (several parts and a residual: dense kernels
+    /// only, the pass gives them to no other).
+    fn run(
+        &self,
+        parts: &[&[f32]],
+        residual: Option<&[f32]>,
+        output: &mut [f32],
+    ) -> TractResult<()> {
+        match (self, parts, residual) {
+            (ConvKernel::Dense(conv), parts, residual) => conv.run_parts(parts, residual, output),
+            (ConvKernel::Depthwise(conv, isa), [input], None) => conv.run(*isa, input, output),
+            (ConvKernel::Winograd(conv), [input], None) => conv.run(input, output),
+            (_, _, Some(_)) => bail!("a residual for a kernel that takes none"),
+            (_, parts, None) => bail!("{} input parts for a kernel that takes one", parts.len()),
         }
         Ok(())
     }
 }
 
-/// A convolution with fused bias and activation, on vigia's kernels. A second input, when
-/// there is one, is a residual (shaped as the output) added before the activation.
+/// The channels `first..first + count` of an input tensor (`[1, C, H, W]` or `[C, H, W]`), which
+/// a [`VigiaConv`] reads in place: a `Slice` of the channels, or one part of a concatenation,
+/// without the copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChannelWindow {
+    /// The first channel read.
+    pub first: usize,
+    /// How many channels are read.
+    pub count: usize,
+}
+
+impl ChannelWindow {
+    /// All `count` channels of a tensor.
+    pub fn whole(count: usize) -> Self {
+        ChannelWindow { first: 0, count }
+    }
+
+    /// The window's values in `values` (whole planes of `plane` values each).
+    fn of<'a>(&self, values: &'a [f32], plane: usize, what: &str) -> TractResult<&'a [f32]> {
+        let range = self.first * plane..(self.first + self.count) * plane;
+        ensure!(
+            plane > 0 && values.len().is_multiple_of(plane) && range.end <= values.len(),
+            "{what}: channels {}..{} of a tensor of {} values in planes of {plane}",
+            self.first,
+            self.first + self.count,
+            values.len()
+        );
+        Ok(&values[range])
+    }
+}
+
+/// A convolution with fused bias and activation, on vigia's kernels. Its data inputs (one, or
+/// for a dense kernel the parts of a concatenation) each give a window of their channels; a
+/// last input, when there is one, is a residual (a window shaped as the output) added before
+/// the activation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VigiaConv {
     /// The convolution (geometry, weights, bias, activation).
     pub kernel: ConvKernel,
     /// The output shape (the input's rank: `[1, C, H, W]` or `[C, H, W]`).
     pub output_shape: TVec<usize>,
-    /// Whether a residual (the second input) is added before the activation.
-    pub residual: bool,
+    /// The channels each data input gives, in order.
+    pub inputs: TVec<ChannelWindow>,
+    /// The channels of the residual (the last input) added before the activation, if any.
+    pub residual: Option<ChannelWindow>,
+}
+
+impl VigiaConv {
+    /// Inputs the operator takes: its data inputs and the residual.
+    fn wires(&self) -> usize {
+        self.inputs.len() + self.residual.is_some() as usize
+    }
 }
 
 impl Eq for VigiaConv {}
@@ -108,14 +157,23 @@ impl Op for VigiaConv {
     fn info(&self) -> TractResult<Vec<String>> {
         let g = self.kernel.geometry();
         Ok(vec![format!(
-            "{}x{} stride {}x{}, {} -> {} channels{}, {}, {}",
+            "{}x{} stride {}x{}, {} -> {} channels{}{}, {}, {}",
             g.kernel_h,
             g.kernel_w,
             g.stride_h,
             g.stride_w,
             g.channels,
             self.kernel.out_channels(),
-            if self.residual { " + residual" } else { "" },
+            if self.inputs.len() > 1 {
+                format!(" in {} parts", self.inputs.len())
+            } else {
+                String::new()
+            },
+            if self.residual.is_some() {
+                " + residual"
+            } else {
+                ""
+            },
             self.kernel.activation().name(),
             self.kernel.isa().name()
         )])
@@ -127,49 +185,56 @@ impl Op for VigiaConv {
 impl EvalOp for VigiaConv {
     op_out_of_plan!();
 
-    fn eval(&self, _ctx: &EvalContext, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let name = self.name();
         ensure!(
-            inputs.len() == 1 + self.residual as usize,
-            "{}: {} inputs",
-            self.name(),
-            inputs.len()
+            inputs.len() == self.wires(),
+            "{name}: {} inputs for {}",
+            inputs.len(),
+            self.wires()
         );
-        let residual = if self.residual { inputs.pop() } else { None };
-        let input = args_1!(inputs);
         let g = self.kernel.geometry();
-        let view = input.try_as_plain_ram()?;
-        let x = view.as_slice::<f32>()?;
+        let views = inputs
+            .iter()
+            .map(|i| i.try_as_plain_ram())
+            .collect::<TractResult<Vec<_>>>()?;
+        let values = views
+            .iter()
+            .map(|v| v.as_slice::<f32>())
+            .collect::<TractResult<Vec<_>>>()?;
+        let plane_in = g.in_h * g.in_w;
+        let parts = self
+            .inputs
+            .iter()
+            .zip(&values)
+            .map(|(w, x)| w.of(x, plane_in, &name))
+            .collect::<TractResult<Vec<_>>>()?;
+        let channels: usize = self.inputs.iter().map(|w| w.count).sum();
         ensure!(
-            x.len() == g.input_len(),
-            "{}: input of {} values for a {}x{}x{} map",
-            self.name(),
-            x.len(),
+            channels == g.channels,
+            "{name}: inputs of {channels} channels for a {}x{}x{} map",
             g.channels,
             g.in_h,
             g.in_w
         );
-        let residual_view = residual
-            .as_ref()
-            .map(|r| r.try_as_plain_ram())
-            .transpose()?;
-        let residual = residual_view
-            .as_ref()
-            .map(|r| r.as_slice::<f32>())
-            .transpose()?;
-        if let Some(r) = residual {
-            ensure!(
-                r.len() == self.kernel.output_len(),
-                "{}: residual of {} values for {} outputs",
-                self.name(),
-                r.len(),
-                self.kernel.output_len()
-            );
-        }
+        let residual = match self.residual {
+            Some(w) => {
+                ensure!(
+                    w.count == self.kernel.out_channels(),
+                    "{name}: residual of {} channels for {} outputs",
+                    w.count,
+                    self.kernel.out_channels()
+                );
+                Some(w.of(values[self.inputs.len()], g.out_h * g.out_w, &name)?)
+            }
+            None => None,
+        };
         // SAFETY: the kernels write every output value.
         let mut out = unsafe { Tensor::uninitialized::<f32>(&self.output_shape)? };
         {
             let mut view = out.try_as_plain_ram_mut()?;
-            self.kernel.run(x, residual, view.as_slice_mut::<f32>()?)?;
+            self.kernel
+                .run(&parts, residual, view.as_slice_mut::<f32>()?)?;
         }
         Ok(tvec!(out.into_tvalue()))
     }
@@ -179,7 +244,7 @@ impl TypedOp for VigiaConv {
     as_op!();
 
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs.len() == 1 + self.residual as usize);
+        ensure!(inputs.len() == self.wires());
         ensure!(inputs.iter().all(|i| i.datum_type == f32::datum_type()));
         Ok(tvec!(f32::fact(&*self.output_shape)))
     }

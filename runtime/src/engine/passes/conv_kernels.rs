@@ -7,8 +7,8 @@
 //!   turned into an `EinSum`) becomes a [`ConvKernel::Dense`] (a matrix product), or a
 //!   [`ConvKernel::Winograd`] for 3x3 stride-1 layers where that pays;
 //! - a 1x1 convolution over a `Concat`, which tract's declutter splits into one `EinSum` per
-//!   part and a chain of `Add`s (YOLOv8's C2f blocks), becomes one `Concat` and one dense
-//!   convolution again;
+//!   part and a chain of `Add`s (YOLOv8's C2f blocks), becomes one dense convolution again,
+//!   which reads the parts where they are (no concatenation is copied);
 //! - a classifier's fully connected layer ([`super::vector_product`]) becomes a dense 1x1
 //!   convolution over one pixel where the channel-lane product computes it (AVX-512, up to
 //!   8 MiB of weights).
@@ -25,7 +25,6 @@
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::array::TypedConcat;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
@@ -38,7 +37,7 @@ use super::conv_epilogue::{channel_affine_step, following_activation, sole_reade
 use super::sliced_parts::sliced_whole;
 use super::strided_input::strided_source;
 use super::vector_product::vector_product;
-use crate::engine::ops::vigia_conv::{ConvKernel, VigiaConv};
+use crate::engine::ops::vigia_conv::{ChannelWindow, ConvKernel, VigiaConv};
 use crate::kernels::dense_conv::DenseConv;
 use crate::kernels::depthwise::DepthwiseConv;
 use crate::kernels::fma_pipes::fma_pipes;
@@ -86,6 +85,11 @@ pub struct KernelReport {
     pub fused_activations: usize,
     /// Skip connections (`Add`s of another tensor) fused into them.
     pub residual_adds: usize,
+    /// Dense convolutions run together with another that reads the same input (their filters
+    /// stacked).
+    pub merged: usize,
+    /// Channel slices and parts of concatenations the convolutions read in place (no copy).
+    pub slices_in_place: usize,
     /// `MaxPool` nodes on vigia's pooling kernel ([`super::pool_kernels`]).
     pub max_pools: usize,
     /// `Resize` nodes (linear, cubic) on vigia's resampling kernel
@@ -102,19 +106,21 @@ impl KernelReport {
     }
 
     /// One line for load messages, e.g. `17 depthwise + 40 dense conv (12 by Winograd, 1 fully
-    /// connected, 50 with activation, 9 with residual) on avx512 (2 FMA pipes), 3 max pool, 4
-    /// resize`.
+    /// connected, 50 with activation, 9 with residual, 4 merged, 20 slices read in place) on
+    /// avx512 (2 FMA pipes), 3 max pool, 4 resize`.
     pub fn summary(&self) -> String {
         let convs = match self.isa {
             Some(isa) if self.replaced() > 0 => Some(format!(
                 "{} depthwise + {} dense conv ({} by Winograd, {} fully connected, {} with \
-                 activation, {} with residual) on {}{}",
+                 activation, {} with residual, {} merged, {} slices read in place) on {}{}",
                 self.depthwise,
                 self.dense,
                 self.winograd,
                 self.fully_connected,
                 self.fused_activations,
                 self.residual_adds,
+                self.merged,
+                self.slices_in_place,
                 isa.name(),
                 fma_pipes(isa).map_or(String::new(), |p| format!(
                     " ({p} FMA pipe{})",
@@ -265,30 +271,38 @@ fn replace(
         (None, _) => tvec![out_channels, geometry.out_h, geometry.out_w],
     };
     let mut patch = TypedModelPatch::new(format!("vigia conv {name}"));
-    let mut taps = tvec![];
+    let mut wires = tvec![];
+    let mut windows = tvec![];
     for &input in &inputs {
-        taps.push(patch.tap_model(model, input)?);
+        wires.push(patch.tap_model(model, input)?);
+        // One input holds all the channels; the parts of a concatenation (planar, `[1]chw`)
+        // their own.
+        let channels = if inputs.len() == 1 {
+            geometry.channels
+        } else {
+            let fact = model.outlet_fact(input)?;
+            match fact.shape.as_concrete() {
+                Some(shape) if shape.len() >= 3 => shape[shape.len() - 3],
+                _ => bail!("{name}: a part of shape {:?}", fact.shape),
+            }
+        };
+        windows.push(ChannelWindow::whole(channels));
     }
-    let input = if taps.len() == 1 {
-        taps[0]
-    } else {
-        // The parts' channel axis: `[1]chw`.
-        let axis = patch.outlet_fact(taps[0])?.rank() - 3;
-        patch.wire_node(format!("{name}.vigia.concat"), TypedConcat { axis }, &taps)?[0]
-    };
-    let input = if input_channels_last {
-        let r = patch.outlet_fact(input)?.rank();
+    if input_channels_last {
+        ensure!(wires.len() == 1, "{name}: channels-last input in parts");
+        let r = patch.outlet_fact(wires[0])?.rank();
         let to_planes = AxisOp::Move(r - 1, r - 3);
-        patch.wire_node(format!("{name}.vigia.to_planes"), to_planes, &[input])?[0]
-    } else {
-        input
-    };
+        wires[0] = patch.wire_node(format!("{name}.vigia.to_planes"), to_planes, &wires)?[0];
+    }
     let op = VigiaConv {
         kernel,
         output_shape,
-        residual: residual.is_some(),
+        inputs: windows,
+        residual: residual.map(|_| ChannelWindow::whole(out_channels)),
     };
-    let mut wires = tvec![input];
+    if wires.len() > 1 {
+        report.slices_in_place += wires.len();
+    }
     if let Some((_, skip)) = residual {
         wires.push(patch.tap_model(model, skip)?);
         report.residual_adds += 1;
@@ -428,10 +442,16 @@ fn split_pointwise_parts(model: &TypedModel, id: usize) -> TractResult<Option<Co
         first.out_channels,
         first.rank,
     );
-    let input_rank = model.outlet_fact(first.inputs[0])?.rank();
+    // Each part planar (`[1]chw`, ranks may differ: tract drops the batch axis of some), read
+    // where it is.
     for p in &pieces {
+        let planar = model
+            .outlet_fact(p.inputs[0])?
+            .shape
+            .as_concrete()
+            .is_some_and(|s| s.len() == 3 || (s.len() == 4 && s[0] == 1));
         if (p.geometry.in_h, p.geometry.in_w, p.out_channels, p.rank) != (h, w, outs, rank)
-            || model.outlet_fact(p.inputs[0])?.rank() != input_rank
+            || !planar
         {
             return Ok(None);
         }
@@ -450,6 +470,7 @@ fn split_pointwise_parts(model: &TypedModel, id: usize) -> TractResult<Option<Co
     };
     let inputs: TVec<OutletId> = pieces.iter().flat_map(|p| p.inputs.clone()).collect();
     // The parts may be the slices of one tensor (a `Concat` others read too): that tensor.
+    let input_rank = model.outlet_fact(first.inputs[0])?.rank();
     let inputs = match sliced_whole(model, &inputs, input_rank - 3)? {
         Some(whole) => tvec![whole],
         None => inputs,

@@ -10,6 +10,7 @@
 //! anything else leaves the graph as it is. `VIGIA_NO_REWRITE=1` turns them all off.
 
 pub mod centernet_topk_cut;
+mod channel_windows;
 mod constant_product;
 mod conv_epilogue;
 pub mod conv_kernels;
@@ -73,7 +74,8 @@ impl RewriteReport {
 
 /// Puts vigia's kernels in place of tract's where they apply, in a decluttered model:
 /// convolutions ([`conv_kernels`]), max pools ([`pool_kernels`]), then resamplings
-/// ([`resize_kernels`]).
+/// ([`resize_kernels`]); then merges dense convolutions that read the same input and lets the
+/// convolutions read channel slices in place ([`channel_windows`]).
 pub fn replace_with_kernels(
     model: &mut TypedModel,
     isa: Isa,
@@ -81,6 +83,8 @@ pub fn replace_with_kernels(
     let mut report = conv_kernels::replace_convs(model, isa)?;
     report.max_pools = pool_kernels::replace_max_pools(model)?;
     report.resizes = resize_kernels::replace_resizes(model)?;
+    report.merged = channel_windows::merge_siblings(model)?;
+    report.slices_in_place += channel_windows::read_slices_in_place(model)?;
     Ok(report)
 }
 
