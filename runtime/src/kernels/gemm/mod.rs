@@ -97,14 +97,7 @@ impl PackedWeights {
 
     /// The weights (`[m][k]`, row-major) and biases it was packed from.
     pub fn unpacked(&self) -> (Vec<f32>, Vec<f32>) {
-        let (mr, _) = tile(self.isa);
-        let data = self.data.as_slice();
-        let weights = (0..self.m)
-            .flat_map(|row| {
-                let base = (row / mr) * mr * self.k + row % mr;
-                (0..self.k).map(move |step| data[base + step * mr])
-            })
-            .collect();
+        let weights = unpack_panels(self.data.as_slice(), self.m, self.k, tile(self.isa).0);
         (weights, self.bias[..self.m].to_vec())
     }
 
@@ -122,6 +115,17 @@ impl PackedWeights {
     pub fn tile(&self) -> (usize, usize) {
         tile(self.isa)
     }
+}
+
+/// The `[m][k]` row-major weights of `data`, packed in panels of `width` rows stored step by
+/// step (`width` values per step of `K`).
+fn unpack_panels(data: &[f32], m: usize, k: usize, width: usize) -> Vec<f32> {
+    (0..m)
+        .flat_map(|row| {
+            let base = (row / width) * width * k + row % width;
+            (0..k).map(move |step| data[base + step * width])
+        })
+        .collect()
 }
 
 /// Checks that `weights` hold `m x k` values and `bias` `m`, neither empty.
@@ -1043,6 +1047,19 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn packed_weights_unpack_to_what_they_were_packed_from() {
+        for isa in Isa::all_supported() {
+            for (m, k) in [(1, 1), (13, 7), (32, 5), (45, 3)] {
+                let (w, bias) = (values(m * k, 9), values(m, 10));
+                let packed = PackedWeights::new(isa, &w, &bias, m, k).unwrap();
+                assert_eq!(packed.unpacked(), (w.clone(), bias.clone()), "{isa:?} {m}x{k}");
+                let lanes = RowLaneWeights::new(isa, &w, &bias, m, k).unwrap();
+                assert_eq!(lanes.unpacked(), (w, bias), "{isa:?} {m}x{k} channel lanes");
             }
         }
     }

@@ -13,7 +13,7 @@ use std::cell::RefCell;
 
 use super::{
     block_depth, check_operands, check_product, pack_panel, part, prefetch, tile, tile_kernel,
-    tile_rows_kernel, Columns, KC,
+    tile_rows_kernel, unpack_panels, Columns, KC,
 };
 use crate::kernels::activation::InRegisters;
 use crate::kernels::aligned_buf::AlignedBuf;
@@ -44,14 +44,7 @@ pub struct RowLaneWeights {
 impl RowLaneWeights {
     /// The weights (`[m][k]`, row-major) and biases it was packed from.
     pub fn unpacked(&self) -> (Vec<f32>, Vec<f32>) {
-        let nr = tile(self.isa).1;
-        let data = self.data.as_slice();
-        let weights = (0..self.m)
-            .flat_map(|row| {
-                let base = (row / nr) * nr * self.k + row % nr;
-                (0..self.k).map(move |step| data[base + step * nr])
-            })
-            .collect();
+        let weights = unpack_panels(self.data.as_slice(), self.m, self.k, tile(self.isa).1);
         (weights, self.bias[..self.m].to_vec())
     }
 
