@@ -1057,7 +1057,11 @@ mod tests {
             for (m, k) in [(1, 1), (13, 7), (32, 5), (45, 3)] {
                 let (w, bias) = (values(m * k, 9), values(m, 10));
                 let packed = PackedWeights::new(isa, &w, &bias, m, k).unwrap();
-                assert_eq!(packed.unpacked(), (w.clone(), bias.clone()), "{isa:?} {m}x{k}");
+                assert_eq!(
+                    packed.unpacked(),
+                    (w.clone(), bias.clone()),
+                    "{isa:?} {m}x{k}"
+                );
                 let lanes = RowLaneWeights::new(isa, &w, &bias, m, k).unwrap();
                 assert_eq!(lanes.unpacked(), (w, bias), "{isa:?} {m}x{k} channel lanes");
             }
