@@ -420,11 +420,36 @@ fn pool_benches(c: &mut Criterion) {
     }
 }
 
+/// Softmax over the last axis of YOLO11's attention weights at 640x640 (2 heads x 400 x 400),
+/// per instruction set, in bytes read and written per second.
+fn softmax_benches(c: &mut Criterion) {
+    use vigia::kernels::softmax::softmax_rows;
+    use_threads(1);
+    let (rows, row_len) = (2 * 400, 400);
+    let mut group = c.benchmark_group(format!("softmax_{rows}x{row_len}"));
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(20);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    group.throughput(Throughput::Bytes(
+        (2 * size_of::<f32>() * rows * row_len) as u64,
+    ));
+    let input = ramp(rows * row_len, 0.013);
+    let mut out = vec![0f32; rows * row_len];
+    for isa in Isa::all_supported() {
+        group.bench_with_input(BenchmarkId::new("vigia", isa.name()), &isa, |b, &isa| {
+            b.iter(|| softmax_rows(isa, &input, &mut out, row_len))
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     dense_benches,
     kernel_benches,
     gemm_benches,
-    pool_benches
+    pool_benches,
+    softmax_benches
 );
 criterion_main!(benches);

@@ -37,6 +37,7 @@ pub mod planes;
 pub mod pool;
 pub mod reference;
 pub mod resize;
+pub mod softmax;
 pub mod taps;
 #[cfg(test)]
 pub(crate) mod test_support;
