@@ -111,6 +111,10 @@ fn vigia_kernels_match_tract_on_real_models_at_one_and_two_threads() {
                 assert!(replaced.slices_in_place >= 16, "{replaced:?}");
                 assert_eq!(replaced.max_pools, 3, "{replaced:?}");
             }
+            // YOLO11's attention block: its softmax (last axis) on vigia's kernel.
+            if path.ends_with("yolo11n-320.onnx") {
+                assert_eq!(replaced.softmaxes, 1, "{replaced:?}");
+            }
             // ResNet50's three strided 1x1 convolutions (the projection shortcuts of stages 3 to
             // 5), which tract's declutter splits into `Downsample`s and a product, run whole,
             // and its 16 skip connections are summed in the last convolution of each block.

@@ -3,6 +3,7 @@
 pub mod vigia_conv;
 pub mod vigia_max_pool;
 pub mod vigia_resize;
+pub mod vigia_softmax;
 
 use tract_onnx::prelude::*;
 

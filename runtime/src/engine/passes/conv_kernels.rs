@@ -95,6 +95,8 @@ pub struct KernelReport {
     /// `Resize` nodes (linear, cubic) on vigia's resampling kernel
     /// ([`super::resize_kernels`]).
     pub resizes: usize,
+    /// `Softmax` nodes (last axis) on vigia's softmax kernel ([`super::softmax_kernels`]).
+    pub softmaxes: usize,
     /// The instruction set the kernels use (`None` when nothing was replaced).
     pub isa: Option<Isa>,
 }
@@ -131,7 +133,13 @@ impl KernelReport {
         };
         let pools = (self.max_pools > 0).then(|| format!("{} max pool", self.max_pools));
         let resizes = (self.resizes > 0).then(|| format!("{} resize", self.resizes));
-        let parts: Vec<String> = convs.into_iter().chain(pools).chain(resizes).collect();
+        let softmaxes = (self.softmaxes > 0).then(|| format!("{} softmax", self.softmaxes));
+        let parts: Vec<String> = convs
+            .into_iter()
+            .chain(pools)
+            .chain(resizes)
+            .chain(softmaxes)
+            .collect();
         if parts.is_empty() {
             "none".to_string()
         } else {

@@ -2,12 +2,12 @@
 //!
 //! Each pass recognizes a pattern and replaces it by something that runs faster, with the same
 //! results: on the ONNX protobuf, [`pad_fold`], [`yolo_head_cut`] and [`centernet_topk_cut`]
-//! (behind [`GraphPass`]); on
-//! tract's decluttered model, [`conv_kernels`], [`pool_kernels`] and [`resize_kernels`]
-//! (vigia's kernels, all run by [`replace_with_kernels`]) and, for the GPU,
-//! [`gpu_lowering`] (operators tract-cuda lacks, in terms of ones it has). Passes only fire when every
-//! part of the pattern is checked (operators, attributes and constant values, single consumers);
-//! anything else leaves the graph as it is. `VIGIA_NO_REWRITE=1` turns them all off.
+//! (behind [`GraphPass`]); on tract's decluttered model, [`conv_kernels`], [`pool_kernels`],
+//! [`resize_kernels`], [`softmax_kernels`] and [`channel_windows`] (vigia's kernels, all run by
+//! [`replace_with_kernels`]) and, for the GPU, [`gpu_lowering`] (operators tract-cuda lacks, in
+//! terms of ones it has). Passes only fire when every part of the pattern is checked (operators,
+//! attributes and constant values, single consumers); anything else leaves the graph as it is.
+//! `VIGIA_NO_REWRITE=1` turns them all off.
 
 pub mod centernet_topk_cut;
 mod channel_windows;
@@ -21,6 +21,7 @@ mod probe;
 mod proto;
 pub mod resize_kernels;
 mod sliced_parts;
+pub mod softmax_kernels;
 mod strided_input;
 mod vector_product;
 pub mod yolo_head_cut;
@@ -73,9 +74,10 @@ impl RewriteReport {
 }
 
 /// Puts vigia's kernels in place of tract's where they apply, in a decluttered model:
-/// convolutions ([`conv_kernels`]), max pools ([`pool_kernels`]), then resamplings
-/// ([`resize_kernels`]); then merges dense convolutions that read the same input and lets the
-/// convolutions read channel slices in place ([`channel_windows`]).
+/// convolutions ([`conv_kernels`]), max pools ([`pool_kernels`]), resamplings
+/// ([`resize_kernels`]) and softmaxes ([`softmax_kernels`]); then merges dense convolutions that
+/// read the same input and lets the convolutions read channel slices in place
+/// ([`channel_windows`]).
 pub fn replace_with_kernels(
     model: &mut TypedModel,
     isa: Isa,
@@ -83,6 +85,7 @@ pub fn replace_with_kernels(
     let mut report = conv_kernels::replace_convs(model, isa)?;
     report.max_pools = pool_kernels::replace_max_pools(model)?;
     report.resizes = resize_kernels::replace_resizes(model)?;
+    report.softmaxes = softmax_kernels::replace_softmaxes(model, isa)?;
     report.merged = channel_windows::merge_siblings(model)?;
     report.slices_in_place += channel_windows::read_slices_in_place(model)?;
     Ok(report)
