@@ -23,6 +23,8 @@ pub mod resize_kernels;
 mod sliced_parts;
 pub mod softmax_kernels;
 mod strided_input;
+#[cfg(test)]
+mod test_run;
 mod vector_product;
 pub mod yolo_head_cut;
 

@@ -68,6 +68,7 @@ fn vigia_max_pool(model: &TypedModel, id: usize) -> TractResult<Option<VigiaMaxP
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::passes::test_run::run;
     use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
 
     /// A one-node model: `MaxPool` of a `[2, 3, h, w]` input.
@@ -77,20 +78,6 @@ mod tests {
         let y = m.wire_node("pool", MaxPool::new(spec, None), &[x]).unwrap();
         m.select_output_outlets(&y).unwrap();
         m
-    }
-
-    fn run(m: TypedModel, input: &Tensor) -> Vec<f32> {
-        let out = m
-            .into_runnable()
-            .unwrap()
-            .run(tvec![input.clone().into_tvalue()])
-            .unwrap();
-        out[0]
-            .to_plain_array_view::<f32>()
-            .unwrap()
-            .iter()
-            .copied()
-            .collect()
     }
 
     #[test]

@@ -91,6 +91,7 @@ fn vigia_resize(model: &TypedModel, id: usize) -> TractResult<Option<VigiaResize
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::passes::test_run::run;
     use tract_onnx::tract_core::ops::nn::resize::{CoordTransformer, Interpolator, Nearest};
 
     /// A one-node model: `Resize` of a `[2, 3, h, w]` input by constant `scales` (or to
@@ -102,20 +103,6 @@ mod tests {
         let y = m.wire_node("resize", op, &[x, aux]).unwrap();
         m.select_output_outlets(&y).unwrap();
         m
-    }
-
-    fn run(m: TypedModel, input: &Tensor) -> Vec<f32> {
-        let out = m
-            .into_runnable()
-            .unwrap()
-            .run(tvec![input.clone().into_tvalue()])
-            .unwrap();
-        out[0]
-            .to_plain_array_view::<f32>()
-            .unwrap()
-            .iter()
-            .copied()
-            .collect()
     }
 
     #[test]

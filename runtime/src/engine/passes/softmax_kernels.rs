@@ -44,6 +44,7 @@ fn vigia_softmax(model: &TypedModel, id: usize, isa: Isa) -> TractResult<Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::passes::test_run::run;
     use crate::kernels::test_support::Rng;
 
     fn model(shape: &[usize], axis: usize, kind: SoftmaxKind) -> TypedModel {
@@ -52,20 +53,6 @@ mod tests {
         let y = m.wire_node("softmax", Softmax::new(tvec![axis], None, kind), &[x]);
         m.select_output_outlets(&y.unwrap()).unwrap();
         m
-    }
-
-    fn run(m: TypedModel, input: &Tensor) -> Vec<f32> {
-        let out = m
-            .into_runnable()
-            .unwrap()
-            .run(tvec![input.clone().into_tvalue()])
-            .unwrap();
-        out[0]
-            .to_plain_array_view::<f32>()
-            .unwrap()
-            .iter()
-            .copied()
-            .collect()
     }
 
     #[test]
