@@ -5,7 +5,8 @@
 //! Depthwise: the layers of MobileNetV2 / EfficientNet-Lite0 at 224x224 and of
 //! CenterNet-MobileNetV3 at 512x512. Dense (1x1 and KxK, group 1): layers of NanoDet-m at
 //! 416x416, YOLOv8n at 640x640, ResNet50 and EfficientNet-Lite0 at 224x224, each 3x3 stride-1
-//! one also by Winograd's F(4x4, 3x3). Each is followed by ReLU6. Max pools (`pool_*`, in bytes
+//! one also by Winograd's F(4x4, 3x3), each 1x1 stride-1 one also with a skip connection summed
+//! in (`vigia_residual`). Each is followed by ReLU6. Max pools (`pool_*`, in bytes
 //! read and written per second): NanoDet-m's and ResNet50's 3x3 stride-2 pools after their
 //! stems, VGG19's first 2x2 and YOLOv8n's SPPF 5x5.
 
@@ -25,7 +26,7 @@ use vigia::kernels::{Activation, Isa};
 use vigia_benches::use_threads;
 
 /// Dense layers: (input channels, output channels, input side, kernel, stride), "same" padding.
-const DENSE_SHAPES: [(usize, usize, usize, usize, usize); 28] = [
+const DENSE_SHAPES: [(usize, usize, usize, usize, usize); 29] = [
     (3, 24, 416, 3, 2),
     (24, 58, 104, 1, 1),
     (116, 116, 26, 1, 1),
@@ -54,6 +55,7 @@ const DENSE_SHAPES: [(usize, usize, usize, usize, usize); 28] = [
     (320, 1280, 7, 1, 1),
     (64, 64, 104, 3, 2),
     (128, 128, 52, 3, 2),
+    (64, 256, 56, 1, 1),
 ];
 
 /// Depthwise layers: (channels, input side, kernel, stride) with "same" padding.
@@ -105,6 +107,14 @@ fn dense_benches(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new("vigia", isa.name()), &isa, |b, _| {
                 b.iter(|| conv.run(&input, &mut out))
             });
+            if k == 1 && stride == 1 {
+                // A skip connection summed in the kernels (ResNet's, EfficientNet's).
+                let skip = ramp(out.len(), 0.021);
+                let id = BenchmarkId::new("vigia_residual", isa.name());
+                group.bench_with_input(id, &isa, |b, _| {
+                    b.iter(|| conv.run_with_residual(&input, Some(&skip), &mut out))
+                });
+            }
             if conv.lanes() == Lanes::Channels {
                 // The product it replaces, vectors along the pixels.
                 let pixels =

@@ -3,13 +3,14 @@
 
 use std::arch::aarch64::*;
 
+use super::Start;
 use crate::kernels::activation::InRegisters;
 
 /// NEON, 8 rows x 8 columns.
 ///
 /// # Safety
 /// `a` must hold `8 k` values, `b` `8 k`, `bias` 8, and `c` 8 rows of 8 writable values `ldc`
-/// apart.
+/// apart (and a [`Start::Residual`] as many readable ones).
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "neon")]
 pub unsafe fn tile_neon(
@@ -19,18 +20,28 @@ pub unsafe fn tile_neon(
     c: *mut f32,
     ldc: usize,
     bias: *const f32,
-    accumulate: bool,
+    start: Start,
     post: Option<&InRegisters>,
 ) {
     const MR: usize = 8;
     let mut acc = [[vdupq_n_f32(0.0); 2]; MR];
     for (r, row) in acc.iter_mut().enumerate() {
-        *row = if accumulate {
-            let p = c.add(r * ldc);
-            [vld1q_f32(p), vld1q_f32(p.add(4))]
-        } else {
-            let v = vdupq_n_f32(*bias.add(r));
-            [v, v]
+        *row = match start {
+            Start::Output => {
+                let p = c.add(r * ldc);
+                [vld1q_f32(p), vld1q_f32(p.add(4))]
+            }
+            Start::Bias => {
+                let v = vdupq_n_f32(*bias.add(r));
+                [v, v]
+            }
+            Start::Residual(from) => {
+                let (p, v) = (from.add(r * ldc), vdupq_n_f32(*bias.add(r)));
+                [
+                    vaddq_f32(vld1q_f32(p), v),
+                    vaddq_f32(vld1q_f32(p.add(4)), v),
+                ]
+            }
         };
     }
     let (mut a, mut b) = (a, b);

@@ -291,7 +291,7 @@ pub fn panel_product(
                     c.as_mut_ptr().add(q * mr * nr),
                     nr,
                     ZEROS.as_ptr(),
-                    pc > 0,
+                    if pc > 0 { Start::Output } else { Start::Bias },
                     None,
                 );
             }
@@ -570,37 +570,45 @@ impl Step<'_> {
         let (mr, nr) = tile(a.isa);
         let (i, j) = (p * mr, q * nr);
         let (h, w) = (mr.min(a.m - i), nr.min(self.n - j));
-        let (kc, ldc, mut accumulate) = (self.kc, self.ldc, !self.first);
+        let (kc, ldc) = (self.kc, self.ldc);
         let post = self.post.as_ref();
         let ap = a.data.as_slice().as_ptr().add(p * mr * a.k + self.pc * mr);
         let bias = a.bias.as_ptr().add(i);
         let dst = self.out.get().add(i * ldc + j);
-        if let Some(residual) = self.residual {
-            // The tile starts as residual + bias, and the kernel adds the product to it.
-            for r in 0..h {
-                let (from, to) = (residual.add((i + r) * ldc + j), dst.add(r * ldc));
-                let add = *bias.add(r);
-                for x in 0..w {
-                    *to.add(x) = *from.add(x) + add;
-                }
-            }
-            accumulate = true;
-        }
+        // The first block starts from the bias, or from the residual and the bias (read by the
+        // kernel as it loads its accumulators); the later ones from what the earlier stored.
+        let start = match (self.first, self.residual) {
+            (true, Some(residual)) => Start::Residual(residual.add(i * ldc + j)),
+            (true, None) => Start::Bias,
+            (false, _) => Start::Output,
+        };
         if h == mr && w == nr {
-            tile_kernel(a.isa, kc, ap, b, dst, ldc, bias, accumulate, post);
+            tile_kernel(a.isa, kc, ap, b, dst, ldc, bias, start, post);
         } else if w == nr && has_row_kernels(a.isa) {
-            let done = tile_rows_kernel(a.isa, h, kc, ap, b, dst, ldc, bias, accumulate, post);
+            let done = tile_rows_kernel(a.isa, h, kc, ap, b, dst, ldc, bias, start, post);
             assert!(done, "no {} kernel for {h} rows", a.isa.name());
         } else {
-            // An edge tile goes through a full-size scratch tile.
+            // An edge tile goes through a full-size scratch tile, which starts as the tile's
+            // output (or residual, and bias) where the kernel does not start from the bias.
             let mut scratch = [0f32; 12 * 32];
             let t = scratch.as_mut_ptr();
-            if accumulate {
-                for r in 0..h {
-                    std::ptr::copy_nonoverlapping(dst.add(r * ldc), t.add(r * nr), w);
+            for r in 0..h {
+                let row = t.add(r * nr);
+                match start {
+                    Start::Bias => {}
+                    Start::Output => std::ptr::copy_nonoverlapping(dst.add(r * ldc), row, w),
+                    Start::Residual(from) => {
+                        for x in 0..w {
+                            *row.add(x) = *from.add(r * ldc + x) + *bias.add(r);
+                        }
+                    }
                 }
             }
-            tile_kernel(a.isa, kc, ap, b, t, nr, bias, accumulate, post);
+            let start = match start {
+                Start::Bias => Start::Bias,
+                _ => Start::Output,
+            };
+            tile_kernel(a.isa, kc, ap, b, t, nr, bias, start, post);
             for r in 0..h {
                 std::ptr::copy_nonoverlapping(t.add(r * nr), dst.add(r * ldc), w);
             }
@@ -738,6 +746,18 @@ fn pack_panel_by_column(
     }
 }
 
+/// What a micro-kernel's accumulators start from.
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    /// The bias (the first block of `K`).
+    Bias,
+    /// The tile already in `c` (a later block of `K`).
+    Output,
+    /// The residual's tile at this address (rows `ldc` apart, as `c`'s) plus the bias: a skip
+    /// connection read once, as the kernel loads its accumulators.
+    Residual(*const f32),
+}
+
 /// Runs the micro-kernel of `isa` on one full tile, applying `post` before the store.
 ///
 /// # Safety
@@ -753,12 +773,12 @@ unsafe fn tile_kernel(
     c: *mut f32,
     ldc: usize,
     bias: *const f32,
-    accumulate: bool,
+    start: Start,
     post: Option<&InRegisters>,
 ) {
     let rows = tile(isa).0;
     // SAFETY: as required of the caller, with all of the panel's rows.
-    let done = unsafe { tile_rows_kernel(isa, rows, kc, a, b, c, ldc, bias, accumulate, post) };
+    let done = unsafe { tile_rows_kernel(isa, rows, kc, a, b, c, ldc, bias, start, post) };
     assert!(done, "no {} kernel for {rows} rows", isa.name());
 }
 
@@ -785,14 +805,14 @@ unsafe fn tile_rows_kernel(
     c: *mut f32,
     ldc: usize,
     bias: *const f32,
-    accumulate: bool,
+    start: Start,
     post: Option<&InRegisters>,
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     macro_rules! rows {
         ($kernel:ident, $($n:literal)*) => {
             match rows {
-                $($n => x86_64::$kernel::<$n>(kc, a, b, c, ldc, bias, accumulate, post),)*
+                $($n => x86_64::$kernel::<$n>(kc, a, b, c, ldc, bias, start, post),)*
                 _ => return false,
             }
         };
@@ -803,9 +823,9 @@ unsafe fn tile_rows_kernel(
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma => rows!(tile_avx2, 1 2 3 4 5 6),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon if rows == 8 => aarch64::tile_neon(kc, a, b, c, ldc, bias, accumulate, post),
+        Isa::Neon if rows == 8 => aarch64::tile_neon(kc, a, b, c, ldc, bias, start, post),
         Isa::Portable if rows == tile(Isa::Portable).0 => {
-            tile_portable(kc, a, b, c, ldc, bias, accumulate, post)
+            tile_portable(kc, a, b, c, ldc, bias, start, post)
         }
         _ => return false,
     }
@@ -825,7 +845,7 @@ unsafe fn tile_portable(
     c: *mut f32,
     ldc: usize,
     bias: *const f32,
-    accumulate: bool,
+    start: Start,
     post: Option<&InRegisters>,
 ) {
     const MR: usize = 4;
@@ -834,10 +854,15 @@ unsafe fn tile_portable(
     let b = std::slice::from_raw_parts(b, NR * kc);
     let mut acc = [[0f32; NR]; MR];
     for (r, row) in acc.iter_mut().enumerate() {
-        if accumulate {
-            row.copy_from_slice(std::slice::from_raw_parts(c.add(r * ldc), NR));
-        } else {
-            *row = [*bias.add(r); NR];
+        match start {
+            Start::Output => row.copy_from_slice(std::slice::from_raw_parts(c.add(r * ldc), NR)),
+            Start::Bias => *row = [*bias.add(r); NR],
+            Start::Residual(from) => {
+                let from = std::slice::from_raw_parts(from.add(r * ldc), NR);
+                for (o, &x) in row.iter_mut().zip(from) {
+                    *o = x + *bias.add(r);
+                }
+            }
         }
     }
     for (av, bv) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {

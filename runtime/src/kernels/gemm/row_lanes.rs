@@ -13,7 +13,7 @@ use std::cell::RefCell;
 
 use super::{
     block_depth, check_operands, check_product, pack_panel, part, prefetch, tile, tile_kernel,
-    tile_rows_kernel, unpack_panels, Columns, KC,
+    tile_rows_kernel, unpack_panels, Columns, Start, KC,
 };
 use crate::kernels::activation::InRegisters;
 use crate::kernels::aligned_buf::AlignedBuf;
@@ -218,7 +218,12 @@ unsafe fn run_panels(
                     }
                     let s = c * PREFETCH_STEPS;
                     let steps = PREFETCH_STEPS.min(kc - s);
-                    let (g, weights, accumulate) = (g.add(s * mr), weights.add(s * nr), pc + s > 0);
+                    let (g, weights) = (g.add(s * mr), weights.add(s * nr));
+                    let start = if pc + s > 0 {
+                        Start::Output
+                    } else {
+                        Start::Bias
+                    };
                     // SAFETY: the group holds `kc` steps of `mr` columns (zero past `w`), the
                     // panel `kc` steps of `nr` rows, the scratch tile `mr` columns of `nr`;
                     // `mr <= 16` zeros seed it on the first steps.
@@ -231,12 +236,12 @@ unsafe fn run_panels(
                         t,
                         nr,
                         ZEROS.as_ptr(),
-                        accumulate,
+                        start,
                         None,
                     );
                     if !done {
                         let zeros = ZEROS.as_ptr();
-                        tile_kernel(a.isa, steps, g, weights, t, nr, zeros, accumulate, None);
+                        tile_kernel(a.isa, steps, g, weights, t, nr, zeros, start, None);
                     }
                 }
             }

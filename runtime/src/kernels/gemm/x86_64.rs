@@ -11,6 +11,7 @@
 
 use std::arch::x86_64::*;
 
+use super::Start;
 use crate::kernels::activation::x86::{sigmoid_avx2, sigmoid_avx512, silu_avx2, silu_avx512};
 use crate::kernels::activation::InRegisters;
 use crate::kernels::transpose::x86::transpose16;
@@ -20,7 +21,8 @@ use crate::kernels::transpose::x86::transpose16;
 ///
 /// # Safety
 /// The CPU must support AVX-512F; `a` must hold `12 k` values, `b` `32 k`, `bias` `ROWS`, and
-/// `c` `ROWS` rows of 32 writable values `ldc` apart.
+/// `c` `ROWS` rows of 32 writable values `ldc` apart (and a [`Start::Residual`] as many
+/// readable ones).
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 pub unsafe fn tile_avx512<const ROWS: usize>(
@@ -30,18 +32,26 @@ pub unsafe fn tile_avx512<const ROWS: usize>(
     c: *mut f32,
     ldc: usize,
     bias: *const f32,
-    accumulate: bool,
+    start: Start,
     post: Option<&InRegisters>,
 ) {
     const MR: usize = 12;
     let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
     for (r, row) in acc.iter_mut().enumerate() {
-        *row = if accumulate {
-            let p = c.add(r * ldc);
-            [_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16))]
-        } else {
-            let v = _mm512_set1_ps(*bias.add(r));
-            [v, v]
+        *row = match start {
+            Start::Output => {
+                let p = c.add(r * ldc);
+                [_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16))]
+            }
+            Start::Bias => {
+                let v = _mm512_set1_ps(*bias.add(r));
+                [v, v]
+            }
+            Start::Residual(from) => {
+                let (p, v) = (from.add(r * ldc), _mm512_set1_ps(*bias.add(r)));
+                let x = [_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16))];
+                [_mm512_add_ps(x[0], v), _mm512_add_ps(x[1], v)]
+            }
         };
     }
     let (mut a, mut b) = (a, b);
@@ -97,7 +107,8 @@ unsafe fn leaky_avx512(v: __m512, alpha: __m512) -> __m512 {
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA; `a` must hold `6 k` values, `b` `16 k`, `bias` `ROWS`, and
-/// `c` `ROWS` rows of 16 writable values `ldc` apart.
+/// `c` `ROWS` rows of 16 writable values `ldc` apart (and a [`Start::Residual`] as many
+/// readable ones).
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn tile_avx2<const ROWS: usize>(
@@ -107,18 +118,26 @@ pub unsafe fn tile_avx2<const ROWS: usize>(
     c: *mut f32,
     ldc: usize,
     bias: *const f32,
-    accumulate: bool,
+    start: Start,
     post: Option<&InRegisters>,
 ) {
     const MR: usize = 6;
     let mut acc = [[_mm256_setzero_ps(); 2]; ROWS];
     for (r, row) in acc.iter_mut().enumerate() {
-        *row = if accumulate {
-            let p = c.add(r * ldc);
-            [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))]
-        } else {
-            let v = _mm256_set1_ps(*bias.add(r));
-            [v, v]
+        *row = match start {
+            Start::Output => {
+                let p = c.add(r * ldc);
+                [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))]
+            }
+            Start::Residual(from) => {
+                let (p, v) = (from.add(r * ldc), _mm256_set1_ps(*bias.add(r)));
+                let x = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))];
+                [_mm256_add_ps(x[0], v), _mm256_add_ps(x[1], v)]
+            }
+            Start::Bias => {
+                let v = _mm256_set1_ps(*bias.add(r));
+                [v, v]
+            }
         };
     }
     let (mut a, mut b) = (a, b);
