@@ -39,15 +39,27 @@ pub fn fma_pipes(isa: Isa) -> Option<u32> {
 #[cfg(target_arch = "x86_64")]
 const PROBE_STEPS: usize = 1 << 16;
 
+/// The most rounds the probe runs (about 0.7 ms each), and the fewest before it may stop.
+#[cfg(target_arch = "x86_64")]
+const PROBE_ROUNDS: (usize, usize) = (3, 24);
+
+/// Dependent over independent time from which the core counts as two pipes (about 4 for one,
+/// 8 for two).
+#[cfg(target_arch = "x86_64")]
+const TWO_PIPES_RATIO: f64 = 6.0;
+
 #[cfg(target_arch = "x86_64")]
 fn probe_avx512() -> Option<u32> {
     if !Isa::Avx512.is_supported() {
         return None;
     }
     let (mut dependent, mut independent) = (f64::MAX, f64::MAX);
-    // The best of a few runs of each, interleaved, so a clock change or a preemption in one
-    // run does not decide.
-    for _ in 0..5 {
+    // The best time of each side over interleaved rounds, so that a clock change or a
+    // preemption in one round does not decide. Another thread on the same core's other
+    // hyperthread (a busy neighbour on a shared machine) takes FMA pipes from the independent
+    // side only, for as long as it runs, and makes two pipes look like one: the rounds go on
+    // until a quiet moment shows two, or the last round.
+    for round in 1..=PROBE_ROUNDS.1 {
         let t = std::time::Instant::now();
         // SAFETY: AVX-512F is supported (checked above).
         std::hint::black_box(unsafe { avx512::dependent_chain(PROBE_STEPS * 4) });
@@ -56,10 +68,12 @@ fn probe_avx512() -> Option<u32> {
         // SAFETY: as above.
         std::hint::black_box(unsafe { avx512::independent_chains(PROBE_STEPS / 4) });
         independent = independent.min(t.elapsed().as_secs_f64());
+        // PROBE_STEPS * 4 FMAs on both sides: latency x pipes times faster when independent.
+        if round >= PROBE_ROUNDS.0 && dependent / independent >= TWO_PIPES_RATIO {
+            return Some(2);
+        }
     }
-    // PROBE_STEPS * 4 FMAs on both sides: latency x pipes times faster when independent.
-    let ratio = dependent / independent;
-    Some(if ratio >= 6.0 { 2 } else { 1 })
+    Some(1)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
