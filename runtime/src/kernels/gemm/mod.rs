@@ -584,9 +584,8 @@ impl Step<'_> {
         };
         if h == mr && w == nr {
             tile_kernel(a.isa, kc, ap, b, dst, ldc, bias, start, post);
-        } else if w == nr && has_row_kernels(a.isa) {
-            let done = tile_rows_kernel(a.isa, h, kc, ap, b, dst, ldc, bias, start, post);
-            assert!(done, "no {} kernel for {h} rows", a.isa.name());
+        } else if tile_part_kernel(a.isa, (h, w), kc, ap, b, dst, ldc, bias, start, post) {
+            // An edge tile computed in place.
         } else {
             // An edge tile goes through a full-size scratch tile, which starts as the tile's
             // output (or residual, and bias) where the kernel does not start from the bias.
@@ -776,9 +775,9 @@ unsafe fn tile_kernel(
     start: Start,
     post: Option<&InRegisters>,
 ) {
-    let rows = tile(isa).0;
-    // SAFETY: as required of the caller, with all of the panel's rows.
-    let done = unsafe { tile_rows_kernel(isa, rows, kc, a, b, c, ldc, bias, start, post) };
+    let (rows, cols) = tile(isa);
+    // SAFETY: as required of the caller, with all of the panel's rows and columns.
+    let done = unsafe { tile_part_kernel(isa, (rows, cols), kc, a, b, c, ldc, bias, start, post) };
     assert!(done, "no {} kernel for {rows} rows", isa.name());
 }
 
@@ -788,17 +787,20 @@ pub fn has_row_kernels(isa: Isa) -> bool {
     matches!(isa, Isa::Avx512 | Isa::Avx2Fma)
 }
 
-/// Runs the micro-kernel of `isa` on the first `rows` rows of one tile (all `NR` columns), as
-/// [`tile_kernel`]; `false` (and nothing done) when `isa` has no kernel for that many rows.
+/// Runs the micro-kernel of `isa` on the first `rows` rows and `cols` columns of one tile, as
+/// [`tile_kernel`], without touching the rest of `c`; `false` (and nothing done) when `isa`
+/// has no kernel for that part: fewer rows than `MR` on AVX-512 and AVX2, fewer columns than
+/// `NR` on AVX-512 only (masked loads and stores; a panel of up to 16 columns in one vector a
+/// row).
 ///
 /// # Safety
 /// As for the kernels: `isa` supported, `a` holding `MR kc` values, `b` `NR kc`, `bias` `rows`,
-/// `c` `rows` rows of `NR` writable values `ldc` apart.
+/// `c` `rows` rows of `cols` writable values `ldc` apart.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-unsafe fn tile_rows_kernel(
+unsafe fn tile_part_kernel(
     isa: Isa,
-    rows: usize,
+    (rows, cols): (usize, usize),
     kc: usize,
     a: *const f32,
     b: *const f32,
@@ -808,23 +810,41 @@ unsafe fn tile_rows_kernel(
     start: Start,
     post: Option<&InRegisters>,
 ) -> bool {
+    let nr = tile(isa).1;
+    if cols == 0 || cols > nr {
+        return false;
+    }
     #[cfg(target_arch = "x86_64")]
-    macro_rules! rows {
-        ($kernel:ident, $($n:literal)*) => {
+    macro_rules! avx512 {
+        ($($n:literal)*) => {
+            match (rows, cols > 16) {
+                $(
+                    ($n, true) => x86_64::tile_avx512::<$n, 2>(kc, a, b, c, ldc, cols, bias, start, post),
+                    ($n, false) => x86_64::tile_avx512::<$n, 1>(kc, a, b, c, ldc, cols, bias, start, post),
+                )*
+                _ => return false,
+            }
+        };
+    }
+    #[cfg(target_arch = "x86_64")]
+    macro_rules! avx2 {
+        ($($n:literal)*) => {
             match rows {
-                $($n => x86_64::$kernel::<$n>(kc, a, b, c, ldc, bias, start, post),)*
+                $($n => x86_64::tile_avx2::<$n>(kc, a, b, c, ldc, bias, start, post),)*
                 _ => return false,
             }
         };
     }
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => rows!(tile_avx512, 1 2 3 4 5 6 7 8 9 10 11 12),
+        Isa::Avx512 => avx512!(1 2 3 4 5 6 7 8 9 10 11 12),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => rows!(tile_avx2, 1 2 3 4 5 6),
+        Isa::Avx2Fma if cols == nr => avx2!(1 2 3 4 5 6),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon if rows == 8 => aarch64::tile_neon(kc, a, b, c, ldc, bias, start, post),
-        Isa::Portable if rows == tile(Isa::Portable).0 => {
+        Isa::Neon if rows == 8 && cols == nr => {
+            aarch64::tile_neon(kc, a, b, c, ldc, bias, start, post)
+        }
+        Isa::Portable if rows == tile(Isa::Portable).0 && cols == nr => {
             tile_portable(kc, a, b, c, ldc, bias, start, post)
         }
         _ => return false,

@@ -13,7 +13,7 @@ use std::cell::RefCell;
 
 use super::{
     block_depth, check_operands, check_product, pack_panel, part, prefetch, tile, tile_kernel,
-    tile_rows_kernel, unpack_panels, Columns, Start, KC,
+    tile_part_kernel, unpack_panels, Columns, Start, KC,
 };
 use crate::kernels::activation::InRegisters;
 use crate::kernels::aligned_buf::AlignedBuf;
@@ -227,9 +227,9 @@ unsafe fn run_panels(
                     // SAFETY: the group holds `kc` steps of `mr` columns (zero past `w`), the
                     // panel `kc` steps of `nr` rows, the scratch tile `mr` columns of `nr`;
                     // `mr <= 16` zeros seed it on the first steps.
-                    let done = tile_rows_kernel(
+                    let done = tile_part_kernel(
                         a.isa,
-                        w,
+                        (w, nr),
                         steps,
                         g,
                         weights,

@@ -16,52 +16,59 @@ use crate::kernels::activation::x86::{sigmoid_avx2, sigmoid_avx512, silu_avx2, s
 use crate::kernels::activation::InRegisters;
 use crate::kernels::transpose::x86::transpose16;
 
-/// AVX-512F, the first `ROWS` (at most 12) rows of a 12-row panel x 32 columns (up to 24
-/// accumulators).
+/// AVX-512F, the first `ROWS` (at most 12) rows of a 12-row panel x the first `cols` of its 32
+/// columns, in `V` vectors a row (`V = 1` for up to 16 columns: no multiply-adds on the
+/// panel's empty half; up to `2 ROWS` accumulators). Columns past `cols` are neither read nor
+/// written in `c` (masked loads and stores): the last panel of an `N` that is not a multiple
+/// of 32 needs no scratch tile.
 ///
 /// # Safety
-/// The CPU must support AVX-512F; `a` must hold `12 k` values, `b` `32 k`, `bias` `ROWS`, and
-/// `c` `ROWS` rows of 32 writable values `ldc` apart (and a [`Start::Residual`] as many
-/// readable ones).
+/// The CPU must support AVX-512F; `V` must be 1 or 2 and `cols <= 16 V`; `a` must hold `12 k`
+/// values, `b` `32 k`, `bias` `ROWS`, and `c` `ROWS` rows of `cols` writable values `ldc`
+/// apart (and a [`Start::Residual`] as many readable ones).
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-pub unsafe fn tile_avx512<const ROWS: usize>(
+pub unsafe fn tile_avx512<const ROWS: usize, const V: usize>(
     k: usize,
     a: *const f32,
     b: *const f32,
     c: *mut f32,
     ldc: usize,
+    cols: usize,
     bias: *const f32,
     start: Start,
     post: Option<&InRegisters>,
 ) {
     const MR: usize = 12;
-    let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
+    let mut mask = [0 as __mmask16; V];
+    for (v, m) in mask.iter_mut().enumerate() {
+        let n = cols.saturating_sub(16 * v).min(16);
+        *m = ((1u32 << n) - 1) as __mmask16;
+    }
+    let mut acc = [[_mm512_setzero_ps(); V]; ROWS];
     for (r, row) in acc.iter_mut().enumerate() {
-        *row = match start {
-            Start::Output => {
-                let p = c.add(r * ldc);
-                [_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16))]
-            }
-            Start::Bias => {
-                let v = _mm512_set1_ps(*bias.add(r));
-                [v, v]
-            }
-            Start::Residual(from) => {
-                let (p, v) = (from.add(r * ldc), _mm512_set1_ps(*bias.add(r)));
-                let x = [_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16))];
-                [_mm512_add_ps(x[0], v), _mm512_add_ps(x[1], v)]
-            }
-        };
+        for (v, x) in row.iter_mut().enumerate() {
+            *x = match start {
+                Start::Output => _mm512_maskz_loadu_ps(mask[v], c.add(r * ldc + 16 * v)),
+                Start::Bias => _mm512_set1_ps(*bias.add(r)),
+                Start::Residual(from) => _mm512_add_ps(
+                    _mm512_maskz_loadu_ps(mask[v], from.add(r * ldc + 16 * v)),
+                    _mm512_set1_ps(*bias.add(r)),
+                ),
+            };
+        }
     }
     let (mut a, mut b) = (a, b);
     for _ in 0..k {
-        let b0 = _mm512_loadu_ps(b);
-        let b1 = _mm512_loadu_ps(b.add(16));
+        let mut bv = [_mm512_setzero_ps(); V];
+        for (v, x) in bv.iter_mut().enumerate() {
+            *x = _mm512_loadu_ps(b.add(16 * v));
+        }
         for (r, row) in acc.iter_mut().enumerate() {
             let x = _mm512_set1_ps(*a.add(r));
-            row[0] = _mm512_fmadd_ps(x, b0, row[0]);
-            row[1] = _mm512_fmadd_ps(x, b1, row[1]);
+            for (v, y) in row.iter_mut().enumerate() {
+                *y = _mm512_fmadd_ps(x, bv[v], *y);
+            }
         }
         a = a.add(MR);
         b = b.add(32);
@@ -71,26 +78,24 @@ pub unsafe fn tile_avx512<const ROWS: usize>(
     macro_rules! store {
         ($v:ident => $y:expr) => {
             for (r, row) in acc.iter().enumerate() {
-                let p = c.add(r * ldc);
-                let $v = row[0];
-                _mm512_storeu_ps(p, $y);
-                let $v = row[1];
-                _mm512_storeu_ps(p.add(16), $y);
+                for (v, &$v) in row.iter().enumerate() {
+                    _mm512_mask_storeu_ps(c.add(r * ldc + 16 * v), mask[v], $y);
+                }
             }
         };
     }
     match post {
-        None => store!(v => v),
+        None => store!(x => x),
         Some(&InRegisters::Clamp(lo, hi)) => {
             let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
-            store!(v => _mm512_min_ps(_mm512_max_ps(v, lo), hi))
+            store!(x => _mm512_min_ps(_mm512_max_ps(x, lo), hi))
         }
         Some(&InRegisters::Leaky(alpha)) => {
             let alpha = _mm512_set1_ps(alpha);
-            store!(v => leaky_avx512(v, alpha))
+            store!(x => leaky_avx512(x, alpha))
         }
-        Some(&InRegisters::Sigmoid) => store!(v => sigmoid_avx512(v)),
-        Some(&InRegisters::Silu) => store!(v => silu_avx512(v)),
+        Some(&InRegisters::Sigmoid) => store!(x => sigmoid_avx512(x)),
+        Some(&InRegisters::Silu) => store!(x => silu_avx512(x)),
     }
 }
 
