@@ -39,7 +39,7 @@ pub fn fma_pipes(isa: Isa) -> Option<u32> {
 #[cfg(target_arch = "x86_64")]
 const PROBE_STEPS: usize = 1 << 16;
 
-/// The most rounds the probe runs (about 0.7 ms each), and the fewest before it may stop.
+/// The fewest rounds the probe runs before it may stop, and the most (about 0.4 ms each).
 #[cfg(target_arch = "x86_64")]
 const PROBE_ROUNDS: (usize, usize) = (3, 24);
 
