@@ -348,7 +348,8 @@ pub fn gemm(
     let n_panels = b.n.div_ceil(nr);
     let out = SharedMut::new(c);
     let pool = pool::current();
-    let (tm, tn) = split(pool.threads(), m_panels, n_panels, a.m * a.k * b.n);
+    let panels = (m_panels, n_panels);
+    let (tm, tn) = split(pool.threads(), panels, (mr, nr), a.m * a.k * b.n);
     let task = |t: usize| {
         let (im, jn) = (t / tn, t % tn);
         let rows = part(m_panels, tm, im);
@@ -389,18 +390,29 @@ pub(crate) unsafe fn gemm_serial(
     PANEL.with_borrow_mut(|panel| run_block(a, b, residual, c, ldc, activation, rows, cols, panel));
 }
 
-/// How many parts to cut the rows and the columns into (`tm x tn` tasks) for `threads`.
-fn split(threads: usize, m_panels: usize, n_panels: usize, work: usize) -> (usize, usize) {
+/// How many parts to cut the row and column panels (`mr` and `nr` wide) into (`tm x tn`
+/// tasks) for `threads`.
+fn split(
+    threads: usize,
+    (m_panels, n_panels): (usize, usize),
+    (mr, nr): (usize, usize),
+    work: usize,
+) -> (usize, usize) {
     if threads < 2 || work < MIN_PARALLEL_WORK {
         return (1, 1);
     }
     if n_panels >= 4 * threads {
         // Columns: no panel is packed twice, and twice as many parts as threads even out.
         (1, 2 * threads)
+    } else if m_panels >= 2 * threads && (n_panels < 2 * threads || n_panels * nr < m_panels * mr) {
+        // Rows where there are too few column panels to share, or few (a 14x14 map's 7) and
+        // more filters than pixels (the expand 1x1s of mobile networks): each task packs
+        // every `B` panel (K x N, the smaller operand) but streams only its share of the
+        // filters, and writes whole output rows, where split columns would leave tasks of 3
+        // and 3.5 panels sharing a cache line at every row end (196 values a row).
+        (threads, 1)
     } else if n_panels >= 2 * threads {
         (1, threads)
-    } else if m_panels >= 2 * threads {
-        (threads, 1)
     } else {
         let tn = n_panels.clamp(1, threads);
         (threads.div_ceil(tn).min(m_panels), tn)
@@ -908,6 +920,22 @@ unsafe fn tile_portable(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn products_split_by_rows_when_columns_are_few_and_filters_outnumber_pixels() {
+        let (tile, big) = ((12, 32), MIN_PARALLEL_WORK);
+        // EfficientNet-Lite0's 80 -> 480 expand 1x1 at 14x14 (40 x 7 panels): rows.
+        assert_eq!(split(2, (40, 7), tile, big), (2, 1));
+        // Its 480 -> 80 projection (7 x 7 panels): columns, the filters the smaller operand.
+        assert_eq!(split(2, (7, 7), tile, big), (1, 2));
+        // A 28x28 map (25 column panels): columns, twice as many parts as threads.
+        assert_eq!(split(2, (40, 25), tile, big), (1, 4));
+        // Too few column panels to share: rows whatever the sizes.
+        assert_eq!(split(2, (5, 3), tile, big), (2, 1));
+        // One thread, or too little work: one task.
+        assert_eq!(split(1, (40, 7), tile, big), (1, 1));
+        assert_eq!(split(2, (40, 7), tile, big - 1), (1, 1));
+    }
 
     #[test]
     fn depth_blocks_are_equal_and_at_most_kc() {
