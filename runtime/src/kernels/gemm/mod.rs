@@ -675,8 +675,10 @@ fn pack_panel(
     nr: usize,
     panel: &mut [f32],
 ) {
-    // The panel's columns as (position in the panel, offset in a row, length) runs.
-    let mut runs = [(0usize, 0usize, 0usize); 64];
+    // The panel's columns as (position in the panel, offset in a row, length) runs: as many as
+    // the vector packing takes (more than 64 bytes of them would be zeroed by a call to
+    // `memset` for every panel).
+    let mut runs = [(0usize, 0usize, 0usize); 8];
     let mut count = 0;
     let mut col = j;
     while col < j + w {
@@ -685,7 +687,7 @@ fn pack_panel(
         count += 1;
         col += len;
         if count == runs.len() && col < j + w {
-            // Runs shorter than a panel / 64: copy column by column.
+            // Runs shorter than a panel / 8 (maps a few pixels wide): copy column by column.
             return pack_panel_by_column(b, pc, kc, j, w, nr, panel);
         }
     }

@@ -45,18 +45,37 @@ pub unsafe fn tile_avx512<const ROWS: usize, const V: usize>(
         let n = cols.saturating_sub(16 * v).min(16);
         *m = ((1u32 << n) - 1) as __mmask16;
     }
+    // Every access to `acc` outside the loop of `k` goes through `each!`, with constant
+    // indices: a loop the compiler leaves rolled (the long bodies of the sigmoid stores) would
+    // keep `acc` on the stack, zeroed by a call to `memset` for every tile.
+    macro_rules! each {
+        (|$r:ident, $v:ident| $body:expr) => {
+            each!(@rows $r $v $body; 0 1 2 3 4 5 6 7 8 9 10 11)
+        };
+        (@rows $r:ident $v:ident $body:expr; $($n:literal)*) => {{
+            $(
+                if $n < ROWS {
+                    let $r = $n;
+                    let $v = 0;
+                    $body;
+                    if V > 1 {
+                        let $v = 1;
+                        $body;
+                    }
+                }
+            )*
+        }};
+    }
     let mut acc = [[_mm512_setzero_ps(); V]; ROWS];
-    for (r, row) in acc.iter_mut().enumerate() {
-        for (v, x) in row.iter_mut().enumerate() {
-            *x = match start {
-                Start::Output => _mm512_maskz_loadu_ps(mask[v], c.add(r * ldc + 16 * v)),
-                Start::Bias => _mm512_set1_ps(*bias.add(r)),
-                Start::Residual(from) => _mm512_add_ps(
-                    _mm512_maskz_loadu_ps(mask[v], from.add(r * ldc + 16 * v)),
-                    _mm512_set1_ps(*bias.add(r)),
-                ),
-            };
+    match start {
+        Start::Output => {
+            each!(|r, v| acc[r][v] = _mm512_maskz_loadu_ps(mask[v], c.add(r * ldc + 16 * v)))
         }
+        Start::Bias => each!(|r, v| acc[r][v] = _mm512_set1_ps(*bias.add(r))),
+        Start::Residual(from) => each!(|r, v| acc[r][v] = _mm512_add_ps(
+            _mm512_maskz_loadu_ps(mask[v], from.add(r * ldc + 16 * v)),
+            _mm512_set1_ps(*bias.add(r)),
+        )),
     }
     let (mut a, mut b) = (a, b);
     for _ in 0..k {
@@ -73,15 +92,14 @@ pub unsafe fn tile_avx512<const ROWS: usize, const V: usize>(
         a = a.add(MR);
         b = b.add(32);
     }
-    // The activation is part of each store loop: a separate pass over `acc` would keep it on
-    // the stack.
+    // The activation is part of each store: a separate pass over `acc` would keep it on the
+    // stack.
     macro_rules! store {
-        ($v:ident => $y:expr) => {
-            for (r, row) in acc.iter().enumerate() {
-                for (v, &$v) in row.iter().enumerate() {
-                    _mm512_mask_storeu_ps(c.add(r * ldc + 16 * v), mask[v], $y);
-                }
-            }
+        ($x:ident => $y:expr) => {
+            each!(|r, v| {
+                let $x = acc[r][v];
+                _mm512_mask_storeu_ps(c.add(r * ldc + 16 * v), mask[v], $y)
+            })
         };
     }
     match post {
