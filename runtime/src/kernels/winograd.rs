@@ -24,7 +24,7 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-use super::gemm::{panel_product, tile, PackedWeights};
+use super::gemm::{copy_short, panel_product, tile, PackedWeights};
 use super::planes::PlaneGeometry;
 use super::pool::{self, SharedMut};
 use super::{Activation, Isa};
@@ -481,9 +481,9 @@ fn transform_columns<const W: usize>(n: usize, rows: &SplitRows, dst: &mut [f32]
                 let to: &mut [f32; W] = (&mut dst[at..at + W]).try_into().expect("n");
                 *to = *point;
             } else {
-                for (to, from) in dst[at..at + n].iter_mut().zip(point) {
-                    *to = *from;
-                }
+                // A partial block (a segment of a tile row): inline steps, no call to `memcpy`
+                // for a few dozen bytes.
+                copy_short(&mut dst[at..at + n], &point[..n]);
             }
         }
     }

@@ -727,7 +727,7 @@ fn pack_panel(
 
 /// Copies a few dozen values in 8-value steps the compiler inlines (no call to `memcpy`).
 #[inline(always)]
-fn copy_short(dst: &mut [f32], src: &[f32]) {
+pub(crate) fn copy_short(dst: &mut [f32], src: &[f32]) {
     let mut d = dst.chunks_exact_mut(8);
     let mut s = src.chunks_exact(8);
     for (d, s) in (&mut d).zip(&mut s) {
