@@ -40,6 +40,8 @@ pub unsafe fn tile_avx512<const ROWS: usize, const V: usize>(
     post: Option<&InRegisters>,
 ) {
     const MR: usize = 12;
+    // `each!` below walks at most 12 rows of two vectors.
+    const { assert!(ROWS >= 1 && ROWS <= MR && (V == 1 || V == 2)) };
     let mut mask = [0 as __mmask16; V];
     for (v, m) in mask.iter_mut().enumerate() {
         let n = cols.saturating_sub(16 * v).min(16);
