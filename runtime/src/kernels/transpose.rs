@@ -83,6 +83,22 @@ pub fn lanes_to_planes(isa: Isa, src: &[[f32; 16]], planes: usize, stride: usize
 pub mod x86 {
     use std::arch::x86_64::*;
 
+    /// `$body` once for each constant `$i` in `0..16`. An array of vectors indexed only by
+    /// constants stays in registers; a loop over a count known at run time (`take(n)`) keeps
+    /// it on the stack, loaded and stored around every transpose.
+    macro_rules! unroll16 {
+        (|$i:ident| $body:expr) => {
+            unroll16!(@each $i $body; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
+        };
+        (@each $i:ident $body:expr; $($n:literal)*) => {{
+            $({
+                let $i: usize = $n;
+                $body;
+            })*
+        }};
+    }
+    pub(crate) use unroll16;
+
     /// The mask of the first `n` lanes (`n <= 16`).
     fn first(n: usize) -> __mmask16 {
         if n >= 16 {
@@ -112,17 +128,17 @@ pub mod x86 {
         while x < n {
             let cols = 16.min(n - x);
             let mut v = [_mm512_setzero_ps(); 16];
-            for (p, v) in v.iter_mut().enumerate().take(planes) {
-                *v = _mm512_maskz_loadu_ps(first(cols), src.add(p * stride + x));
-            }
+            unroll16!(|p| if p < planes {
+                v[p] = _mm512_maskz_loadu_ps(first(cols), src.add(p * stride + x));
+            });
             let t = transpose16(v);
-            for t in t.iter().take(cols) {
-                _mm512_storeu_ps(out.add((row * pitch + col) * 16), *t);
+            unroll16!(|i| if i < cols {
+                _mm512_storeu_ps(out.add((row * pitch + col) * 16), t[i]);
                 col += 1;
                 if col == width {
                     (row, col) = (row + 1, 0);
                 }
-            }
+            });
             x += cols;
         }
     }
@@ -144,13 +160,12 @@ pub mod x86 {
         while x < n {
             let cols = 16.min(n - x);
             let mut v = [_mm512_setzero_ps(); 16];
-            for (i, v) in v.iter_mut().enumerate().take(cols) {
-                *v = _mm512_loadu_ps(lines.add((x + i) * 16));
-            }
+            // Lines past the last are read again from the last: their columns are not stored.
+            unroll16!(|i| v[i] = _mm512_loadu_ps(lines.add((x + i.min(cols - 1)) * 16)));
             let t = transpose16(v);
-            for (p, t) in t.iter().enumerate().take(planes) {
-                _mm512_mask_storeu_ps(dst.add(p * stride + x), first(cols), *t);
-            }
+            unroll16!(|p| if p < planes {
+                _mm512_mask_storeu_ps(dst.add(p * stride + x), first(cols), t[p]);
+            });
             x += cols;
         }
     }

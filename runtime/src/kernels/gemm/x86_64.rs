@@ -14,7 +14,7 @@ use std::arch::x86_64::*;
 use super::Start;
 use crate::kernels::activation::x86::{sigmoid_avx2, sigmoid_avx512, silu_avx2, silu_avx512};
 use crate::kernels::activation::InRegisters;
-use crate::kernels::transpose::x86::transpose16;
+use crate::kernels::transpose::x86::{transpose16, unroll16};
 
 /// AVX-512F, the first `ROWS` (at most 12) rows of a 12-row panel x the first `cols` of its 32
 /// columns, in `V` vectors a row (`V = 1` for up to 16 columns: no multiply-adds on the
@@ -244,14 +244,13 @@ pub unsafe fn store_transposed_avx512(
         while j < n {
             let cols = 16.min(n - j);
             let mut v = [_mm512_setzero_ps(); 16];
-            for (i, v) in v.iter_mut().enumerate().take(cols) {
-                *v = _mm512_loadu_ps(tiles.add((j + i) * nr + first));
-            }
+            // Columns past the last are read again from the last: their lanes are not stored.
+            unroll16!(|i| v[i] = _mm512_loadu_ps(tiles.add((j + i.min(cols - 1)) * nr + first)));
             let t = transpose16(v);
             let mask: __mmask16 = if cols == 16 { 0xffff } else { (1 << cols) - 1 };
-            for (r, t) in t.iter().enumerate().take(rows) {
+            unroll16!(|r| if r < rows {
                 let at = (first + r) * ldc + j;
-                let mut y = _mm512_add_ps(*t, _mm512_set1_ps(*bias.add(first + r)));
+                let mut y = _mm512_add_ps(t[r], _mm512_set1_ps(*bias.add(first + r)));
                 if let Some(res) = residual {
                     y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, res.add(at)));
                 }
@@ -261,7 +260,7 @@ pub unsafe fn store_transposed_avx512(
                     _ => leaky_avx512(_mm512_min_ps(_mm512_max_ps(y, lo), hi), alpha),
                 };
                 _mm512_mask_storeu_ps(dst.add(at), mask, y);
-            }
+            });
             j += cols;
         }
         first += rows;
