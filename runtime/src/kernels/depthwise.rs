@@ -53,12 +53,14 @@ pub enum DepthwisePath {
 /// in and out of the interleaved block cost more than the planes' wasted lanes).
 const BLOCKED_BELOW_WIDTH: usize = 16;
 
-/// Output rows at least this wide run on the row kernel where it has one: it fills at least
-/// half of each vector. Measured one thread, AVX-512 (`vigia_rows` against `vigia_blocked`):
-/// 480 channels 3x3 at 14x14 68 us against 130 blocked, 672 channels 5x5 at 14x14 159
-/// against 330; at 7x7 the blocked layout stays ahead (5x5 stride 2 to 7x7 132 against 236,
-/// 5x5 at 7x7 160 against 172).
-const ROWS_FROM_WIDTH: usize = 8;
+/// Output rows at least this wide run on the row kernel where it has one, at stride 1 and
+/// at larger strides: it fills at least half of each vector, and below these widths the
+/// written-out AVX-512 kernel of the blocked layout is ahead. Measured one thread, AVX-512
+/// (`vigia_rows` against `vigia_blocked`, 2026-12-06): stride 1, 480 channels 3x3 at 14x14 45
+/// us against 41 blocked, 672 channels 5x5 at 14x14 122 against 87, 240 channels 5x5 at 28x28
+/// 130 against 135; stride 2, 240 channels 3x3 to 14x14 37 against 54, 672 channels 5x5 to
+/// 7x7 99 against 42.
+const ROWS_FROM_WIDTH: [usize; 2] = [16, 8];
 
 /// Bytes of phase planes a band of output rows fills at most on the row path: half of a
 /// 48 KiB L1 data cache, the other half for the input rows and the outputs.
@@ -140,7 +142,8 @@ impl DepthwiseConv {
     /// The layout [`Self::run`] takes with `isa`.
     pub fn path(&self, isa: Isa) -> DepthwisePath {
         let width = self.geometry.out_w;
-        if width >= ROWS_FROM_WIDTH && depthwise_rows::supports(isa, &self.geometry) {
+        let rows_from = ROWS_FROM_WIDTH[usize::from(self.geometry.stride_w > 1)];
+        if width >= rows_from && depthwise_rows::supports(isa, &self.geometry) {
             DepthwisePath::Rows
         } else if width < BLOCKED_BELOW_WIDTH {
             DepthwisePath::Blocked

@@ -146,15 +146,23 @@ fn run_block(
     let taps = g.kernel_h * g.kernel_w;
     let weights = &filters.weights.as_lines()[block * taps..(block + 1) * taps];
     let bias = &filters.bias.as_lines()[block];
-    match isa {
-        // SAFETY: the CPU supports the instruction set (checked in `run_blocked`).
+    // SAFETY (both): the CPU supports the instruction set (checked in `run_blocked`).
+    let applied = match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { x86::block_avx512(g, pw, padded, weights, bias, acc) },
+        Isa::Avx512 => unsafe { x86::block_avx512(g, pw, padded, weights, bias, activation, acc) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => unsafe { x86::block_avx2(g, pw, padded, weights, bias, acc) },
-        _ => block_taps::<false>(g, pw, padded, weights, bias, acc),
+        Isa::Avx2Fma => {
+            unsafe { x86::block_avx2(g, pw, padded, weights, bias, acc) };
+            false
+        }
+        _ => {
+            block_taps::<false>(g, pw, padded, weights, bias, acc);
+            false
+        }
+    };
+    if !applied {
+        activation.apply_for(isa, acc.as_flattened_mut());
     }
-    activation.apply_for(isa, acc.as_flattened_mut());
     lanes_to_planes(isa, acc, lanes, g.out_h * g.out_w, planes);
 }
 
@@ -242,11 +250,19 @@ fn pixels<const P: usize, const FMA: bool>(
     out.copy_from_slice(&sums);
 }
 
-/// [`block_taps`] compiled with x86-64 vector extensions.
+/// [`block_taps`] compiled with x86-64 vector extensions, and written out with AVX-512
+/// intrinsics for the square 3x3 and 5x5 kernels of stride 1 and 2.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{block_taps, Lanes, PlaneGeometry};
+    use std::arch::x86_64::*;
 
+    use super::{block_taps, padded_size, Lanes, PlaneGeometry, PIXELS};
+    use crate::kernels::transpose::x86::unroll16;
+    use crate::kernels::Activation;
+
+    /// Whether `activation` was applied too: a clamp (ReLU, ReLU6) is, in registers, by the
+    /// written-out kernels; other activations are left to a pass over `acc`.
+    ///
     /// # Safety
     /// The CPU must support AVX-512F and FMA.
     #[target_feature(enable = "avx512f,fma")]
@@ -256,9 +272,110 @@ mod x86 {
         padded: &[Lanes],
         weights: &[Lanes],
         bias: &Lanes,
+        activation: Activation,
+        acc: &mut [Lanes],
+    ) -> bool {
+        let clamp = match activation {
+            Activation::None => Some((f32::NEG_INFINITY, f32::INFINITY)),
+            other => other.clamp_bounds(),
+        };
+        let bounds = clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+        let square = g.kernel_h == g.kernel_w && g.stride_h == g.stride_w;
+        let fixed = match (square, g.kernel_h, g.stride_h) {
+            (true, 3, 1) => block_fixed::<3, 1>,
+            (true, 3, 2) => block_fixed::<3, 2>,
+            (true, 5, 1) => block_fixed::<5, 1>,
+            (true, 5, 2) => block_fixed::<5, 2>,
+            _ => {
+                block_taps::<true>(g, pw, padded, weights, bias, acc);
+                return activation == Activation::None;
+            }
+        };
+        fixed(g, pw, padded, weights, bias, bounds, acc);
+        clamp.is_some()
+    }
+
+    /// [`block_taps`] for a `K x K` kernel of stride `S`, clamped to `bounds`: up to
+    /// [`PIXELS`] pixels of a row a step, their sums held in registers across the `K * K`
+    /// taps (each tap one weight vector and one multiply-add per pixel, the input read from
+    /// memory by the multiply-add).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn block_fixed<const K: usize, const S: usize>(
+        g: &PlaneGeometry,
+        pw: usize,
+        padded: &[Lanes],
+        weights: &[Lanes],
+        bias: &Lanes,
+        (lo, hi): (f32, f32),
         acc: &mut [Lanes],
     ) {
-        block_taps::<true>(g, pw, padded, weights, bias, acc)
+        let (ph, want_pw) = padded_size(g);
+        assert!(pw == want_pw && padded.len() >= ph * pw, "padded block");
+        assert!(weights.len() == K * K, "{} taps for {K}x{K}", weights.len());
+        assert!(acc.len() == g.out_h * g.out_w, "output block");
+        let (src, w) = (
+            padded.as_ptr() as *const f32,
+            weights.as_ptr() as *const f32,
+        );
+        let dst = acc.as_mut_ptr() as *mut f32;
+        let bias = _mm512_loadu_ps(bias.as_ptr());
+        let bounds = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+        for oy in 0..g.out_h {
+            let mut ox = 0;
+            while ox < g.out_w {
+                let n = PIXELS.min(g.out_w - ox);
+                // The windows of pixels `ox..ox + n` lie in rows `oy * S..oy * S + K`,
+                // columns `ox * S..(ox + n - 1) * S + K` of the block (`padded_size`).
+                let at = src.add((oy * S * pw + ox * S) * 16);
+                let out = dst.add((oy * g.out_w + ox) * 16);
+                match n {
+                    8 => pixels::<K, S, 8>(at, pw, w, bias, bounds, out),
+                    7 => pixels::<K, S, 7>(at, pw, w, bias, bounds, out),
+                    6 => pixels::<K, S, 6>(at, pw, w, bias, bounds, out),
+                    5 => pixels::<K, S, 5>(at, pw, w, bias, bounds, out),
+                    4 => pixels::<K, S, 4>(at, pw, w, bias, bounds, out),
+                    3 => pixels::<K, S, 3>(at, pw, w, bias, bounds, out),
+                    2 => pixels::<K, S, 2>(at, pw, w, bias, bounds, out),
+                    _ => pixels::<K, S, 1>(at, pw, w, bias, bounds, out),
+                }
+                ox += n;
+            }
+        }
+    }
+
+    /// `P` pixels from the window corner `at` (rows `pw` lines apart), clamped, into `out`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pixels<const K: usize, const S: usize, const P: usize>(
+        at: *const f32,
+        pw: usize,
+        weights: *const f32,
+        bias: __m512,
+        (lo, hi): (__m512, __m512),
+        out: *mut f32,
+    ) {
+        const { assert!(P <= 16) };
+        // Sixteen, as `unroll16!` walks; the sums past `P` are never touched.
+        let mut sums = [bias; 16];
+        for ky in 0..K {
+            let row = at.add(ky * pw * 16);
+            for kx in 0..K {
+                let w = _mm512_loadu_ps(weights.add((ky * K + kx) * 16));
+                unroll16!(|p| if p < P {
+                    let x = _mm512_loadu_ps(row.add((p * S + kx) * 16));
+                    sums[p] = _mm512_fmadd_ps(x, w, sums[p]);
+                });
+            }
+        }
+        unroll16!(|p| if p < P {
+            _mm512_storeu_ps(
+                out.add(p * 16),
+                _mm512_min_ps(_mm512_max_ps(sums[p], lo), hi),
+            );
+        });
     }
 
     /// # Safety
