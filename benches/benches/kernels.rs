@@ -6,7 +6,8 @@
 //! CenterNet-MobileNetV3 at 512x512. Dense (1x1 and KxK, group 1): layers of NanoDet-m at
 //! 416x416, YOLOv8n at 640x640, ResNet50 and EfficientNet-Lite0 at 224x224, each 3x3 stride-1
 //! one also by Winograd's F(4x4, 3x3), each 1x1 stride-1 one also with a skip connection summed
-//! in (`vigia_residual`). Each is followed by ReLU6. Max pools (`pool_*`, in bytes
+//! in (`vigia_residual`); where the channels come in whole blocks of 16 (AVX-512), also on
+//! channel-blocked maps (`vigia_blocked`, `vigia_blocked_residual`). Each is followed by ReLU6. Max pools (`pool_*`, in bytes
 //! read and written per second): NanoDet-m's and ResNet50's 3x3 stride-2 pools after their
 //! stems, VGG19's first 2x2 and YOLOv8n's SPPF 5x5.
 
@@ -18,6 +19,7 @@ use criterion::{
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use vigia::engine::passes::conv_kernels::replace_convs;
+use vigia::kernels::blocked_conv::BlockedConv;
 use vigia::kernels::dense_conv::{DenseConv, Lanes};
 use vigia::kernels::depthwise::{DepthwiseConv, DepthwisePath};
 use vigia::kernels::planes::PlaneGeometry;
@@ -126,6 +128,21 @@ fn dense_benches(c: &mut Criterion) {
             if let Ok(conv) = WinogradConv::new(isa, g, outs, &weights, &bias, relu6) {
                 let id = BenchmarkId::new("winograd", isa.name());
                 group.bench_with_input(id, &isa, |b, _| b.iter(|| conv.run(&input, &mut out)));
+            }
+            if let Ok(conv) = BlockedConv::new(isa, g, outs, &weights, &bias, relu6) {
+                // Blocked maps in and out (the layout between chained convolutions).
+                let blocked_in = ramp(conv.input_len(), 0.013);
+                let id = BenchmarkId::new("vigia_blocked", isa.name());
+                group.bench_with_input(id, &isa, |b, _| {
+                    b.iter(|| conv.run(&blocked_in, None, &mut out))
+                });
+                if k == 1 && stride == 1 {
+                    let skip = ramp(out.len(), 0.021);
+                    let id = BenchmarkId::new("vigia_blocked_residual", isa.name());
+                    group.bench_with_input(id, &isa, |b, _| {
+                        b.iter(|| conv.run(&blocked_in, Some(&skip), &mut out))
+                    });
+                }
             }
         }
         group.finish();

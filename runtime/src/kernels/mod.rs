@@ -5,6 +5,8 @@
 //!   any stride and zero padding) as a matrix product on [`gemm`], bias and activation fused;
 //! - [`depthwise`]: depthwise convolution (any kernel up to 11x11, any stride, zero padding) on
 //!   NCHW planes, with bias and activation fused;
+//! - [`blocked_conv`]: dense convolution over channel-blocked maps (16 channels a vector,
+//!   AVX-512), with [`blocked_layout`] converting planes to blocks and back;
 //! - [`deinterleave`]: a row split into its even and odd values (stride-2 column phases);
 //! - [`gemm`]: the packed matrix product and its micro-kernels per instruction set;
 //! - [`pool`]: the spinning thread pool the kernels split their work over;
@@ -23,6 +25,8 @@
 
 pub mod activation;
 pub mod aligned_buf;
+pub mod blocked_conv;
+pub mod blocked_layout;
 pub mod deinterleave;
 pub mod dense_conv;
 pub mod depthwise;

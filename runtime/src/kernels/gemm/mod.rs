@@ -633,7 +633,7 @@ impl Step<'_> {
 /// Asks for the `len` values from `at` to be brought into L2 ahead of their use (a hint: no
 /// effect on results, none at all off x86-64).
 #[inline]
-fn prefetch(at: *const f32, len: usize) {
+pub(crate) fn prefetch(at: *const f32, len: usize) {
     #[cfg(target_arch = "x86_64")]
     prefetch_lines::<{ std::arch::x86_64::_MM_HINT_T1 }>(at, len);
     #[cfg(not(target_arch = "x86_64"))]
