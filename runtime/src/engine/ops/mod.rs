@@ -1,7 +1,9 @@
 //! tract operators that run vigia's kernels ([`crate::kernels`]) inside a tract plan.
 
+pub mod vigia_blocked_conv;
 pub mod vigia_conv;
 pub mod vigia_max_pool;
+pub mod vigia_reorder;
 pub mod vigia_resize;
 pub mod vigia_softmax;
 

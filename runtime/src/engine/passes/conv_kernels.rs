@@ -90,6 +90,8 @@ pub struct KernelReport {
     pub merged: usize,
     /// Channel slices and parts of concatenations the convolutions read in place (no copy).
     pub slices_in_place: usize,
+    /// Dense convolutions chained on channel-blocked maps ([`super::blocked_maps`]).
+    pub blocked: usize,
     /// `MaxPool` nodes on vigia's pooling kernel ([`super::pool_kernels`]).
     pub max_pools: usize,
     /// `Resize` nodes (linear, cubic) on vigia's resampling kernel
@@ -108,13 +110,14 @@ impl KernelReport {
     }
 
     /// One line for load messages, e.g. `17 depthwise + 40 dense conv (12 by Winograd, 1 fully
-    /// connected, 50 with activation, 9 with residual, 4 merged, 20 slices read in place) on
-    /// avx512 (2 FMA pipes), 3 max pool, 4 resize`.
+    /// connected, 50 with activation, 9 with residual, 4 merged, 20 slices read in place, 30 on
+    /// blocked maps) on avx512 (2 FMA pipes), 3 max pool, 4 resize`.
     pub fn summary(&self) -> String {
         let convs = match self.isa {
             Some(isa) if self.replaced() > 0 => Some(format!(
                 "{} depthwise + {} dense conv ({} by Winograd, {} fully connected, {} with \
-                 activation, {} with residual, {} merged, {} slices read in place) on {}{}",
+                 activation, {} with residual, {} merged, {} slices read in place, {} on blocked \
+                 maps) on {}{}",
                 self.depthwise,
                 self.dense,
                 self.winograd,
@@ -123,6 +126,7 @@ impl KernelReport {
                 self.residual_adds,
                 self.merged,
                 self.slices_in_place,
+                self.blocked,
                 isa.name(),
                 fma_pipes(isa).map_or(String::new(), |p| format!(
                     " ({p} FMA pipe{})",

@@ -9,6 +9,7 @@
 //! attributes and constant values, single consumers); anything else leaves the graph as it is.
 //! `VIGIA_NO_REWRITE=1` turns them all off.
 
+pub mod blocked_maps;
 pub mod centernet_topk_cut;
 mod channel_windows;
 mod constant_product;
@@ -79,7 +80,8 @@ impl RewriteReport {
 /// convolutions ([`conv_kernels`]), max pools ([`pool_kernels`]), resamplings
 /// ([`resize_kernels`]) and softmaxes ([`softmax_kernels`]); then merges dense convolutions that
 /// read the same input and lets the convolutions read channel slices in place
-/// ([`channel_windows`]).
+/// ([`channel_windows`]), and chains dense convolutions on channel-blocked maps
+/// ([`blocked_maps`]).
 pub fn replace_with_kernels(
     model: &mut TypedModel,
     isa: Isa,
@@ -90,6 +92,7 @@ pub fn replace_with_kernels(
     report.softmaxes = softmax_kernels::replace_softmaxes(model, isa)?;
     report.merged = channel_windows::merge_siblings(model)?;
     report.slices_in_place += channel_windows::read_slices_in_place(model)?;
+    report.blocked = blocked_maps::block_chains(model)?;
     Ok(report)
 }
 
