@@ -1,9 +1,9 @@
 //! Chains of dense convolutions on channel-blocked maps (`[1, C / 16, H, W, 16]`), as ONNX
-//! Runtime runs ResNets on AVX-512: a dense vigia convolution whose neighbours (what it reads,
-//! its residual, what reads it) are dense vigia convolutions too becomes a
-//! [`VigiaBlockedConv`], and the maps between two of them stay blocked. A
-//! [`VigiaReorder`] converts where a chain starts and ends; a lone convolution stays planar
-//! (converting both ways would cost more than the blocked kernel saves).
+//! Runtime runs ResNets on AVX-512: dense vigia convolutions that read one another (as input
+//! or residual) form chains, each convolution of a chain becomes a [`VigiaBlockedConv`], and
+//! the maps between two of them stay blocked. A [`VigiaReorder`] converts where a chain starts
+//! and ends, so a chain is blocked only when it computes enough per value converted
+//! ([`MIN_MACS_PER_CONVERTED`]); a lone convolution stays planar.
 //!
 //! Taken: AVX-512, whole blocks of 16 input and output channels (and of the maps they read:
 //! a window of a wider map's channels starts on a block), kernels up to 7x7, output maps of
@@ -11,7 +11,7 @@
 //! none: `[C, H, W]` maps become `[C / 16, H, W, 16]`), no
 //! concatenation read in parts. `VIGIA_BLOCKED=0` keeps every convolution planar.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -27,6 +27,13 @@ use crate::kernels::Isa;
 /// kernel, on its 14x14 maps 2-17 % slower (`vigia bench --profile`, one thread).
 const MIN_PIXELS: usize = 100;
 
+/// Multiply-adds a chain needs per value converted at its ends. ResNet50's chain (stages 2 to
+/// 4) has about 6 500 and runs 10 % faster blocked; NanoDet-m's (168-1 152) and YOLOv8n's
+/// (90-1 100) chains took those models 2-4 % faster; EfficientNet-Lite0's (16-112: a
+/// projection and the next block's expansions, between depthwise layers that stay planar) made
+/// it 10 % slower at two threads.
+const MIN_MACS_PER_CONVERTED: u64 = 150;
+
 /// Environment variable that keeps every convolution planar when set to `0`.
 pub const BLOCKED_ENV: &str = "VIGIA_BLOCKED";
 
@@ -41,10 +48,11 @@ pub(super) fn block_chains(model: &mut TypedModel) -> TractResult<usize> {
             candidates.insert(id, conv);
         }
     }
+    let kept = chains_that_pay(model, &candidates)?;
     let chained: Vec<usize> = model
         .eval_order()?
         .into_iter()
-        .filter(|id| candidates.contains_key(id) && has_blocked_neighbour(model, *id, &candidates))
+        .filter(|id| kept.contains(id))
         .collect();
     for &id in &chained {
         replace(model, id, candidates[&id].clone())?;
@@ -112,18 +120,66 @@ fn blocked_form(model: &TypedModel, id: usize) -> TractResult<Option<Arc<Blocked
     .map(Arc::new))
 }
 
-/// Whether a candidate feeds node `id` (its input or residual) or reads its output.
-fn has_blocked_neighbour(
+/// The candidates in chains worth blocking: the chains (candidates joined through the maps one
+/// reads from another, as input or residual) of two convolutions or more with at least
+/// [`MIN_MACS_PER_CONVERTED`] multiply-adds per value converted at their ends.
+fn chains_that_pay(
     model: &TypedModel,
-    id: usize,
     candidates: &HashMap<usize, Arc<BlockedConv>>,
-) -> bool {
-    let node = model.node(id);
-    node.inputs.iter().any(|i| candidates.contains_key(&i.node))
-        || node.outputs[0]
+) -> TractResult<HashSet<usize>> {
+    // Union-find over the candidates: each one joined to the candidates it reads.
+    let mut parent: HashMap<usize, usize> = candidates.keys().map(|&id| (id, id)).collect();
+    fn root(parent: &mut HashMap<usize, usize>, mut id: usize) -> usize {
+        while parent[&id] != id {
+            let up = parent[&parent[&id]];
+            parent.insert(id, up);
+            id = up;
+        }
+        id
+    }
+    for &id in candidates.keys() {
+        for input in &model.node(id).inputs {
+            if candidates.contains_key(&input.node) {
+                let (a, b) = (root(&mut parent, id), root(&mut parent, input.node));
+                parent.insert(a, b);
+            }
+        }
+    }
+    // Per chain: its convolutions, multiply-adds and the maps converted at its ends.
+    let outputs = model.output_outlets()?.to_vec();
+    let mut chains: HashMap<usize, (Vec<usize>, u64, HashSet<OutletId>)> = HashMap::new();
+    for (&id, conv) in candidates {
+        let node = model.node(id);
+        let mut ends: Vec<OutletId> = node
+            .inputs
+            .iter()
+            .filter(|i| !candidates.contains_key(&i.node))
+            .copied()
+            .collect();
+        let out = OutletId::new(id, 0);
+        let read_planar = node.outputs[0]
             .successors
             .iter()
-            .any(|s| candidates.contains_key(&s.node))
+            .any(|s| !candidates.contains_key(&s.node));
+        if read_planar || outputs.contains(&out) {
+            ends.push(out);
+        }
+        let chain = chains.entry(root(&mut parent, id)).or_default();
+        chain.0.push(id);
+        chain.1 += conv.macs();
+        chain.2.extend(ends);
+    }
+    let mut kept = HashSet::new();
+    for (members, macs, ends) in chains.into_values() {
+        let mut converted = 0u64;
+        for end in &ends {
+            converted += model.outlet_fact(*end)?.shape.volume().to_usize()? as u64;
+        }
+        if members.len() >= 2 && macs >= MIN_MACS_PER_CONVERTED * converted.max(1) {
+            kept.extend(members);
+        }
+    }
+    Ok(kept)
 }
 
 /// Puts `conv` in place of node `id`, between a conversion to blocks of each map it reads and
