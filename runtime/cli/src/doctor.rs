@@ -210,13 +210,18 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
             }
         ),
     );
+    let kernels_isa = vigia::kernels::Isa::detect();
+    let (mr, nr) = vigia::kernels::gemm::tile(kernels_isa);
+    let blocked = if kernels_isa == vigia::kernels::Isa::Avx512 {
+        ", chains of them on 16-channel blocked maps"
+    } else {
+        ""
+    };
     row(
         "vigia kernels",
         &format!(
-            "{} (depthwise convolutions; dense ones as {}x{} matrix-product tiles, 3x3 stride-1 ones by Winograd F(4x4, 3x3); Resize; --kernels tract uses tract's own)",
-            vigia::kernels::Isa::detect().name(),
-            vigia::kernels::gemm::tile(vigia::kernels::Isa::detect()).0,
-            vigia::kernels::gemm::tile(vigia::kernels::Isa::detect()).1
+            "{} (depthwise convolutions; dense ones as {mr}x{nr} matrix-product tiles{blocked}, 3x3 stride-1 ones by Winograd F(4x4, 3x3); Resize; --kernels tract uses tract's own)",
+            kernels_isa.name(),
         ),
     );
     row(
