@@ -27,7 +27,7 @@ pub use super::blocked_layout::BLOCK;
 
 use super::activation::InRegisters;
 use super::aligned_buf::AlignedBuf;
-use super::gemm::prefetch;
+use super::gemm::{part, prefetch};
 use super::planes::PlaneGeometry;
 use super::pool::{self, SharedMut, MIN_PARALLEL_WORK};
 use super::{Activation, Isa};
@@ -372,20 +372,16 @@ impl BlockedConv {
                                 Some(next) => Some((group, next.clone())),
                                 None => (group + 1 < g1).then(|| (group + 1, subs[0].clone())),
                             };
+                            let ahead = next.map(|(g, b)| self.filters_of(g, b));
                             let piece = Piece {
                                 group,
                                 blocks: sub.clone(),
                                 first: sub.start == 0,
                                 last: sub.end == in_blocks,
-                                ahead: next.map(|(g, b)| self.filters_of(g, b)),
-                                ahead_per_tile: 0,
-                                ahead_done: Cell::new(0),
-                            };
-                            let piece = Piece {
-                                ahead_per_tile: piece
-                                    .ahead
+                                ahead,
+                                ahead_per_tile: ahead
                                     .map_or(0, |(_, len)| len.div_ceil(tiles.max(1))),
-                                ..piece
+                                ahead_done: Cell::new(0),
                             };
                             for y in band_rows.clone() {
                                 self.run_row(input, residual, out, &piece, y, band_cols.clone());
@@ -480,7 +476,7 @@ impl BlockedConv {
     }
 
     /// The tile at output row `y`, column `x`, `pixels` wide, over the kernel rows and columns
-    /// `taps` (those inside the map), for each group of the piece.
+    /// `taps` (those inside the map), for the piece's group.
     ///
     /// # Safety
     /// As [`Self::run_part`].
@@ -508,7 +504,6 @@ impl BlockedConv {
             }
         }
         let (in_plane, out_plane) = (g.in_h * g.in_w * BLOCK, g.out_h * g.out_w * BLOCK);
-        let kernel_taps = g.kernel_h * g.kernel_w;
         let start = match (piece.first, residual) {
             (true, Some(_)) => Start::Residual,
             (true, None) => Start::Bias,
@@ -519,41 +514,35 @@ impl BlockedConv {
         } else {
             None
         };
-        {
-            let group = piece.group;
-            let ob = self.group_width(group);
-            let first_block = group * GROUP_BLOCKS;
-            let at = first_block * out_plane + (y * g.out_w + x) * BLOCK;
-            let w_block = kernel_taps * BLOCK * ob * BLOCK;
-            let tile = Tile {
-                input: input.as_ptr().add(piece.blocks.start * in_plane),
-                in_block: in_plane,
-                pixel_step: g.stride_w * BLOCK,
-                taps: taps.as_ptr(),
-                n_taps,
-                blocks: piece.blocks.len(),
-                weights: self
-                    .weights
-                    .as_slice()
-                    .as_ptr()
-                    .add(self.group_starts[group] + piece.blocks.start * w_block),
-                w_block,
-                bias: self.bias.as_ptr().add(first_block * BLOCK),
-                residual: residual.map_or(std::ptr::null(), |r| r.as_ptr().add(at)),
-                out: out.get().add(at),
-                out_block: out_plane,
-                start,
-                post,
-            };
-            tile_kernel(ob, pixels, &tile);
-            if piece.last && post.is_none() && self.activation != Activation::None {
-                for o in 0..ob {
-                    let values = std::slice::from_raw_parts_mut(
-                        out.get().add(at + o * out_plane),
-                        pixels * BLOCK,
-                    );
-                    self.activation.apply_for(Isa::Avx512, values);
-                }
+        let group = piece.group;
+        let ob = self.group_width(group);
+        let first_block = group * GROUP_BLOCKS;
+        let at = first_block * out_plane + (y * g.out_w + x) * BLOCK;
+        let (weights, values) = self.filters_of(group, piece.blocks.clone());
+        let tile = Tile {
+            input: input.as_ptr().add(piece.blocks.start * in_plane),
+            in_block: in_plane,
+            pixel_step: g.stride_w * BLOCK,
+            taps: taps.as_ptr(),
+            n_taps,
+            blocks: piece.blocks.len(),
+            weights,
+            w_block: values / piece.blocks.len().max(1),
+            bias: self.bias.as_ptr().add(first_block * BLOCK),
+            residual: residual.map_or(std::ptr::null(), |r| r.as_ptr().add(at)),
+            out: out.get().add(at),
+            out_block: out_plane,
+            start,
+            post,
+        };
+        tile_kernel(ob, pixels, &tile);
+        if piece.last && post.is_none() && self.activation != Activation::None {
+            for o in 0..ob {
+                let values = std::slice::from_raw_parts_mut(
+                    out.get().add(at + o * out_plane),
+                    pixels * BLOCK,
+                );
+                self.activation.apply_for(Isa::Avx512, values);
             }
         }
     }
@@ -613,11 +602,6 @@ unsafe fn tile_kernel(_ob: usize, _pixels: usize, _t: &Tile) {
 fn even_chunks(len: usize, most: usize) -> impl Iterator<Item = Range<usize>> {
     let parts = len.div_ceil(most.max(1)).max(1);
     (0..parts).map(move |i| part(len, parts, i))
-}
-
-/// Part `i` of `0..len` cut into `parts` nearly equal ranges.
-fn part(len: usize, parts: usize, i: usize) -> Range<usize> {
-    (len * i / parts)..(len * (i + 1) / parts)
 }
 
 #[cfg(test)]

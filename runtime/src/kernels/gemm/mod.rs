@@ -420,7 +420,7 @@ fn split(
 }
 
 /// Part `i` of `0..len` cut into `parts` nearly equal ranges.
-fn part(len: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
+pub(crate) fn part(len: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
     (len * i / parts)..(len * (i + 1) / parts)
 }
 
