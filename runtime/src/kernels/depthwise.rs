@@ -13,7 +13,7 @@
 use std::cell::RefCell;
 
 use super::aligned_buf::AlignedBuf;
-use super::depthwise_blocked::{run_blocked, BlockedFilters};
+use super::depthwise_blocked::{run_blocked, run_on_blocks, BlockedFilters};
 use super::depthwise_rows;
 use super::planes::{fill_phases, fill_phases_pitched, PlaneGeometry};
 use super::taps::taps_fma;
@@ -182,6 +182,17 @@ impl DepthwiseConv {
         });
     }
 
+    /// Runs on channel-blocked maps (`[channels / 16][h][w][16]`, `channels` a multiple of
+    /// 16) with the kernels of `isa`, blocks spread over the current kernel pool
+    /// ([`super::depthwise_blocked::run_on_blocks`]).
+    ///
+    /// Panics when the channels are not whole blocks or a buffer length does not match the
+    /// geometry.
+    pub fn run_on_blocks(&self, isa: Isa, input: &[f32], output: &mut [f32]) {
+        let (g, act) = (&self.geometry, self.activation);
+        run_on_blocks(isa, g, &self.blocked, act, input, output)
+    }
+
     /// One channel on [`DepthwisePath::Rows`], in bands of output rows whose phase planes fit
     /// in L1 ([`band_rows`]).
     fn run_channel_rows(&self, isa: Isa, c: usize, input: &[f32], out_plane: &mut [f32]) {
@@ -254,6 +265,7 @@ impl DepthwiseConv {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::blocked_layout::{from_blocked, to_blocked};
     use crate::kernels::reference::depthwise_naive;
     use crate::kernels::test_support::{assert_close, Rng, ACTIVATIONS};
 
@@ -276,7 +288,46 @@ mod tests {
                 conv.run_on(path, isa, &input, &mut got);
                 assert_close(&got, &want, 1e-5, format!("{isa:?} {path:?} {g:?} {act:?}"));
             }
+            if g.channels.is_multiple_of(16) {
+                let (pixels_in, pixels_out) = (g.in_h * g.in_w, g.out_h * g.out_w);
+                let mut blocked_in = vec![f32::NAN; g.input_len()];
+                to_blocked(isa, &input, pixels_in, &mut blocked_in);
+                let mut blocked_out = vec![f32::NAN; g.output_len()];
+                conv.run_on_blocks(isa, &blocked_in, &mut blocked_out);
+                let mut got = vec![f32::NAN; g.output_len()];
+                from_blocked(isa, &blocked_out, pixels_out, &mut got);
+                assert_close(
+                    &got,
+                    &want,
+                    1e-5,
+                    format!("{isa:?} blocked maps {g:?} {act:?}"),
+                );
+            }
         }
+    }
+
+    #[test]
+    fn channel_blocked_maps_match_the_naive_convolution() {
+        let mut rng = Rng(17);
+        let mut tried = 0;
+        while tried < 80 {
+            let k = [1, 3, 3, 5, 5, 7][rng.below(6)];
+            let s = 1 + rng.below(2);
+            let (h, w) = (1 + rng.below(30), 1 + rng.below(30));
+            let pads = (rng.below(k), rng.below(k));
+            let pads_end = (rng.below(k), rng.below(k));
+            let channels = 16 * (1 + rng.below(3));
+            let Some(g) = PlaneGeometry::new(channels, (h, w), (k, k), (s, s), pads, pads_end)
+            else {
+                continue;
+            };
+            check(g, ACTIVATIONS[rng.below(ACTIVATIONS.len())], &mut rng);
+            tried += 1;
+        }
+        // Several threads, each its share of the blocks.
+        let g = PlaneGeometry::new(64, (28, 28), (5, 5), (2, 2), (2, 2), (2, 2)).unwrap();
+        let pool = std::sync::Arc::new(crate::kernels::pool::Pool::new(2));
+        crate::kernels::pool::with_pool(pool, || check(g, Activation::RELU, &mut rng));
     }
 
     #[test]

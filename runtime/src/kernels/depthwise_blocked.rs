@@ -143,27 +143,111 @@ fn run_block(
     }
     acc.ensure(g.out_h * g.out_w * LANES);
     let acc = &mut acc.as_lines_mut()[..g.out_h * g.out_w];
+    block_output(isa, g, filters, activation, block, pw, padded, acc);
+    lanes_to_planes(isa, acc, lanes, g.out_h * g.out_w, planes);
+}
+
+/// The activated sums (bias plus taps) of block `block` over `padded` into `out`: the block's output pixels from its
+/// zero-padded input (`pw` pixels a row).
+#[allow(clippy::too_many_arguments)]
+fn block_output(
+    isa: Isa,
+    g: &PlaneGeometry,
+    filters: &BlockedFilters,
+    activation: Activation,
+    block: usize,
+    pw: usize,
+    padded: &[Lanes],
+    out: &mut [Lanes],
+) {
     let taps = g.kernel_h * g.kernel_w;
     let weights = &filters.weights.as_lines()[block * taps..(block + 1) * taps];
     let bias = &filters.bias.as_lines()[block];
-    // SAFETY (both): the CPU supports the instruction set (checked in `run_blocked`).
+    // SAFETY (both): the CPU supports the instruction set (checked by the callers).
     let applied = match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { x86::block_avx512(g, pw, padded, weights, bias, activation, acc) },
+        Isa::Avx512 => unsafe { x86::block_avx512(g, pw, padded, weights, bias, activation, out) },
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma => {
-            unsafe { x86::block_avx2(g, pw, padded, weights, bias, acc) };
+            unsafe { x86::block_avx2(g, pw, padded, weights, bias, out) };
             false
         }
         _ => {
-            block_taps::<false>(g, pw, padded, weights, bias, acc);
+            block_taps::<false>(g, pw, padded, weights, bias, out);
             false
         }
     };
     if !applied {
-        activation.apply_for(isa, acc.as_flattened_mut());
+        activation.apply_for(isa, out.as_flattened_mut());
     }
-    lanes_to_planes(isa, acc, lanes, g.out_h * g.out_w, planes);
+}
+
+/// Runs the convolution of `g` on channel-blocked maps: `input` `[channels / LANES][in_h]
+/// [in_w][LANES]` into `output` `[channels / LANES][out_h][out_w][LANES]` (`channels` a
+/// multiple of [`LANES`]), blocks spread over the current kernel pool. Each block's input rows
+/// are copied into its zero-padded buffer as they are, and its output computed in place: no
+/// transposes.
+///
+/// Panics when the channels are not whole blocks or a buffer length does not match the
+/// geometry.
+pub fn run_on_blocks(
+    isa: Isa,
+    g: &PlaneGeometry,
+    filters: &BlockedFilters,
+    activation: Activation,
+    input: &[f32],
+    output: &mut [f32],
+) {
+    assert!(g.channels.is_multiple_of(LANES), "channels in whole blocks");
+    assert_eq!(input.len(), g.input_len(), "input length");
+    assert_eq!(output.len(), g.output_len(), "output length");
+    assert_eq!(filters.blocks, g.channels / LANES, "filter blocks");
+    assert!(isa.is_supported(), "{} kernels on this CPU", isa.name());
+    let (plane_in, plane_out) = (g.in_h * g.in_w, g.out_h * g.out_w);
+    let (input, _) = input.as_chunks::<LANES>();
+    let out = SharedMut::new(output);
+    let task = |block: usize| {
+        // SAFETY: the block's `plane_out` pixels lie inside `output` (its length was checked)
+        // and belong to this task alone.
+        let block_out = unsafe {
+            std::slice::from_raw_parts_mut(
+                out.get().add(block * plane_out * LANES) as *mut Lanes,
+                plane_out,
+            )
+        };
+        let block_in = &input[block * plane_in..(block + 1) * plane_in];
+        BLOCKS.with_borrow_mut(|(padded, _)| {
+            let (ph, pw) = padded_size(g);
+            padded.ensure(ph * pw * LANES);
+            let padded = &mut padded.as_lines_mut()[..ph * pw];
+            pad_block(g, block_in, pw, padded);
+            block_output(isa, g, filters, activation, block, pw, padded, block_out);
+        });
+    };
+    let work = g.output_len() * g.kernel_h * g.kernel_w;
+    if work < pool::MIN_PARALLEL_WORK {
+        (0..filters.blocks).for_each(task);
+    } else {
+        pool::current().run(filters.blocks, &task);
+    }
+}
+
+/// Copies a block's pixels (`[in_h][in_w]`) into `padded` (`pw` a row), zeros around them.
+fn pad_block(g: &PlaneGeometry, block_in: &[Lanes], pw: usize, padded: &mut [Lanes]) {
+    let ph = padded.len() / pw;
+    // The rows and columns the windows reach.
+    let (top, left) = (g.pad_top.min(ph), g.pad_left.min(pw));
+    let rows = g.in_h.min(ph - top);
+    let cols = g.in_w.min(pw - left);
+    let zero = [0.0; LANES];
+    padded[..top * pw].fill(zero);
+    padded[(top + rows) * pw..].fill(zero);
+    for y in 0..rows {
+        let line = &mut padded[(top + y) * pw..][..pw];
+        line[..left].fill(zero);
+        line[left..left + cols].copy_from_slice(&block_in[y * g.in_w..][..cols]);
+        line[left + cols..].fill(zero);
+    }
 }
 
 /// Rows and columns of the padded block: exactly what the windows cover.

@@ -1,6 +1,7 @@
 //! tract operators that run vigia's kernels ([`crate::kernels`]) inside a tract plan.
 
 pub mod vigia_blocked_conv;
+pub mod vigia_blocked_depthwise;
 pub mod vigia_conv;
 pub mod vigia_max_pool;
 pub mod vigia_reorder;

@@ -1,13 +1,13 @@
-//! Chains of dense convolutions on channel-blocked maps (`[1, C / 16, H, W, 16]`), as ONNX
-//! Runtime runs ResNets on AVX-512: dense vigia convolutions that read one another (as input
-//! or residual) form chains, each convolution of a chain becomes a [`VigiaBlockedConv`], and
-//! the maps between two of them stay blocked. A [`VigiaReorder`] converts where a chain starts
+//! Chains of convolutions on channel-blocked maps (`[1, C / 16, H, W, 16]`), as ONNX Runtime
+//! runs ResNets and EfficientNets on AVX-512: vigia convolutions that read one another (as
+//! input or residual) form chains, each convolution of a chain becomes a [`VigiaBlockedConv`]
+//! (dense) or a [`VigiaBlockedDepthwise`], and the maps between two of them stay blocked. A [`VigiaReorder`] converts where a chain starts
 //! and ends, so a chain is blocked only when it computes enough per value converted
 //! ([`MIN_MACS_PER_CONVERTED`]); a lone convolution stays planar.
 //!
 //! Taken: AVX-512, whole blocks of 16 input and output channels (and of the maps they read:
-//! a window of a wider map's channels starts on a block), kernels up to 7x7, output maps of
-//! [`MIN_PIXELS`] pixels or more, batch 1 (or
+//! a window of a wider map's channels starts on a block); dense kernels up to 7x7 with output
+//! maps of [`MIN_PIXELS`] pixels or more, depthwise ones of any size; batch 1 (or
 //! none: `[C, H, W]` maps become `[C / 16, H, W, 16]`), no
 //! concatenation read in parts. `VIGIA_BLOCKED=0` keeps every convolution planar.
 
@@ -17,9 +17,12 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
 use crate::engine::ops::vigia_blocked_conv::VigiaBlockedConv;
+use crate::engine::ops::vigia_blocked_depthwise::VigiaBlockedDepthwise;
 use crate::engine::ops::vigia_conv::{ChannelWindow, ConvKernel, VigiaConv};
 use crate::engine::ops::vigia_reorder::VigiaReorder;
 use crate::kernels::blocked_conv::{BlockedConv, BLOCK};
+use crate::kernels::depthwise::DepthwiseConv;
+use crate::kernels::planes::PlaneGeometry;
 use crate::kernels::Isa;
 
 /// Output pixels below which a convolution stays planar: on ResNet50's 7x7 maps the planar
@@ -29,9 +32,9 @@ const MIN_PIXELS: usize = 100;
 
 /// Multiply-adds a chain needs per value converted at its ends. ResNet50's chain (stages 2 to
 /// 4) has about 6 500 and runs 10 % faster blocked; NanoDet-m's (168-1 152) and YOLOv8n's
-/// (90-1 100) chains took those models 2-4 % faster; EfficientNet-Lite0's (16-112: a
-/// projection and the next block's expansions, between depthwise layers that stay planar) made
-/// it 10 % slower at two threads.
+/// (90-1 100) chains took those models 2-4 % faster; EfficientNet-Lite0's chains of dense
+/// convolutions alone (16-112: a projection and the next block's expansions, between
+/// depthwise layers left planar) made it 10 % slower at two threads.
 const MIN_MACS_PER_CONVERTED: u64 = 150;
 
 /// Environment variable that keeps every convolution planar when set to `0`.
@@ -64,22 +67,78 @@ pub(super) fn block_chains(model: &mut TypedModel) -> TractResult<usize> {
     Ok(chained.len())
 }
 
-/// The blocked form of node `id`, when it is a dense vigia convolution the blocked kernel
-/// takes, reading whole blocks of planar `[1, C, H, W]` maps.
-fn blocked_form(model: &TypedModel, id: usize) -> TractResult<Option<Arc<BlockedConv>>> {
+/// A convolution's form on blocked maps.
+#[derive(Debug, Clone)]
+enum BlockedForm {
+    Dense(Arc<BlockedConv>),
+    /// A depthwise convolution and the instruction set of its kernels.
+    Depthwise(Arc<DepthwiseConv>, Isa),
+}
+
+impl BlockedForm {
+    fn geometry(&self) -> &PlaneGeometry {
+        match self {
+            BlockedForm::Dense(conv) => conv.geometry(),
+            BlockedForm::Depthwise(conv, _) => conv.geometry(),
+        }
+    }
+
+    fn out_channels(&self) -> usize {
+        match self {
+            BlockedForm::Dense(conv) => conv.out_channels(),
+            BlockedForm::Depthwise(conv, _) => conv.geometry().channels,
+        }
+    }
+
+    fn macs(&self) -> u64 {
+        match self {
+            BlockedForm::Dense(conv) => conv.macs(),
+            BlockedForm::Depthwise(conv, _) => {
+                let g = conv.geometry();
+                (g.output_len() * g.kernel_h * g.kernel_w) as u64
+            }
+        }
+    }
+}
+
+/// The blocked form of node `id`, when it is a vigia convolution the blocked kernels take,
+/// reading whole blocks of planar `[1, C, H, W]` maps.
+fn blocked_form(model: &TypedModel, id: usize) -> TractResult<Option<BlockedForm>> {
     let node = model.node(id);
     let Some(op) = node.op_as::<VigiaConv>() else {
         return Ok(None);
     };
-    let ConvKernel::Dense(dense) = &op.kernel else {
-        return Ok(None);
+    let form = match &op.kernel {
+        ConvKernel::Dense(dense) => {
+            let g = *dense.geometry();
+            if !BlockedConv::supports(dense.isa(), &g, dense.out_channels())
+                || g.out_h * g.out_w < MIN_PIXELS
+            {
+                return Ok(None);
+            }
+            let (weights, bias) = dense.filters();
+            let conv = BlockedConv::new(
+                dense.isa(),
+                g,
+                dense.out_channels(),
+                &weights,
+                &bias,
+                dense.activation(),
+            );
+            match conv {
+                Ok(conv) => BlockedForm::Dense(Arc::new(conv)),
+                Err(_) => return Ok(None),
+            }
+        }
+        ConvKernel::Depthwise(conv, isa)
+            if *isa == Isa::Avx512 && conv.geometry().channels.is_multiple_of(BLOCK) =>
+        {
+            BlockedForm::Depthwise(conv.clone(), *isa)
+        }
+        _ => return Ok(None),
     };
-    let g = *dense.geometry();
-    let out_channels = dense.out_channels();
-    if op.inputs.len() != 1
-        || !BlockedConv::supports(dense.isa(), &g, out_channels)
-        || g.out_h * g.out_w < MIN_PIXELS
-    {
+    let g = *form.geometry();
+    if op.inputs.len() != 1 {
         return Ok(None);
     }
     let planar = |outlet: OutletId, window: ChannelWindow, (h, w): (usize, usize)| {
@@ -97,27 +156,19 @@ fn blocked_form(model: &TypedModel, id: usize) -> TractResult<Option<Arc<Blocked
         return Ok(None);
     }
     if let Some(window) = op.residual {
-        if !planar(node.inputs[1], window, (g.out_h, g.out_w))? {
+        if matches!(form, BlockedForm::Depthwise(..))
+            || !planar(node.inputs[1], window, (g.out_h, g.out_w))?
+        {
             return Ok(None);
         }
     }
-    let chw = [out_channels, g.out_h, g.out_w];
+    let chw = [form.out_channels(), g.out_h, g.out_w];
     if op.output_shape.as_slice() != chw
         && op.output_shape.as_slice() != [1, chw[0], chw[1], chw[2]]
     {
         return Ok(None);
     }
-    let (weights, bias) = dense.filters();
-    Ok(BlockedConv::new(
-        dense.isa(),
-        g,
-        out_channels,
-        &weights,
-        &bias,
-        dense.activation(),
-    )
-    .ok()
-    .map(Arc::new))
+    Ok(Some(form))
 }
 
 /// The candidates in chains worth blocking: the chains (candidates joined through the maps one
@@ -125,7 +176,7 @@ fn blocked_form(model: &TypedModel, id: usize) -> TractResult<Option<Arc<Blocked
 /// [`MIN_MACS_PER_CONVERTED`] multiply-adds per value converted at their ends.
 fn chains_that_pay(
     model: &TypedModel,
-    candidates: &HashMap<usize, Arc<BlockedConv>>,
+    candidates: &HashMap<usize, BlockedForm>,
 ) -> TractResult<HashSet<usize>> {
     // Union-find over the candidates: each one joined to the candidates it reads.
     let mut parent: HashMap<usize, usize> = candidates.keys().map(|&id| (id, id)).collect();
@@ -182,9 +233,9 @@ fn chains_that_pay(
     Ok(kept)
 }
 
-/// Puts `conv` in place of node `id`, between a conversion to blocks of each map it reads and
+/// Puts `form` in place of node `id`, between a conversion to blocks of each map it reads and
 /// one back to planes of its output.
-fn replace(model: &mut TypedModel, id: usize, conv: Arc<BlockedConv>) -> TractResult<()> {
+fn replace(model: &mut TypedModel, id: usize, form: BlockedForm) -> TractResult<()> {
     let node = model.node(id);
     let op = node
         .op_as::<VigiaConv>()
@@ -192,7 +243,7 @@ fn replace(model: &mut TypedModel, id: usize, conv: Arc<BlockedConv>) -> TractRe
         .clone();
     let name = node.name.clone();
     let inputs = node.inputs.clone();
-    let g = *conv.geometry();
+    let g = *form.geometry();
     let mut patch = TypedModelPatch::new(format!("blocked maps {name}"));
     let mut wires = tvec![];
     for (i, outlet) in inputs.iter().enumerate() {
@@ -214,17 +265,26 @@ fn replace(model: &mut TypedModel, id: usize, conv: Arc<BlockedConv>) -> TractRe
         wires.push(patch.wire_node(format!("{name}.{what}.blocked"), reorder, &[tapped])?[0]);
     }
     let batch = op.output_shape.len() == 4;
-    let blocked = VigiaBlockedConv {
-        conv: conv.clone(),
-        batch,
-        input_block: op.inputs[0].first / BLOCK,
-        residual_block: op.residual.map(|w| w.first / BLOCK),
+    let input_block = op.inputs[0].first / BLOCK;
+    let blocked: Box<dyn TypedOp> = match &form {
+        BlockedForm::Dense(conv) => Box::new(VigiaBlockedConv {
+            conv: conv.clone(),
+            batch,
+            input_block,
+            residual_block: op.residual.map(|w| w.first / BLOCK),
+        }),
+        BlockedForm::Depthwise(conv, isa) => Box::new(VigiaBlockedDepthwise {
+            conv: conv.clone(),
+            isa: *isa,
+            batch,
+            input_block,
+        }),
     };
     let out = patch.wire_node(format!("{name}.blocked"), blocked, &wires)?[0];
     let planes = VigiaReorder {
         to_blocked: false,
         batch,
-        channels: conv.out_channels(),
+        channels: form.out_channels(),
         height: g.out_h,
         width: g.out_w,
         isa: Isa::Avx512,

@@ -90,7 +90,8 @@ pub struct KernelReport {
     pub merged: usize,
     /// Channel slices and parts of concatenations the convolutions read in place (no copy).
     pub slices_in_place: usize,
-    /// Dense convolutions chained on channel-blocked maps ([`super::blocked_maps`]).
+    /// Convolutions (dense and depthwise) chained on channel-blocked maps
+    /// ([`super::blocked_maps`]).
     pub blocked: usize,
     /// `MaxPool` nodes on vigia's pooling kernel ([`super::pool_kernels`]).
     pub max_pools: usize,
