@@ -3,7 +3,8 @@
 //! Throughput is in FLOPs (2 per multiply-add), so criterion's `elem/s` reads as FLOP/s.
 //!
 //! Depthwise: the layers of MobileNetV2 / EfficientNet-Lite0 at 224x224 and of
-//! CenterNet-MobileNetV3 at 512x512. Dense (1x1 and KxK, group 1): layers of NanoDet-m at
+//! CenterNet-MobileNetV3 at 512x512, where the channels come in whole blocks of 16 also on
+//! channel-blocked maps (`vigia_blocked_maps`). Dense (1x1 and KxK, group 1): layers of NanoDet-m at
 //! 416x416, YOLOv8n at 640x640, ResNet50 and EfficientNet-Lite0 at 224x224, each 3x3 stride-1
 //! one also by Winograd's F(4x4, 3x3), each 1x1 stride-1 one also with a skip connection summed
 //! in (`vigia_residual`); where the channels come in whole blocks of 16 (AVX-512), also on
@@ -28,7 +29,7 @@ use vigia::kernels::{Activation, Isa};
 use vigia_benches::use_threads;
 
 /// Dense layers: (input channels, output channels, input side, kernel, stride), "same" padding.
-const DENSE_SHAPES: [(usize, usize, usize, usize, usize); 29] = [
+const DENSE_SHAPES: [(usize, usize, usize, usize, usize); 33] = [
     (3, 24, 416, 3, 2),
     (24, 58, 104, 1, 1),
     (116, 116, 26, 1, 1),
@@ -58,6 +59,10 @@ const DENSE_SHAPES: [(usize, usize, usize, usize, usize); 29] = [
     (64, 64, 104, 3, 2),
     (128, 128, 52, 3, 2),
     (64, 256, 56, 1, 1),
+    (32, 16, 112, 1, 1),
+    (96, 24, 56, 1, 1),
+    (144, 24, 56, 1, 1),
+    (672, 112, 14, 1, 1),
 ];
 
 /// Depthwise layers: (channels, input side, kernel, stride) with "same" padding.
@@ -192,6 +197,14 @@ fn kernel_benches(c: &mut Criterion) {
                 }
                 group.bench_with_input(BenchmarkId::new(name, isa.name()), &isa, |b, &isa| {
                     b.iter(|| conv.run_on(path, isa, &input, &mut out))
+                });
+            }
+            // On channel-blocked maps, as chains of blocked convolutions run it (the input's
+            // layout does not change what is computed, so the planar ramp serves).
+            if channels.is_multiple_of(16) {
+                let id = BenchmarkId::new("vigia_blocked_maps", isa.name());
+                group.bench_with_input(id, &isa, |b, &isa| {
+                    b.iter(|| conv.run_on_blocks(isa, &input, &mut out))
                 });
             }
         }

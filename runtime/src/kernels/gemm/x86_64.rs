@@ -22,16 +22,20 @@ use crate::kernels::transpose::x86::{transpose16, unroll16};
 /// written in `c` (masked loads and stores): the last panel of an `N` that is not a multiple
 /// of 32 needs no scratch tile.
 ///
+/// `B`'s `k` rows lie `ldb` values apart: 32 in a packed panel; with `DIRECT`, rows of `B`
+/// read where they lie (a 1x1 convolution's input planes), each step also asking for the
+/// row's next 32 values (the next column panel's) to be brought into L1.
+///
 /// # Safety
 /// The CPU must support AVX-512F; `V` must be 1 or 2 and `cols <= 16 V`; `a` must hold `12 k`
-/// values, `b` `32 k`, `bias` `ROWS`, and `c` `ROWS` rows of `cols` writable values `ldc`
-/// apart (and a [`Start::Residual`] as many readable ones).
+/// values, `b` `k` rows of `16 V` values `ldb` apart, `bias` `ROWS`, and `c` `ROWS` rows of
+/// `cols` writable values `ldc` apart (and a [`Start::Residual`] as many readable ones).
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-pub unsafe fn tile_avx512<const ROWS: usize, const V: usize>(
+pub unsafe fn tile_avx512<const ROWS: usize, const V: usize, const DIRECT: bool>(
     k: usize,
     a: *const f32,
-    b: *const f32,
+    (b, ldb): (*const f32, usize),
     c: *mut f32,
     ldc: usize,
     cols: usize,
@@ -81,6 +85,10 @@ pub unsafe fn tile_avx512<const ROWS: usize, const V: usize>(
     }
     let (mut a, mut b) = (a, b);
     for _ in 0..k {
+        if DIRECT {
+            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(32).cast());
+            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(48).cast());
+        }
         let mut bv = [_mm512_setzero_ps(); V];
         for (v, x) in bv.iter_mut().enumerate() {
             *x = _mm512_loadu_ps(b.add(16 * v));
@@ -92,7 +100,7 @@ pub unsafe fn tile_avx512<const ROWS: usize, const V: usize>(
             }
         }
         a = a.add(MR);
-        b = b.add(32);
+        b = b.wrapping_add(ldb);
     }
     // The activation is part of each store: a separate pass over `acc` would keep it on the
     // stack.
