@@ -972,13 +972,15 @@ unsafe fn tile_direct_kernel(
     }
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => avx512!(1 2 3 4 5 6 7 8 9 10 11 12),
+        Isa::Avx512 => {
+            avx512!(1 2 3 4 5 6 7 8 9 10 11 12);
+            true
+        }
         _ => {
             let _ = (rows, kc, a, b, c, ldc, bias, start, post);
-            return false;
+            false
         }
     }
-    true
 }
 
 /// The portable micro-kernel, 4 rows x 8 columns, vectorized by the compiler.
