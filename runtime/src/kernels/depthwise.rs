@@ -169,17 +169,44 @@ impl DepthwiseConv {
         let g = &self.geometry;
         assert_eq!(input.len(), g.input_len(), "input length");
         assert_eq!(output.len(), g.output_len(), "output length");
-        let plane_out = g.out_h * g.out_w;
+        let (plane_in, plane_out) = (g.in_h * g.in_w, g.out_h * g.out_w);
         let work = g.output_len() * g.kernel_h * g.kernel_w;
         super::pool::for_each_rows(output, plane_out, work, |first, chunk: &mut [f32]| {
-            for (k, out_plane) in chunk.chunks_exact_mut(plane_out).enumerate() {
-                if path == DepthwisePath::Rows {
-                    self.run_channel_rows(isa, first + k, input, out_plane);
-                } else {
-                    self.run_channel(isa, first + k, input, out_plane);
-                }
-            }
+            let planes = &input[first * plane_in..];
+            self.run_planes(path, isa, first, planes, chunk);
         });
+    }
+
+    /// Runs channels `first..` on the calling thread alone, as many as `output` holds planes:
+    /// `input` holds their input planes (`[channels][in_h][in_w]`, from channel `first`),
+    /// `output` their output planes. For kernels that split their work over the pool
+    /// themselves, and run a depthwise convolution over a few channels at a time.
+    ///
+    /// Panics on [`DepthwisePath::Blocked`] (whole blocks of channels), or when the buffers do
+    /// not hold whole planes of the same channels.
+    pub fn run_planes(
+        &self,
+        path: DepthwisePath,
+        isa: Isa,
+        first: usize,
+        input: &[f32],
+        output: &mut [f32],
+    ) {
+        assert!(path != DepthwisePath::Blocked, "channel by channel");
+        let g = &self.geometry;
+        let (plane_in, plane_out) = (g.in_h * g.in_w, g.out_h * g.out_w);
+        let channels = output.len() / plane_out;
+        assert!(output.len() == channels * plane_out, "whole output planes");
+        assert!(first + channels <= g.channels, "channels past the last");
+        assert!(input.len() >= channels * plane_in, "input planes");
+        for (k, out_plane) in output.chunks_exact_mut(plane_out).enumerate() {
+            let channel = &input[k * plane_in..(k + 1) * plane_in];
+            if path == DepthwisePath::Rows {
+                self.run_channel_rows(isa, first + k, channel, out_plane);
+            } else {
+                self.run_channel(isa, first + k, channel, out_plane);
+            }
+        }
     }
 
     /// Runs on channel-blocked maps (`[channels / 16][h][w][16]`, `channels` a multiple of
@@ -195,12 +222,10 @@ impl DepthwiseConv {
 
     /// One channel on [`DepthwisePath::Rows`], in bands of output rows whose phase planes fit
     /// in L1 ([`band_rows`]).
-    fn run_channel_rows(&self, isa: Isa, c: usize, input: &[f32], out_plane: &mut [f32]) {
+    fn run_channel_rows(&self, isa: Isa, c: usize, channel: &[f32], out_plane: &mut [f32]) {
         let g = &self.geometry;
-        let plane_in = g.in_h * g.in_w;
         let taps = g.kernel_h * g.kernel_w;
         let pitch = depthwise_rows::row_pitch(isa, g);
-        let channel = &input[c * plane_in..(c + 1) * plane_in];
         let (weights, bias) = (&self.weights[c * taps..(c + 1) * taps], self.bias[c]);
         let band_rows = band_rows(g, pitch);
         ALIGNED_PHASES.with_borrow_mut(|phases| {
@@ -226,9 +251,8 @@ impl DepthwiseConv {
     }
 
     /// One channel on [`DepthwisePath::Planes`].
-    fn run_channel(&self, isa: Isa, c: usize, input: &[f32], out_plane: &mut [f32]) {
+    fn run_channel(&self, isa: Isa, c: usize, channel: &[f32], out_plane: &mut [f32]) {
         let g = &self.geometry;
-        let plane_in = g.in_h * g.in_w;
         let taps = g.kernel_h * g.kernel_w;
         let pc = g.phase_cols();
         SCRATCH.with_borrow_mut(|(phases, acc)| {
@@ -236,7 +260,7 @@ impl DepthwiseConv {
             if phases.len() < len {
                 phases.resize(len, 0.0);
             }
-            fill_phases(isa, g, &input[c * plane_in..(c + 1) * plane_in], phases);
+            fill_phases(isa, g, channel, phases);
             let n = g.out_h * pc;
             if acc.len() < n {
                 acc.resize(n, 0.0);

@@ -32,6 +32,7 @@ pub mod dense_conv;
 pub mod depthwise;
 pub mod depthwise_blocked;
 mod depthwise_rows;
+pub mod expand_depthwise;
 pub mod fma_pipes;
 pub mod gemm;
 pub mod isa;
