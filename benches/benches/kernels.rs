@@ -4,13 +4,15 @@
 //!
 //! Depthwise: the layers of MobileNetV2 / EfficientNet-Lite0 at 224x224 and of
 //! CenterNet-MobileNetV3 at 512x512, where the channels come in whole blocks of 16 also on
-//! channel-blocked maps (`vigia_blocked_maps`). Dense (1x1 and KxK, group 1): layers of NanoDet-m at
-//! 416x416, YOLOv8n at 640x640, ResNet50 and EfficientNet-Lite0 at 224x224, each 3x3 stride-1
-//! one also by Winograd's F(4x4, 3x3), each 1x1 stride-1 one also with a skip connection summed
-//! in (`vigia_residual`); where the channels come in whole blocks of 16 (AVX-512), also on
-//! channel-blocked maps (`vigia_blocked`, `vigia_blocked_residual`). Each is followed by ReLU6. Max pools (`pool_*`, in bytes
-//! read and written per second): NanoDet-m's and ResNet50's 3x3 stride-2 pools after their
-//! stems, VGG19's first 2x2 and YOLOv8n's SPPF 5x5.
+//! channel-blocked maps (`vigia_blocked_maps`). Dense (1x1 and KxK, group 1): layers of
+//! NanoDet-m at 416x416, YOLOv8n at 640x640, ResNet50 and EfficientNet-Lite0 at 224x224, each
+//! 3x3 stride-1 one also by Winograd's F(4x4, 3x3), each 1x1 stride-1 one also with a skip
+//! connection summed in (`vigia_residual`); where the channels come in whole blocks of 16
+//! (AVX-512), also on channel-blocked maps (`vigia_blocked`, `vigia_blocked_residual`). Each is
+//! followed by ReLU6. EfficientNet-Lite0's large expansions and the depthwise layers that read
+//! them, apart and joined (`expand_*`). Max pools (`pool_*`, in bytes read and written per
+//! second): NanoDet-m's and ResNet50's 3x3 stride-2 pools after their stems, VGG19's first 2x2
+//! and YOLOv8n's SPPF 5x5.
 
 use std::time::Duration;
 
@@ -23,6 +25,7 @@ use vigia::engine::passes::conv_kernels::replace_convs;
 use vigia::kernels::blocked_conv::BlockedConv;
 use vigia::kernels::dense_conv::{DenseConv, Lanes};
 use vigia::kernels::depthwise::{DepthwiseConv, DepthwisePath};
+use vigia::kernels::expand_depthwise::ExpandDepthwise;
 use vigia::kernels::planes::PlaneGeometry;
 use vigia::kernels::winograd::WinogradConv;
 use vigia::kernels::{Activation, Isa};
@@ -215,6 +218,64 @@ fn kernel_benches(c: &mut Criterion) {
             b.iter(|| conv.run(isa, &input, &mut out))
         });
         use_threads(1);
+        group.finish();
+    }
+}
+
+/// Expansions and the depthwise layers that read them: (input channels, expanded channels,
+/// side, depthwise kernel, stride), EfficientNet-Lite0's blocks 1 to 4 at 224x224.
+const EXPANSIONS: [(usize, usize, usize, usize, usize); 4] = [
+    (16, 96, 112, 3, 2),
+    (24, 144, 56, 3, 1),
+    (24, 144, 56, 5, 2),
+    (40, 240, 28, 5, 1),
+];
+
+/// The two layers one after the other (`vigia_apart`) and joined, a group of channels at a
+/// time (`vigia_joined`), one thread, ReLU6 after each.
+fn expand_depthwise_benches(c: &mut Criterion) {
+    use_threads(1);
+    let isa = Isa::detect();
+    let relu6 = Activation::Clip { min: 0.0, max: 6.0 };
+    for (cin, cexp, side, k, stride) in EXPANSIONS {
+        let e = same_padded(cin, side, 1, 1);
+        let d = same_padded(cexp, side, k, stride);
+        let expand = DenseConv::new(
+            isa,
+            e,
+            cexp,
+            &ramp(cexp * cin, 0.37),
+            &ramp(cexp, 0.11),
+            relu6,
+        )
+        .expect("expansion");
+        let weights = ramp(cexp * k * k, 0.29);
+        let dw = DepthwiseConv::new(d, weights, ramp(cexp, 0.07), relu6).expect("depthwise");
+        let dw = std::sync::Arc::new(dw);
+        let Ok(joined) = ExpandDepthwise::new(&expand, dw.clone(), isa) else {
+            eprintln!("{cin}->{cexp} at {side}: not joined on {}", isa.name());
+            continue;
+        };
+        let label = format!("expand_{cin}to{cexp}x{side}_dw{k}x{k}s{stride}");
+        let mut group = layer_group(c, &label, 2 * joined.macs());
+        let input = ramp(e.input_len(), 0.013);
+        let mut mid = vec![0f32; expand.output_len()];
+        let mut out = vec![0f32; d.output_len()];
+        group.bench_with_input(
+            BenchmarkId::new("vigia_apart", isa.name()),
+            &isa,
+            |b, &isa| {
+                b.iter(|| {
+                    expand.run(&input, &mut mid);
+                    dw.run(isa, &mid, &mut out)
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("vigia_joined", isa.name()),
+            &isa,
+            |b, _| b.iter(|| joined.run(&input, &mut out)),
+        );
         group.finish();
     }
 }
@@ -488,6 +549,7 @@ criterion_group!(
     benches,
     dense_benches,
     kernel_benches,
+    expand_depthwise_benches,
     gemm_benches,
     pool_benches,
     softmax_benches

@@ -129,11 +129,14 @@ fn vigia_kernels_match_tract_on_real_models_at_one_and_two_threads() {
             }
             // EfficientNet-Lite0's nine skip connections, after linear 1x1 projections. On
             // AVX-512 its 14x14 stages (80 and 112 channels) run on channel-blocked maps, their
-            // depthwise layers included: 19 convolutions from block 5's depthwise to block 11's.
+            // depthwise layers included: 19 convolutions from block 5's depthwise to block 11's;
+            // and the expansions of blocks 1 to 4 (96-240 channels at 112x112 to 28x28) run
+            // joined to the depthwise layers that read them.
             if path.ends_with("efficientnet-lite0-224.onnx") {
                 assert_eq!(replaced.residual_adds, 9, "{replaced:?}");
                 if Isa::detect() == Isa::Avx512 {
                     assert!(replaced.blocked >= 19, "{replaced:?}");
+                    assert_eq!(replaced.expansions_joined, 4, "{replaced:?}");
                 }
             }
             // The classifiers' fully connected layers (1280 -> 1000, 2048 -> 1000) go on the

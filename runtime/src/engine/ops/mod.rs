@@ -3,6 +3,7 @@
 pub mod vigia_blocked_conv;
 pub mod vigia_blocked_depthwise;
 pub mod vigia_conv;
+pub mod vigia_expand_depthwise;
 pub mod vigia_max_pool;
 pub mod vigia_reorder;
 pub mod vigia_resize;

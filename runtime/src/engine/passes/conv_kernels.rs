@@ -93,6 +93,9 @@ pub struct KernelReport {
     /// Convolutions (dense and depthwise) chained on channel-blocked maps
     /// ([`super::blocked_maps`]).
     pub blocked: usize,
+    /// 1x1 expansions run together with the depthwise convolution that reads them, a group of
+    /// channels at a time ([`super::expand_depthwise`]).
+    pub expansions_joined: usize,
     /// `MaxPool` nodes on vigia's pooling kernel ([`super::pool_kernels`]).
     pub max_pools: usize,
     /// `Resize` nodes (linear, cubic) on vigia's resampling kernel
@@ -112,13 +115,14 @@ impl KernelReport {
 
     /// One line for load messages, e.g. `17 depthwise + 40 dense conv (12 by Winograd, 1 fully
     /// connected, 50 with activation, 9 with residual, 4 merged, 20 slices read in place, 30 on
-    /// blocked maps) on avx512 (2 FMA pipes), 3 max pool, 4 resize`.
+    /// blocked maps, 4 expansions joined to their depthwise) on avx512 (2 FMA pipes), 3 max
+    /// pool, 4 resize`.
     pub fn summary(&self) -> String {
         let convs = match self.isa {
             Some(isa) if self.replaced() > 0 => Some(format!(
                 "{} depthwise + {} dense conv ({} by Winograd, {} fully connected, {} with \
                  activation, {} with residual, {} merged, {} slices read in place, {} on blocked \
-                 maps) on {}{}",
+                 maps, {} expansions joined to their depthwise) on {}{}",
                 self.depthwise,
                 self.dense,
                 self.winograd,
@@ -128,6 +132,7 @@ impl KernelReport {
                 self.merged,
                 self.slices_in_place,
                 self.blocked,
+                self.expansions_joined,
                 isa.name(),
                 fma_pipes(isa).map_or(String::new(), |p| format!(
                     " ({p} FMA pipe{})",

@@ -15,6 +15,7 @@ mod channel_windows;
 mod constant_product;
 mod conv_epilogue;
 pub mod conv_kernels;
+pub mod expand_depthwise;
 pub mod gpu_lowering;
 pub mod pad_fold;
 pub mod pool_kernels;
@@ -80,8 +81,9 @@ impl RewriteReport {
 /// convolutions ([`conv_kernels`]), max pools ([`pool_kernels`]), resamplings
 /// ([`resize_kernels`]) and softmaxes ([`softmax_kernels`]); then merges dense convolutions that
 /// read the same input and lets the convolutions read channel slices in place
-/// ([`channel_windows`]), and chains dense convolutions on channel-blocked maps
-/// ([`blocked_maps`]).
+/// ([`channel_windows`]), chains convolutions on channel-blocked maps ([`blocked_maps`]), and
+/// joins large expansions with the depthwise convolutions that read them
+/// ([`expand_depthwise`]).
 pub fn replace_with_kernels(
     model: &mut TypedModel,
     isa: Isa,
@@ -93,6 +95,7 @@ pub fn replace_with_kernels(
     report.merged = channel_windows::merge_siblings(model)?;
     report.slices_in_place += channel_windows::read_slices_in_place(model)?;
     report.blocked = blocked_maps::block_chains(model)?;
+    report.expansions_joined = expand_depthwise::join_expansions(model)?;
     Ok(report)
 }
 
