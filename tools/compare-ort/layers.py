@@ -4,7 +4,7 @@
 vigia's side is `vigia bench --profile --json` (every node of the plan it runs, timed one by one);
 ORT's is its own session profiling (`enable_profiling`), the median of each node over the runs
 after the first five. Nodes are matched by the ONNX node name: vigia suffixes its rewrites
-(`.vigia`, `.einsum`, `.prefused`, `split-over-...`) and ORT names each kernel after the node's
+(`.vigia`, `.einsum`, `.prefused`, `split-over-...`, `.blocked`) and ORT names each kernel after the node's
 output tensor (`..._output_0`, `...:0`; `_nchwc` for its blocked layout). Both sides fuse activations and residual
 sums into the convolution before them but name the result differently (vigia after the
 convolution, ORT after the last node it fused), so with the `onnx` package installed each name is
@@ -36,7 +36,7 @@ import onnxruntime as ort
 FUSED_AFTER = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Mul", "Add",
                "BatchNormalization"}
 ANCHORS = {"Conv", "Gemm", "MatMul", "ConvTranspose"}
-VIGIA_SUFFIX = re.compile(r"(\.einsum|\.ab)?\.(vigia|prefused|split-over.*|concat-einsum.*)$")
+VIGIA_SUFFIX = re.compile(r"(\.einsum|\.ab)?\.(vigia|prefused|split-over.*|concat-einsum.*)(\.blocked)?$")
 ORT_SUFFIX = re.compile(r"_nchwc$")
 
 
