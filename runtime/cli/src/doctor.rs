@@ -213,7 +213,8 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let kernels_isa = vigia::kernels::Isa::detect();
     let (mr, nr) = vigia::kernels::gemm::tile(kernels_isa);
     let blocked = if kernels_isa == vigia::kernels::Isa::Avx512 {
-        ", chains of them on 16-channel blocked maps"
+        ", chains of them and of the depthwise ones between on 16-channel blocked maps, large \
+         expansions joined to the depthwise layer that reads them"
     } else {
         ""
     };

@@ -92,11 +92,17 @@ pub fn run_blocked(
             )
         });
     };
+    for_each_block(g, blocks, &task);
+}
+
+/// Runs `task(block)` for each of `blocks`, spread over the current kernel pool when the
+/// convolution of `g` is worth it.
+fn for_each_block(g: &PlaneGeometry, blocks: usize, task: &(dyn Fn(usize) + Sync)) {
     let work = g.output_len() * g.kernel_h * g.kernel_w;
     if work < pool::MIN_PARALLEL_WORK {
         (0..blocks).for_each(task);
     } else {
-        pool::current().run(blocks, &task);
+        pool::current().run(blocks, task);
     }
 }
 
@@ -224,12 +230,7 @@ pub fn run_on_blocks(
             block_output(isa, g, filters, activation, block, pw, padded, block_out);
         });
     };
-    let work = g.output_len() * g.kernel_h * g.kernel_w;
-    if work < pool::MIN_PARALLEL_WORK {
-        (0..filters.blocks).for_each(task);
-    } else {
-        pool::current().run(filters.blocks, &task);
-    }
+    for_each_block(g, filters.blocks, &task);
 }
 
 /// Copies a block's pixels (`[in_h][in_w]`) into `padded` (`pw` a row), zeros around them.
