@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::array::TypedConcat;
 
 use crate::engine::ops::vigia_blocked_conv::VigiaBlockedConv;
 use crate::engine::ops::vigia_blocked_depthwise::VigiaBlockedDepthwise;
@@ -62,6 +63,7 @@ pub(super) fn block_chains(model: &mut TypedModel) -> TractResult<usize> {
     }
     if !chained.is_empty() {
         cancel_reorders(model)?;
+        concat_blocked(model)?;
         model.compact()?;
     }
     Ok(chained.len())
@@ -324,6 +326,92 @@ fn cancel_reorders(model: &mut TypedModel) -> TractResult<()> {
                 converted.insert(source, OutletId::new(id, 0));
             }
         }
+    }
+    Ok(())
+}
+
+/// Concatenates on blocked maps the channels of parts of which at least one is a blocked map
+/// converted to planes (the others planar maps of whole blocks of channels), where only
+/// conversions back to blocks read the result (NanoDet-m's joins of two branches before a
+/// strided convolution): along the blocks' axis, each planar part converted alone, the
+/// blocked parts' and the result's conversions dropped.
+fn concat_blocked(model: &mut TypedModel) -> TractResult<()> {
+    let outputs = model.output_outlets()?.to_vec();
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(concat) = node.op_as::<TypedConcat>() else {
+            continue;
+        };
+        let out = OutletId::new(id, 0);
+        let rank = model.outlet_fact(out)?.rank();
+        let batch = rank == 4;
+        let reorder = |outlet: OutletId, to_blocked: bool| {
+            model
+                .node(outlet.node)
+                .op_as::<VigiaReorder>()
+                .filter(|r| r.to_blocked == to_blocked && r.batch == batch)
+                .is_some()
+        };
+        // Each part: the blocked map behind its conversion, or the planar map's dimensions.
+        let mut parts = vec![];
+        for input in &node.inputs {
+            if reorder(*input, false) {
+                parts.push(Err(model.node(input.node).inputs[0]));
+                continue;
+            }
+            let shape = model
+                .outlet_fact(*input)?
+                .shape
+                .as_concrete()
+                .map(|s| s.to_vec());
+            match shape.as_deref() {
+                Some(&[1, c, h, w]) | Some(&[c, h, w]) if c.is_multiple_of(BLOCK) => {
+                    parts.push(Ok((*input, c, h, w)))
+                }
+                _ => break,
+            }
+        }
+        let readers = &node.outputs[0].successors;
+        let read_blocked = !readers.is_empty()
+            && readers
+                .iter()
+                .all(|r| reorder(OutletId::new(r.node, 0), true));
+        if !(rank == 3 || batch)
+            || concat.axis != rank - 3
+            || outputs.contains(&out)
+            || parts.len() != node.inputs.len()
+            || parts.iter().all(|p| p.is_ok())
+            || !read_blocked
+        {
+            continue;
+        }
+        let mut patch = TypedModelPatch::new(format!("blocked maps concatenated {}", node.name));
+        let mut wires = tvec![];
+        for (i, part) in parts.into_iter().enumerate() {
+            wires.push(match part {
+                Err(blocked) => patch.tap_model(model, blocked)?,
+                Ok((planar, channels, height, width)) => {
+                    let tapped = patch.tap_model(model, planar)?;
+                    let to_blocked = VigiaReorder {
+                        to_blocked: true,
+                        batch,
+                        channels,
+                        height,
+                        width,
+                        isa: Isa::Avx512,
+                    };
+                    let name = format!("{}.part-{i}.blocked", node.name);
+                    patch.wire_node(name, to_blocked, &[tapped])?[0]
+                }
+            });
+        }
+        let axis = concat.axis;
+        let name = format!("{}.blocked", node.name);
+        let joined = patch.wire_node(name, TypedConcat { axis }, &wires)?[0];
+        for reader in readers {
+            patch.shunt_outside(model, OutletId::new(reader.node, 0), joined)?;
+        }
+        patch.apply(model)?;
     }
     Ok(())
 }
