@@ -3,7 +3,8 @@
 //! input or residual) form chains, each convolution of a chain becomes a [`VigiaBlockedConv`]
 //! (dense) or a [`VigiaBlockedDepthwise`], and the maps between two of them stay blocked. A [`VigiaReorder`] converts where a chain starts
 //! and ends, so a chain is blocked only when it computes enough per value converted
-//! ([`MIN_MACS_PER_CONVERTED`]); a lone convolution stays planar.
+//! ([`MIN_MACS_PER_CONVERTED`]); a lone convolution stays planar. A channel concatenation that
+//! only blocked convolutions read joins blocked maps ([`concat_blocked`]).
 //!
 //! Taken: AVX-512, whole blocks of 16 input and output channels (and of the maps they read:
 //! a window of a wider map's channels starts on a block); dense kernels up to 7x7 with output
