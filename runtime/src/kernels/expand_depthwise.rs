@@ -30,6 +30,8 @@ pub struct ExpandDepthwise {
     in_channels: usize,
     /// Pixels of the input (and of the expanded map).
     pixels: usize,
+    /// Where each input plane starts (the product's `B` rows), computed once.
+    offsets: Vec<usize>,
     /// The expansion's activation.
     activation: Activation,
     depthwise: Arc<DepthwiseConv>,
@@ -106,6 +108,7 @@ impl ExpandDepthwise {
             group_channels,
             in_channels: k,
             pixels,
+            offsets: (0..k).map(|c| c * pixels).collect(),
             activation: expand.activation(),
             depthwise,
             path,
@@ -149,8 +152,8 @@ impl ExpandDepthwise {
         assert_eq!(output.len(), self.output_len(), "output length");
         let d = self.depthwise.geometry();
         let plane_out = d.out_h * d.out_w;
-        let offsets: Vec<usize> = (0..self.in_channels).map(|c| c * self.pixels).collect();
-        let columns = Columns::new(input, &offsets, self.pixels).expect("input planes checked");
+        let columns =
+            Columns::new(input, &self.offsets, self.pixels).expect("input planes checked");
         let out = SharedMut::new(output);
         let task = |g: usize| {
             let weights = &self.groups[g];
